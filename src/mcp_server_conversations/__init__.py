@@ -1,0 +1,3 @@
+"""mcp-server-conversations: Letta-style conversations for any MCP client."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,66 @@
+"""Command line: flags override CONVERSATIONS_* environment variables; logs go to stderr."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any
+
+from . import __version__
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="mcp-server-conversations",
+        description="An MCP server with Letta-style conversations. Every flag also reads CONVERSATIONS_<FLAG>.",
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--transport", choices=["stdio", "streamable-http"], help="default: stdio")
+    p.add_argument("--db", help="SQLite file (default: under the user's data directory)")
+    p.add_argument("--model", dest="default_model", help="default model handle, e.g. openai/gpt-5-mini")
+    p.add_argument("--max-message-chars", type=int, help="largest accepted message (default 200000)")
+    p.add_argument("--default-context-window", type=int, help="window for models litellm does not know")
+    p.add_argument("--model-timeout", type=float, help="idle-read timeout of model calls in seconds")
+    p.add_argument("--embedding-model", help="embedding model handle for hybrid search")
+    p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="HTTP port (default 8283)")
+    p.add_argument("--stateless", action="store_true", default=None, help="no MCP sessions (for replicas)")
+    p.add_argument("--json-response", action="store_true", default=None, help="JSON instead of SSE responses")
+    p.add_argument("--auth-token", help="bearer token required on every HTTP request")
+    p.add_argument(
+        "--allow-unauthenticated", action="store_true", default=None,
+        help="allow binding a non-loopback address without --auth-token",
+    )
+    p.add_argument("--allowed-hosts", nargs="*", help="extra Host header values to accept")
+    p.add_argument("--allowed-origins", nargs="*", help="extra Origin header values to accept")
+    p.add_argument("--max-body-bytes", type=int, help="largest HTTP request body (default 4 MiB)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default) or ERROR")
+    return p.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> Any:
+    from .config import Settings
+
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    return Settings(**given)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        settings = settings_from_args(args)
+    except Exception as e:  # pydantic's message names the bad setting
+        print(f"mcp-server-conversations: bad configuration: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    logging.basicConfig(
+        stream=sys.stderr, level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    if settings.transport == "streamable-http":
+        from .http import serve_http
+
+        serve_http(settings)
+        return
+    from .server import build_server
+
+    build_server(settings).run()

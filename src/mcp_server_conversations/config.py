@@ -1,0 +1,49 @@
+"""Server settings: command-line flags override `CONVERSATIONS_*` environment variables."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_db_path() -> Path:
+    """The database under the user's data directory (XDG on Linux)."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("mcp-server-conversations", appauthor=False)) / "conversations.db"
+
+
+class Settings(BaseSettings):
+    """Everything the server can be told. Each field maps to `CONVERSATIONS_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="CONVERSATIONS_", extra="ignore")
+
+    db: Path = Field(default_factory=default_db_path, description="SQLite database file")
+    default_model: str | None = Field(default=None, description="Model handle used when no other level sets one")
+    max_message_chars: int = Field(default=200_000, ge=1, description="Largest accepted message text")
+    default_context_window: int = Field(
+        default=32_000, ge=1000, description="Context window for models whose size litellm does not know"
+    )
+    model_timeout: float = Field(default=600.0, gt=0, description="Idle-read timeout of model calls, seconds")
+    model_retries: int = Field(default=0, ge=0, le=10, description="Retries litellm makes on a failed call")
+    embedding_model: str | None = Field(default=None, description="Optional embedding model for hybrid search")
+    # HTTP transport
+    transport: str = Field(default="stdio", description="stdio or streamable-http")
+    host: str = "127.0.0.1"
+    port: int = 8283
+    stateless: bool = False
+    json_response: bool = False
+    auth_token: str | None = None
+    allow_unauthenticated: bool = False
+    allowed_hosts: list[str] = Field(default_factory=list)
+    allowed_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = 4 * 1024 * 1024
+    session_idle_timeout: float = 1800.0
+    max_sessions: int = 1000
+    log_level: str = "WARNING"
+
+    def resolved_db(self) -> Path:
+        return Path(os.path.expanduser(str(self.db)))

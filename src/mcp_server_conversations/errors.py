@@ -1,0 +1,83 @@
+"""The one error tree of the server.
+
+    ConversationsError            base; its message is shown to the client as is
+    ├── NotFoundError             an id that does not exist ("conversation conv-… not found")
+    ├── ValidationError           bad input; names the field and how to fix it
+    ├── ConflictError             the request clashes with current state
+    └── ModelError                a model call could not be made or failed
+        ├── ModelNotConfiguredError   no level names a model, or a provider key is missing
+        └── ProviderError             the provider answered with an error (litellm's class kept)
+            └── ContextWindowError    the prompt was over the model's window
+
+litellm's exceptions are mapped to these once, in the model gateway; the MCP and
+REST layers translate this tree to their own error shapes in one place each.
+"""
+
+from __future__ import annotations
+
+
+class ConversationsError(Exception):
+    """Base class: the message is safe and meant for the user."""
+
+    status_code = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFoundError(ConversationsError, KeyError):
+    """An id that names nothing."""
+
+    status_code = 404
+
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"{kind} {ident} not found")
+        self.kind = kind
+        self.ident = ident
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.message
+
+
+class ValidationError(ConversationsError, ValueError):
+    """Bad input: the message names the field."""
+
+    status_code = 422
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"invalid {field}: {problem}")
+        self.field = field
+
+
+class ConflictError(ConversationsError):
+    """The request clashes with the current state."""
+
+    status_code = 409
+
+
+class ModelError(ConversationsError):
+    """A model call could not be made or failed."""
+
+    status_code = 502
+
+
+class ModelNotConfiguredError(ModelError):
+    """No model is set at any level, or the provider's key is missing."""
+
+    status_code = 400
+
+
+class ProviderError(ModelError):
+    """The provider answered with an error; `error_class` is litellm's class name."""
+
+    def __init__(self, error_class: str, message: str, status_code: int | None = None) -> None:
+        super().__init__(f"{error_class}: {message}")
+        self.error_class = error_class
+        self.provider_message = message
+        if status_code:
+            self.status_code = status_code
+
+
+class ContextWindowError(ProviderError):
+    """The prompt did not fit the model's context window."""

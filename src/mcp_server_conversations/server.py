@@ -1,0 +1,41 @@
+"""Building the MCP server: its lifespan opens the app unless one is shared (HTTP + REST)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from mcp.server.mcpserver import MCPServer
+
+from . import __version__, tools
+from .app import App, open_app
+from .config import Settings
+
+INSTRUCTIONS = (
+    "Letta-style conversations: parallel message threads of one stateful agent. Threads share the agent's "
+    "memory blocks and a searchable pooled history; each has its own context window. Create a conversation, "
+    "talk in it with send_message, branch it with fork_conversation, find past messages with conversation_search."
+)
+
+
+def build_server(settings: Settings, shared: App | None = None) -> MCPServer:
+    """The MCP server. With `shared`, tools use that already-open app (the HTTP server opens
+    one for MCP and REST together); otherwise the lifespan opens and closes its own."""
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer) -> AsyncIterator[App]:
+        if shared is not None:
+            yield shared
+            return
+        async with open_app(settings) as app:
+            yield app
+
+    mcp = MCPServer(
+        "mcp-server-conversations",
+        instructions=INSTRUCTIONS,
+        version=__version__,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+    )
+    tools.register(mcp)
+    return mcp

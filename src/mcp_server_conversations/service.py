@@ -1,0 +1,300 @@
+"""The conversation service: every operation the MCP tools and the REST API expose,
+validated once here. Tools and routes translate and delegate; SQL stays in storage."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from .config import Settings
+from .errors import NotFoundError, ValidationError
+from .memory import DEFAULT_BLOCK_LIMIT, DEFAULT_BLOCKS, DEFAULT_SYSTEM, check_block, compile_system
+from .models import (
+    Agent,
+    AgentList,
+    Block,
+    Conversation,
+    ConversationList,
+    Deleted,
+    MessageList,
+    SearchResults,
+)
+from .search import fts_query
+from .storage import SQLiteStore
+from .util import decode_cursor, encode_cursor, parse_date_bound
+
+HANDLE = re.compile(r"^[A-Za-z0-9_.\-]+/\S+$")
+UNSET: Any = object()  # an omitted field in update_* calls (None means: clear it)
+
+
+def check_handle(field: str, value: str | None) -> str | None:
+    """A model handle must be `provider/model-name` (litellm's format)."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not HANDLE.match(value.strip()) or value.strip().endswith("/"):
+        raise ValidationError(
+            field,
+            f"{value!r} is not a model handle; use provider/model-name, e.g. openai/gpt-5-mini, "
+            "anthropic/claude-haiku-4-5 or ollama/llama3.2",
+        )
+    return value.strip()
+
+
+def check_limit(value: int, maximum: int, field: str = "limit") -> int:
+    if not 1 <= value <= maximum:
+        raise ValidationError(field, f"must be between 1 and {maximum} (got {value})")
+    return value
+
+
+class ConversationService:
+    """Agents, memory blocks, conversations, history and search over one store."""
+
+    def __init__(self, store: SQLiteStore, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+
+    # -- helpers --
+
+    def check_text(self, field: str, value: str, *, allow_empty: bool = False) -> str:
+        if not allow_empty and not value.strip():
+            raise ValidationError(field, "must not be empty")
+        if len(value) > self.settings.max_message_chars:
+            raise ValidationError(
+                field,
+                f"{len(value)} characters is over the limit of {self.settings.max_message_chars} "
+                "(--max-message-chars / CONVERSATIONS_MAX_MESSAGE_CHARS)",
+            )
+        return value
+
+    async def resolve_agent(self, agent_id: str | None) -> str:
+        """The given agent (which must exist) or the default agent, made on first use."""
+        if agent_id is not None:
+            await self.store.get_agent(agent_id)
+            return agent_id
+        existing = await self.store.default_agent_id()
+        if existing:
+            return existing
+        agent = await self.store.create_agent(
+            name="default", model=None, system=DEFAULT_SYSTEM, context_window_limit=None,
+            blocks=[dict(b) for b in DEFAULT_BLOCKS], is_default=True,
+        )
+        return agent.id
+
+    async def system_text(self, agent_id: str) -> str:
+        return compile_system(await self.store.get_agent(agent_id))
+
+    # -- agents --
+
+    async def create_agent(
+        self,
+        name: str,
+        model: str | None = None,
+        system: str | None = None,
+        memory_blocks: list[dict[str, Any]] | None = None,
+        context_window_limit: int | None = None,
+    ) -> Agent:
+        if not name or not name.strip():
+            raise ValidationError("name", "must not be empty")
+        model = check_handle("model", model)
+        if context_window_limit is not None and context_window_limit < 256:
+            raise ValidationError("context_window_limit", f"must be at least 256 tokens (got {context_window_limit})")
+        blocks, labels = [], set()
+        for i, b in enumerate(memory_blocks or []):
+            label = str(b.get("label") or "")
+            value = b.get("value") or ""
+            limit = b.get("limit") or DEFAULT_BLOCK_LIMIT
+            try:
+                check_block(label, value, limit)
+            except ValidationError as e:
+                raise ValidationError(f"memory_blocks[{i}].{e.field}", e.message.split(": ", 1)[1]) from None
+            if label in labels:
+                raise ValidationError(f"memory_blocks[{i}].label", f"duplicate label {label!r}; labels are unique")
+            labels.add(label)
+            blocks.append({**b, "label": label, "value": value, "limit": limit})
+        return await self.store.create_agent(
+            name=name.strip(), model=model, system=system if system is not None else DEFAULT_SYSTEM,
+            context_window_limit=context_window_limit, blocks=blocks,
+        )
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        return await self.store.get_agent(agent_id)
+
+    async def list_agents(self, limit: int = 50, after: str | None = None) -> AgentList:
+        check_limit(limit, 1000)
+        key = None
+        if after:
+            key = tuple(decode_cursor(after, kind="agents")["k"])
+        agents = await self.store.list_agents(limit + 1, key)  # type: ignore[arg-type]
+        cursor = None
+        if len(agents) > limit:
+            agents = agents[:limit]
+            cursor = encode_cursor({"kind": "agents", "k": [agents[-1].created_at, agents[-1].id]})
+        return AgentList(agents=agents, next_cursor=cursor)
+
+    async def update_agent(self, agent_id: str, **fields: Any) -> Agent:
+        fields = {k: v for k, v in fields.items() if v is not UNSET}
+        if "name" in fields and (not fields["name"] or not str(fields["name"]).strip()):
+            raise ValidationError("name", "must not be empty")
+        if "model" in fields:
+            fields["model"] = check_handle("model", fields["model"])
+        if "system" in fields and fields["system"] is None:
+            fields["system"] = DEFAULT_SYSTEM
+        cwl = fields.get("context_window_limit")
+        if cwl is not None and cwl < 256:
+            raise ValidationError("context_window_limit", f"must be at least 256 tokens (got {cwl})")
+        return await self.store.update_agent(agent_id, fields)
+
+    async def delete_agent(self, agent_id: str) -> Deleted:
+        await self.store.delete_agent(agent_id)
+        return Deleted(id=agent_id)
+
+    async def update_memory_block(self, agent_id: str | None, label: str, **fields: Any) -> Block:
+        agent_id = await self.resolve_agent(agent_id)
+        if not label or not label.strip():
+            raise ValidationError("label", "must not be empty")
+        fields = {k: v for k, v in fields.items() if v is not UNSET}
+        if fields.get("value") is not None:
+            self.check_text("value", fields["value"], allow_empty=True)
+
+        def merge(current: Block | None, given: dict[str, Any]) -> dict[str, Any]:
+            base = current.model_dump() if current else {
+                "value": "", "description": None, "limit": DEFAULT_BLOCK_LIMIT, "read_only": False,
+            }
+            new = {**base}
+            for k, v in given.items():
+                if v is None and k in ("value", "limit", "read_only"):
+                    v = {"value": "", "limit": DEFAULT_BLOCK_LIMIT, "read_only": False}[k]
+                new[k] = v
+            check_block(label, new["value"], new["limit"])
+            return new
+
+        return await self.store.upsert_block(agent_id, label, fields, merge)
+
+    # -- conversations --
+
+    async def create_conversation(
+        self, agent_id: str | None = None, model: str | None = None, summary: str | None = None
+    ) -> Conversation:
+        agent_id = await self.resolve_agent(agent_id)
+        model = check_handle("model", model)
+        return await self.store.create_conversation(
+            agent_id, model=model, summary=summary, system_text=await self.system_text(agent_id)
+        )
+
+    async def get_conversation(self, conversation_id: str) -> Conversation:
+        return await self.store.get_conversation(conversation_id)
+
+    async def update_conversation(self, conversation_id: str, **fields: Any) -> Conversation:
+        fields = {k: v for k, v in fields.items() if v is not UNSET}
+        if "model" in fields:
+            fields["model"] = check_handle("model", fields["model"])
+        return await self.store.update_conversation(conversation_id, fields)
+
+    async def list_conversations(
+        self,
+        agent_id: str | None = None,
+        order_by: Literal["created_at", "last_run_completion"] = "created_at",
+        order: Literal["asc", "desc"] = "desc",
+        limit: int = 50,
+        after: str | None = None,
+    ) -> ConversationList:
+        check_limit(limit, 1000)
+        if order_by not in ("created_at", "last_run_completion"):
+            raise ValidationError("order_by", "use created_at or last_run_completion")
+        if order not in ("asc", "desc"):
+            raise ValidationError("order", "use asc or desc")
+        agent_id = await self.resolve_agent(agent_id)
+        key = None
+        if after:
+            key = decode_cursor(after, kind="conversations", order_by=order_by, order=order, agent=agent_id)["k"]
+        convs = await self.store.list_conversations(
+            agent_id, order_by=order_by, desc=order == "desc", limit=limit + 1, after=key
+        )
+        cursor = None
+        if len(convs) > limit:
+            convs = convs[:limit]
+            last = convs[-1]
+            cursor = encode_cursor({
+                "kind": "conversations", "order_by": order_by, "order": order, "agent": agent_id,
+                "k": [getattr(last, order_by), last.id],
+            })
+        return ConversationList(conversations=convs, next_cursor=cursor)
+
+    async def fork_conversation(self, conversation_id: str, message_id: str | None = None) -> Conversation:
+        src = await self.store.get_conversation(conversation_id)
+        return await self.store.fork_conversation(conversation_id, message_id, await self.system_text(src.agent_id))
+
+    async def delete_conversation(self, conversation_id: str) -> Deleted:
+        await self.store.delete_conversation(conversation_id)
+        return Deleted(id=conversation_id)
+
+    # -- messages and search --
+
+    async def list_messages(
+        self,
+        conversation_id: str,
+        limit: int = 100,
+        after: str | None = None,
+        order: Literal["asc", "desc"] = "asc",
+        message_types: list[str] | None = None,
+        include_system: bool = False,
+    ) -> MessageList:
+        check_limit(limit, 1000)
+        if order not in ("asc", "desc"):
+            raise ValidationError("order", "use asc or desc")
+        from .storage.conversations import ALL_TYPES
+
+        bad = [t for t in message_types or [] if t not in ALL_TYPES]
+        if bad:
+            raise ValidationError("message_types", f"unknown type(s) {bad}; use any of {list(ALL_TYPES)}")
+        await self.store.get_conversation(conversation_id)
+        key = None
+        if after:
+            key = tuple(decode_cursor(after, kind="messages", order=order, conv=conversation_id)["k"])
+        msgs, next_key = await self.store.list_history(
+            conversation_id, limit=limit, after=key, desc=order == "desc",  # type: ignore[arg-type]
+            types=set(message_types) if message_types else None, include_system=include_system,
+        )
+        cursor = None
+        if next_key is not None:
+            cursor = encode_cursor({"kind": "messages", "order": order, "conv": conversation_id, "k": list(next_key)})
+        return MessageList(messages=msgs, next_cursor=cursor)
+
+    async def search(
+        self,
+        query: str,
+        agent_id: str | None = None,
+        conversation_id: str | None = None,
+        roles: list[str] | None = None,
+        start_date: str | None = None,
+        end_date: str | None = None,
+        limit: int = 10,
+    ) -> SearchResults:
+        check_limit(limit, 100)
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationError("query", "must not be empty; give words to look for")
+        if len(query) > self.settings.max_message_chars:
+            raise ValidationError("query", f"over {self.settings.max_message_chars} characters")
+        bad = [r for r in roles or [] if r not in ("user", "assistant", "tool")]
+        if bad:
+            raise ValidationError("roles", f"unknown role(s) {bad}; use user, assistant or tool")
+        start = parse_date_bound("start_date", start_date, end=False)
+        end = parse_date_bound("end_date", end_date, end=True)
+        if conversation_id is not None:
+            conv = await self.store.get_conversation(conversation_id)
+            if agent_id is not None and agent_id != conv.agent_id:
+                raise ValidationError("agent_id", f"conversation {conversation_id} belongs to agent {conv.agent_id}")
+            agent_id = conv.agent_id
+        else:
+            agent_id = await self.resolve_agent(agent_id)
+        match = fts_query(query)
+        if match is None:
+            return SearchResults(results=[])
+        results = await self.store.search(
+            agent_id=agent_id, match=match, roles=roles or None, start=start, end=end,
+            conversation_id=conversation_id, limit=limit,
+        )
+        return SearchResults(results=results)
+
+
+__all__ = ["ConversationService", "NotFoundError", "UNSET", "check_handle"]

@@ -1,0 +1,84 @@
+"""The SQLite connection: open (owner-only file, WAL, foreign keys, migrations) and transactions."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from .schema import migrate
+
+
+class SQLiteBase:
+    """One aiosqlite connection. Writes are serialized by an asyncio lock, each in
+    `BEGIN IMMEDIATE`, so a use case commits whole or not at all; reads need no lock."""
+
+    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+        self.db = db
+        self.path = path
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: str | Path) -> SQLiteBase:
+        path = str(path)
+        if path != ":memory:":
+            p = Path(path)
+            p.parent.mkdir(parents=True, exist_ok=True)
+            if not p.exists():
+                # Create the file owner-only before SQLite opens it.
+                fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o600)
+                os.close(fd)
+            os.chmod(p, 0o600)
+        db = await aiosqlite.connect(path, isolation_level=None)
+        db.row_factory = aiosqlite.Row
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA busy_timeout=10000")
+        await db.execute("PRAGMA temp_store=MEMORY")
+        await db.execute("PRAGMA cache_size=-65536")
+        await migrate(db)
+        return cls(db, path)
+
+    async def close(self) -> None:
+        try:
+            await self.db.execute("PRAGMA optimize")
+        except Exception:  # closing must not fail on a busy or broken file
+            pass
+        await self.db.close()
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A write transaction; rolled back if the body raises (or is cancelled)."""
+        async with self._write_lock:
+            await self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                await asyncio.shield(self.db.rollback())
+                raise
+            else:
+                await asyncio.shield(self.db.commit())
+
+    async def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> aiosqlite.Row | None:
+        async with self.db.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
+        async with self.db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def all_in(self, sql: str, ids: Iterable[Any], chunk: int = 900) -> list[aiosqlite.Row]:
+        """Run `sql` (with one `{ids}` placeholder) over ids in chunks under SQLite's variable limit."""
+        ids = list(ids)
+        out: list[aiosqlite.Row] = []
+        for i in range(0, len(ids), chunk):
+            part = ids[i : i + chunk]
+            marks = ",".join("?" * len(part))
+            out.extend(await self.all(sql.format(ids=marks), part))
+        return out

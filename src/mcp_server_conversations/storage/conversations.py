@@ -1,0 +1,312 @@
+"""Conversations and their messages: history, context window, forks and deletion."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import aiosqlite
+
+from ..errors import NotFoundError, ValidationError
+from ..models import Conversation, Message
+from ..util import new_id, now_iso
+from .base import SQLiteBase
+from .rows import MESSAGE_COLUMNS, NewMessage, conversation_from_row, message_from_row, pack, unpack
+
+CONV_COLUMNS = (
+    "id, agent_id, summary, model, created_at, last_run_completion, forked_from_conversation_id, "
+    "forked_from_message_id, message_count"
+)
+# History keys order a conversation's history: (0, 0) its system message, (1, i) the i-th
+# inherited row, (2, rowid) a row it wrote. They are what list cursors carry.
+HistoryKey = tuple[int, int]
+
+
+class ConversationStore(SQLiteBase):
+    # -- conversations --
+
+    async def create_conversation(
+        self, agent_id: str, *, model: str | None, summary: str | None, system_text: str
+    ) -> Conversation:
+        conv_id = new_id("conv")
+        now = now_iso()
+        async with self.write() as db:
+            await db.execute(
+                "INSERT INTO conversations (id, agent_id, summary, model, created_at) VALUES (?, ?, ?, ?, ?)",
+                (conv_id, agent_id, summary, model, now),
+            )
+            rowid = await self._insert_system(db, conv_id, agent_id, system_text, now)
+            await db.execute(
+                "UPDATE conversations SET system_rowid = ?, context = ? WHERE id = ?", (rowid, pack([rowid]), conv_id)
+            )
+        return await self.get_conversation(conv_id)
+
+    async def _insert_system(self, db: aiosqlite.Connection, conv_id: str, agent_id: str, text: str, now: str) -> int:
+        cur = await db.execute(
+            "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
+            "content, created_at) VALUES (?, ?, ?, ?, 'system_message', 'system', ?, ?)",
+            (new_id("message"), agent_id, conv_id, conv_id, text, now),
+        )
+        return int(cur.lastrowid or 0)
+
+    async def get_conversation(self, conv_id: str) -> Conversation:
+        row = await self.one(f"SELECT {CONV_COLUMNS} FROM conversations WHERE id = ?", (conv_id,))
+        if row is None:
+            raise NotFoundError("conversation", conv_id)
+        return conversation_from_row(row)
+
+    async def update_conversation(self, conv_id: str, fields: dict[str, Any]) -> Conversation:
+        fields = {k: v for k, v in fields.items() if k in ("model", "summary", "last_run_completion")}
+        async with self.write() as db:
+            cur = await db.execute("SELECT 1 FROM conversations WHERE id = ?", (conv_id,))
+            if await cur.fetchone() is None:
+                raise NotFoundError("conversation", conv_id)
+            if fields:
+                sets = ", ".join(f"{k} = ?" for k in fields)
+                await db.execute(f"UPDATE conversations SET {sets} WHERE id = ?", (*fields.values(), conv_id))
+        return await self.get_conversation(conv_id)
+
+    async def list_conversations(
+        self, agent_id: str, *, order_by: str, desc: bool, limit: int, after: list[Any] | None
+    ) -> list[Conversation]:
+        """Keyset pagination; ties broken by id; never-run conversations sort last in both orders."""
+        col = "created_at" if order_by == "created_at" else "last_run_completion"
+        cmp, direction = ("<", "DESC") if desc else (">", "ASC")
+        where, params = ["agent_id = ?"], [agent_id]
+        if after is not None:
+            value, last_id = after
+            if value is None:
+                where.append(f"{col} IS NULL AND id {cmp} ?")
+                params.append(last_id)
+            else:
+                where.append(f"({col} IS NULL OR {col} {cmp} ? OR ({col} = ? AND id {cmp} ?))")
+                params += [value, value, last_id]
+        sql = (
+            f"SELECT {CONV_COLUMNS} FROM conversations WHERE {' AND '.join(where)} "
+            f"ORDER BY {col} IS NULL, {col} {direction}, id {direction} LIMIT ?"
+        )
+        rows = await self.all(sql, (*params, limit))
+        return [conversation_from_row(r) for r in rows]
+
+    async def conversation_state(self, conv_id: str) -> aiosqlite.Row:
+        row = await self.one("SELECT * FROM conversations WHERE id = ?", (conv_id,))
+        if row is None:
+            raise NotFoundError("conversation", conv_id)
+        return row
+
+    # -- messages and context --
+
+    async def append_messages(
+        self, conv_id: str, messages: list[NewMessage], *, in_context: bool = True
+    ) -> list[Message]:
+        """Store messages written by this conversation and (by default) append them to its context."""
+        if not messages:
+            return []
+        async with self.write() as db:
+            cur = await db.execute("SELECT agent_id, context FROM conversations WHERE id = ?", (conv_id,))
+            conv = await cur.fetchone()
+            if conv is None:
+                raise NotFoundError("conversation", conv_id)
+            rows = self._message_rows(conv_id, conv["agent_id"], messages)
+            rowids: list[int] = []
+            for params in rows:
+                c = await db.execute(
+                    "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
+                    "content, reasoning, tool_calls, tool_call_id, status, model, run_id, is_err, created_at, "
+                    "search_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    params,
+                )
+                rowids.append(int(c.lastrowid or 0))
+            counted = sum(1 for m in messages if m.message_type != "system_message")
+            if in_context:
+                context = unpack(conv["context"]) + rowids
+                await db.execute(
+                    "UPDATE conversations SET context = ?, message_count = message_count + ? WHERE id = ?",
+                    (pack(context), counted, conv_id),
+                )
+            else:
+                await db.execute(
+                    "UPDATE conversations SET message_count = message_count + ? WHERE id = ?", (counted, conv_id)
+                )
+        return await self.messages_by_rowids(rowids, in_context_of=set(rowids) if in_context else set())
+
+    def _message_rows(self, conv_id: str, agent_id: str, messages: list[NewMessage]) -> list[tuple]:
+        out = []
+        for m in messages:
+            out.append(
+                (
+                    m.id or new_id("message"), agent_id, conv_id, conv_id, m.message_type, m.role, m.content,
+                    m.reasoning, json.dumps(m.tool_calls) if m.tool_calls else None, m.tool_call_id, m.status,
+                    m.model, m.run_id, int(m.is_err), m.created_at or now_iso(), m.search_text(),
+                )
+            )
+        return out
+
+    async def messages_by_rowids(self, rowids: list[int], in_context_of: set[int]) -> list[Message]:
+        rows = await self.all_in(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE rowid IN ({{ids}})", rowids)
+        by_id = {r["rowid"]: r for r in rows}
+        return [message_from_row(by_id[i], i in in_context_of) for i in rowids if i in by_id]
+
+    async def context_messages(self, conv_id: str) -> list[Message]:
+        """The context window in prompt order: the system message first."""
+        conv = await self.conversation_state(conv_id)
+        context = unpack(conv["context"])
+        return await self.messages_by_rowids(context, set(context))
+
+    async def set_system_text(self, conv_id: str, text: str) -> None:
+        """Refresh the stored system message with the prompt compiled for this call."""
+        async with self.write() as db:
+            await db.execute(
+                "UPDATE messages SET content = ? WHERE rowid = (SELECT system_rowid FROM conversations WHERE id = ?) "
+                "AND content IS NOT ?",
+                (text, conv_id, text),
+            )
+
+    async def remove_from_context(self, conv_id: str, message_ids: list[str], *, mark_err: bool) -> None:
+        """Take messages out of the context window (they stay in history), optionally marking them is_err."""
+        if not message_ids:
+            return
+        async with self.write() as db:
+            rows = await self.all_in("SELECT rowid FROM messages WHERE id IN ({ids})", message_ids)
+            drop = {r["rowid"] for r in rows}
+            cur = await db.execute("SELECT context FROM conversations WHERE id = ?", (conv_id,))
+            conv = await cur.fetchone()
+            if conv is not None:
+                context = [i for i in unpack(conv["context"]) if i not in drop]
+                await db.execute("UPDATE conversations SET context = ? WHERE id = ?", (pack(context), conv_id))
+            if mark_err and drop:
+                marks = ",".join("?" * len(drop))
+                await db.execute(f"UPDATE messages SET is_err = 1 WHERE rowid IN ({marks})", list(drop))
+
+    async def replace_context_prefix(self, conv_id: str, evicted_ids: list[str], summary: NewMessage) -> Message:
+        """Compaction: store `summary`, and in the context replace the evicted messages by it
+        (placed right after the system message). The evicted rows stay in history and search."""
+        async with self.write() as db:
+            cur = await db.execute("SELECT agent_id, context FROM conversations WHERE id = ?", (conv_id,))
+            conv = await cur.fetchone()
+            if conv is None:
+                raise NotFoundError("conversation", conv_id)
+            rows = await self.all_in("SELECT rowid FROM messages WHERE id IN ({ids})", evicted_ids)
+            drop = {r["rowid"] for r in rows}
+            (params,) = self._message_rows(conv_id, conv["agent_id"], [summary])
+            c = await db.execute(
+                "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
+                "content, reasoning, tool_calls, tool_call_id, status, model, run_id, is_err, created_at, "
+                "search_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                params,
+            )
+            summary_rowid = int(c.lastrowid or 0)
+            context = unpack(conv["context"])
+            kept = [i for i in context[1:] if i not in drop]
+            new_context = context[:1] + [summary_rowid] + kept
+            await db.execute(
+                "UPDATE conversations SET context = ?, message_count = message_count + 1 WHERE id = ?",
+                (pack(new_context), conv_id),
+            )
+        (msg,) = await self.messages_by_rowids([summary_rowid], {summary_rowid})
+        return msg
+
+    # -- history (list_messages) --
+
+    async def list_history(
+        self,
+        conv_id: str,
+        *,
+        limit: int,
+        after: HistoryKey | None,
+        desc: bool,
+        types: set[str] | None,
+        include_system: bool,
+    ) -> tuple[list[Message], HistoryKey | None]:
+        """One page of the whole history and the key to continue after it (None at the end)."""
+        conv = await self.conversation_state(conv_id)
+        context = set(unpack(conv["context"]))
+        inherited = unpack(conv["inherited"])
+        want = set(types) if types else None
+        if not include_system:
+            want = (want or set(ALL_TYPES)) - {"system_message"}
+        picked: list[tuple[HistoryKey, Any]] = []
+        need = limit + 1
+        for section in (2, 1, 0) if desc else (0, 1, 2):
+            if len(picked) >= need:
+                break
+            if after is not None and (section > after[0] if desc else section < after[0]):
+                continue
+            start = after[1] if after is not None and after[0] == section else None
+            picked += await self._section(conv, section, inherited, start, desc, want, need - len(picked))
+        page = picked[:limit]
+        next_key = page[-1][0] if len(picked) > limit else None
+        return [message_from_row(r, r["rowid"] in context) for _, r in page], next_key
+
+    async def _section(
+        self, conv: Any, section: int, inherited: list[int], start: int | None, desc: bool,
+        want: set[str] | None, need: int,
+    ) -> list[tuple[HistoryKey, Any]]:
+        type_sql, type_params = "", []
+        if want is not None:
+            type_sql = f" AND message_type IN ({','.join('?' * len(want))})"
+            type_params = sorted(want)
+        if section == 0:
+            if start is not None or conv["system_rowid"] is None:
+                return []
+            rows = await self.all(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE rowid = ?{type_sql}",
+                (conv["system_rowid"], *type_params),
+            )
+            return [((0, 0), r) for r in rows]
+        if section == 2:
+            op, direction = ("<", "DESC") if desc else (">", "ASC")
+            bound = start if start is not None else (2**62 if desc else 0)
+            rows = await self.all(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND rowid {op} ? "
+                f"AND rowid IS NOT ?{type_sql} ORDER BY rowid {direction} LIMIT ?",
+                (conv["id"], bound, conv["system_rowid"], *type_params, need),
+            )
+            return [((2, r["rowid"]), r) for r in rows]
+        # inherited rows, walked by index in chunks
+        idx = list(range(len(inherited)))
+        if desc:
+            idx = [i for i in reversed(idx) if start is None or i < start]
+        else:
+            idx = [i for i in idx if start is None or i > start]
+        out: list[tuple[HistoryKey, Any]] = []
+        for c in range(0, len(idx), 500):
+            chunk = idx[c : c + 500]
+            rows = await self.all_in(
+                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE rowid IN ({{ids}})", [inherited[i] for i in chunk]
+            )
+            by_rowid = {r["rowid"]: r for r in rows}
+            for i in chunk:
+                r = by_rowid.get(inherited[i])
+                if r is not None and (want is None or r["message_type"] in want):
+                    out.append(((1, i), r))
+                    if len(out) >= need:
+                        return out
+        return out
+
+    async def history_key_of(self, conv_id: str, message_id: str) -> HistoryKey:
+        """Where a message sits in a conversation's history (for cursors by message id)."""
+        conv = await self.conversation_state(conv_id)
+        row = await self.one("SELECT rowid, conversation_id FROM messages WHERE id = ?", (message_id,))
+        if row is None:
+            raise ValidationError("message_id", f"message {message_id} is not in conversation {conv_id}")
+        if row["rowid"] == conv["system_rowid"]:
+            return (0, 0)
+        if row["conversation_id"] == conv_id:
+            return (2, row["rowid"])
+        inherited = unpack(conv["inherited"])
+        if row["rowid"] in inherited:
+            return (1, inherited.index(row["rowid"]))
+        raise ValidationError("message_id", f"message {message_id} is not in conversation {conv_id}")
+
+    async def get_message(self, message_id: str) -> Message:
+        row = await self.one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
+        if row is None:
+            raise NotFoundError("message", message_id)
+        return message_from_row(row, False)
+
+
+ALL_TYPES = (
+    "system_message", "user_message", "assistant_message", "reasoning_message",
+    "tool_call_message", "tool_return_message", "summary_message",
+)

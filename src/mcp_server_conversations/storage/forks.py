@@ -1,0 +1,90 @@
+"""Forking and deleting conversations: the two operations that share message rows."""
+
+from __future__ import annotations
+
+from ..errors import NotFoundError, ValidationError
+from ..models import Conversation
+from ..util import new_id, now_iso
+from .conversations import ConversationStore
+from .rows import pack, unpack
+
+
+class ForkStore(ConversationStore):
+    async def fork_conversation(self, src_id: str, message_id: str | None, system_text: str) -> Conversation:
+        """A new conversation whose context is the source's in-context messages (through
+        `message_id` inclusive) behind a fresh system message. Rows are shared, not copied."""
+        fork_id = new_id("conv")
+        now = now_iso()
+        async with self.write() as db:
+            cur = await db.execute("SELECT * FROM conversations WHERE id = ?", (src_id,))
+            src = await cur.fetchone()
+            if src is None:
+                raise NotFoundError("conversation", src_id)
+            context = unpack(src["context"])
+            body = [i for i in context if i != src["system_rowid"]]
+            if message_id is not None:
+                cur = await db.execute("SELECT rowid FROM messages WHERE id = ?", (message_id,))
+                row = await cur.fetchone()
+                if row is None or row["rowid"] not in body:
+                    raise ValidationError(
+                        "message_id",
+                        f"message {message_id} is not in the context window of conversation {src_id}; "
+                        "pick one of its in-context messages (list_messages shows in_context)",
+                    )
+                body = body[: body.index(row["rowid"]) + 1]
+            counted = 0
+            if body:
+                for i in range(0, len(body), 900):
+                    part = body[i : i + 900]
+                    marks = ",".join("?" * len(part))
+                    cur = await db.execute(
+                        f"SELECT count(*) FROM messages WHERE rowid IN ({marks}) AND message_type != 'system_message'",
+                        part,
+                    )
+                    counted += (await cur.fetchone())[0]
+            await db.execute(
+                "INSERT INTO conversations (id, agent_id, summary, model, created_at, forked_from_conversation_id, "
+                "forked_from_message_id, inherited, message_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (fork_id, src["agent_id"], src["summary"], src["model"], now, src_id, message_id, pack(body), counted),
+            )
+            rowid = await self._insert_system(db, fork_id, src["agent_id"], system_text, now)
+            await db.execute(
+                "UPDATE conversations SET system_rowid = ?, context = ? WHERE id = ?",
+                (rowid, pack([rowid, *body]), fork_id),
+            )
+        return await self.get_conversation(fork_id)
+
+    async def delete_conversation(self, conv_id: str) -> None:
+        """Delete a conversation and its rows, except rows a fork still holds: those stay,
+        reported from now on under one of the forks that hold them."""
+        async with self.write() as db:
+            cur = await db.execute("SELECT agent_id FROM conversations WHERE id = ?", (conv_id,))
+            conv = await cur.fetchone()
+            if conv is None:
+                raise NotFoundError("conversation", conv_id)
+            holders: dict[int, str] = {}
+            cur = await db.execute(
+                "SELECT id, inherited FROM conversations WHERE agent_id = ? AND id != ? AND length(inherited) > 0",
+                (conv["agent_id"], conv_id),
+            )
+            for row in await cur.fetchall():
+                for rowid in unpack(row["inherited"]):
+                    holders.setdefault(rowid, row["id"])
+            cur = await db.execute("SELECT rowid FROM messages WHERE home_conversation_id = ?", (conv_id,))
+            homed = [r[0] for r in await cur.fetchall()]
+            drop = [r for r in homed if r not in holders]
+            for i in range(0, len(drop), 900):
+                part = drop[i : i + 900]
+                await db.execute(f"DELETE FROM messages WHERE rowid IN ({','.join('?' * len(part))})", part)
+            moves: dict[str, list[int]] = {}
+            for r in homed:
+                if r in holders:
+                    moves.setdefault(holders[r], []).append(r)
+            for new_home, rowids in moves.items():
+                for i in range(0, len(rowids), 900):
+                    part = rowids[i : i + 900]
+                    await db.execute(
+                        f"UPDATE messages SET home_conversation_id = ? WHERE rowid IN ({','.join('?' * len(part))})",
+                        (new_home, *part),
+                    )
+            await db.execute("DELETE FROM conversations WHERE id = ?", (conv_id,))

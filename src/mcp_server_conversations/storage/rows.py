@@ -1,0 +1,145 @@
+"""Row <-> model conversion and packed rowid lists, shared by the SQLite store's parts."""
+
+from __future__ import annotations
+
+import json
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models import Agent, Block, Conversation, ForkedFrom, Message, Run, ToolCall, Usage
+
+
+def unpack(blob: bytes | None) -> list[int]:
+    """A packed little-endian int64 rowid list to a Python list."""
+    a = array("q")
+    if blob:
+        a.frombytes(blob)
+    return a.tolist()
+
+
+def pack(rowids: list[int]) -> bytes:
+    return array("q", rowids).tobytes()
+
+
+@dataclass
+class NewMessage:
+    """A message to store; ids and timestamps are filled in by the store when absent."""
+
+    message_type: str
+    role: str
+    content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    status: str | None = None
+    model: str | None = None
+    run_id: str | None = None
+    is_err: bool = False
+    id: str | None = None
+    created_at: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def search_text(self) -> str | None:
+        """What full-text search indexes: text, reasoning, or a tool call's name and arguments."""
+        if self.message_type == "system_message":
+            return None
+        parts = [p for p in (self.content, self.reasoning) if p]
+        for call in self.tool_calls or []:
+            parts.append(f"{call.get('name', '')} {call.get('arguments', '')}")
+        return "\n".join(parts) if parts else None
+
+
+def block_from_row(r: Any) -> Block:
+    return Block(
+        id=r["id"],
+        label=r["label"],
+        value=r["value"],
+        description=r["description"],
+        limit=r["char_limit"],
+        read_only=bool(r["read_only"]),
+    )
+
+
+def agent_from_row(r: Any, blocks: list[Block] | None = None) -> Agent:
+    return Agent(
+        id=r["id"],
+        name=r["name"],
+        model=r["model"],
+        system=r["system"],
+        context_window_limit=r["context_window_limit"],
+        created_at=r["created_at"],
+        memory_blocks=blocks or [],
+    )
+
+
+def conversation_from_row(r: Any) -> Conversation:
+    forked = None
+    if r["forked_from_conversation_id"]:
+        forked = ForkedFrom(
+            conversation_id=r["forked_from_conversation_id"], message_id=r["forked_from_message_id"]
+        )
+    return Conversation(
+        id=r["id"],
+        agent_id=r["agent_id"],
+        summary=r["summary"],
+        model=r["model"],
+        created_at=r["created_at"],
+        last_run_completion=r["last_run_completion"],
+        forked_from=forked,
+        message_count=r["message_count"],
+    )
+
+
+def message_from_row(r: Any, in_context: bool) -> Message:
+    calls = None
+    if r["tool_calls"]:
+        calls = [ToolCall(**c) for c in json.loads(r["tool_calls"])]
+    return Message(
+        id=r["id"],
+        conversation_id=r["conversation_id"],
+        agent_id=r["agent_id"],
+        message_type=r["message_type"],
+        role=r["role"],
+        content=r["content"],
+        created_at=r["created_at"],
+        run_id=r["run_id"],
+        is_err=bool(r["is_err"]),
+        in_context=in_context,
+        model=r["model"],
+        reasoning=r["reasoning"],
+        tool_calls=calls,
+        tool_call_id=r["tool_call_id"],
+        status=r["status"],
+    )
+
+
+def run_from_row(r: Any, messages: list[Message] | None = None) -> Run:
+    usage = None
+    if r["total_tokens"] is not None:
+        usage = Usage(
+            prompt_tokens=r["prompt_tokens"] or 0,
+            completion_tokens=r["completion_tokens"] or 0,
+            total_tokens=r["total_tokens"] or 0,
+        )
+    return Run(
+        id=r["id"],
+        run_id=r["id"],
+        conversation_id=r["conversation_id"],
+        agent_id=r["agent_id"],
+        model=r["model"],
+        status=r["status"],
+        stop_reason=r["stop_reason"],
+        usage=usage,
+        error=r["error"],
+        started_at=r["started_at"],
+        completed_at=r["completed_at"],
+        created_at=r["created_at"],
+        messages=messages or [],
+    )
+
+
+MESSAGE_COLUMNS = (
+    "rowid, id, agent_id, conversation_id, home_conversation_id, message_type, role, content, reasoning, "
+    "tool_calls, tool_call_id, status, model, run_id, is_err, created_at"
+)

@@ -1,0 +1,66 @@
+"""Runs: one send_message each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import NotFoundError
+from ..models import Message, Run
+from ..util import now_iso
+from .base import SQLiteBase
+from .rows import MESSAGE_COLUMNS, message_from_row, run_from_row, unpack
+
+RUN_FIELDS = {
+    "model", "status", "stop_reason", "prompt_tokens", "completion_tokens", "total_tokens", "error",
+    "started_at", "completed_at",
+}
+
+
+class RunStore(SQLiteBase):
+    async def create_run(
+        self, run_id: str, conversation_id: str, agent_id: str, *, status: str, idempotency_key: str | None
+    ) -> Run:
+        async with self.write() as db:
+            await db.execute(
+                "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (run_id, conversation_id, agent_id, status, idempotency_key, now_iso()),
+            )
+        return await self.get_run(run_id, with_messages=False)
+
+    async def update_run(self, run_id: str, fields: dict[str, Any]) -> None:
+        fields = {k: v for k, v in fields.items() if k in RUN_FIELDS}
+        if not fields:
+            return
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        async with self.write() as db:
+            await db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+
+    async def get_run(self, run_id: str, *, with_messages: bool = True) -> Run:
+        row = await self.one("SELECT * FROM runs WHERE id = ?", (run_id,))
+        if row is None:
+            raise NotFoundError("run", run_id)
+        messages = await self.run_messages(run_id, row["conversation_id"]) if with_messages else []
+        return run_from_row(row, messages)
+
+    async def run_by_idempotency_key(self, conversation_id: str, key: str) -> str | None:
+        row = await self.one(
+            "SELECT id FROM runs WHERE conversation_id = ? AND idempotency_key = ?", (conversation_id, key)
+        )
+        return row["id"] if row else None
+
+    async def run_messages(self, run_id: str, conversation_id: str) -> list[Message]:
+        """What the run produced, in order; the user's input is not repeated."""
+        rows = await self.all(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE run_id = ? AND message_type != 'user_message' "
+            "AND message_type != 'system_message' ORDER BY rowid",
+            (run_id,),
+        )
+        conv = await self.one("SELECT context FROM conversations WHERE id = ?", (conversation_id,))
+        context = set(unpack(conv["context"])) if conv else set()
+        return [message_from_row(r, r["rowid"] in context) for r in rows]
+
+    async def unfinished_runs(self) -> list[tuple[str, str]]:
+        """(run_id, conversation_id) of runs left queued or running (the process died)."""
+        rows = await self.all("SELECT id, conversation_id FROM runs WHERE status IN ('queued', 'running')")
+        return [(r["id"], r["conversation_id"]) for r in rows]

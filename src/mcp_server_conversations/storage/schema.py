@@ -1,0 +1,154 @@
+"""Schema migrations: ordered, named, each applied once in its own transaction.
+
+Shipped migrations are never edited; a fix is a new migration appended to MIGRATIONS.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+M001_INITIAL = """
+CREATE TABLE agents (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    model TEXT,                          -- null: follow the server's default model
+    system TEXT NOT NULL,
+    context_window_limit INTEGER,
+    is_default INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX agents_one_default ON agents(is_default) WHERE is_default = 1;
+CREATE INDEX agents_created ON agents(created_at, id);
+
+CREATE TABLE blocks (
+    id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    label TEXT NOT NULL,
+    value TEXT NOT NULL,
+    description TEXT,
+    char_limit INTEGER NOT NULL,
+    read_only INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    UNIQUE (agent_id, label)
+);
+
+-- A conversation's history is: its system message, then the rows it inherited when
+-- forked (`inherited`, packed int64 message rowids, immutable), then the rows it
+-- wrote itself (messages.conversation_id = id, in rowid order). Its context window
+-- is `context`: packed rowids in prompt order. Forking copies two small blobs, never
+-- message rows, so its cost does not grow with the length of the messages.
+CREATE TABLE conversations (
+    id TEXT PRIMARY KEY,
+    agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    summary TEXT,
+    model TEXT,
+    created_at TEXT NOT NULL,
+    last_run_completion TEXT,
+    forked_from_conversation_id TEXT,
+    forked_from_message_id TEXT,
+    system_rowid INTEGER,
+    inherited BLOB NOT NULL DEFAULT x'',
+    context BLOB NOT NULL DEFAULT x'',
+    message_count INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX conversations_agent_created ON conversations(agent_id, created_at, id);
+CREATE INDEX conversations_agent_completion ON conversations(agent_id, last_run_completion, id);
+
+-- Messages keep an explicit INTEGER primary key: the FTS index is keyed by it, and it
+-- gives the global write order. `home_conversation_id` is where search reports a row:
+-- the writer while it exists, else a fork that still holds the row.
+CREATE TABLE messages (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    agent_id TEXT NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    conversation_id TEXT NOT NULL,
+    home_conversation_id TEXT NOT NULL,
+    message_type TEXT NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT,
+    reasoning TEXT,
+    tool_calls TEXT,                     -- JSON list of {tool_call_id, name, arguments}
+    tool_call_id TEXT,
+    status TEXT,
+    model TEXT,
+    run_id TEXT,
+    is_err INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    search_text TEXT                     -- what full-text search sees; null for system messages
+);
+CREATE INDEX messages_conversation ON messages(conversation_id);
+CREATE INDEX messages_home ON messages(home_conversation_id);
+CREATE INDEX messages_run ON messages(run_id) WHERE run_id IS NOT NULL;
+CREATE INDEX messages_agent_created ON messages(agent_id, created_at);
+
+CREATE VIRTUAL TABLE messages_fts USING fts5(
+    search_text,
+    content='messages',
+    content_rowid='rowid',
+    tokenize='porter unicode61 remove_diacritics 2'
+);
+CREATE TRIGGER messages_fts_ai AFTER INSERT ON messages WHEN new.search_text IS NOT NULL BEGIN
+    INSERT INTO messages_fts(rowid, search_text) VALUES (new.rowid, new.search_text);
+END;
+CREATE TRIGGER messages_fts_ad AFTER DELETE ON messages WHEN old.search_text IS NOT NULL BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text);
+END;
+CREATE TRIGGER messages_fts_au AFTER UPDATE OF search_text ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, search_text)
+        SELECT 'delete', old.rowid, old.search_text WHERE old.search_text IS NOT NULL;
+    INSERT INTO messages_fts(rowid, search_text)
+        SELECT new.rowid, new.search_text WHERE new.search_text IS NOT NULL;
+END;
+
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    agent_id TEXT NOT NULL,
+    model TEXT,
+    status TEXT NOT NULL,
+    stop_reason TEXT,
+    prompt_tokens INTEGER,
+    completion_tokens INTEGER,
+    total_tokens INTEGER,
+    error TEXT,
+    idempotency_key TEXT,
+    created_at TEXT NOT NULL,
+    started_at TEXT,
+    completed_at TEXT
+);
+CREATE UNIQUE INDEX runs_idempotency ON runs(conversation_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+CREATE INDEX runs_status ON runs(status) WHERE status IN ('queued', 'running');
+"""
+
+
+MIGRATIONS: list[tuple[str, str]] = [("m001_initial", M001_INITIAL)]
+
+
+async def migrate(db: aiosqlite.Connection) -> list[str]:
+    """Apply pending migrations, each with its version row in one transaction; return their names."""
+    await db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    await db.commit()
+    async with db.execute("SELECT max(version) FROM schema_migrations") as cur:
+        row = await cur.fetchone()
+    current = row[0] or 0 if row else 0
+    applied: list[str] = []
+    for version, (name, sql) in enumerate(MIGRATIONS, start=1):
+        if version <= current:
+            continue
+        script = (
+            f"BEGIN IMMEDIATE;\n{sql}\n"
+            f"INSERT INTO schema_migrations (version, name, applied_at) "
+            f"VALUES ({version}, '{name}', datetime('now'));\nCOMMIT;"
+        )
+        try:
+            await db.executescript(script)
+        except Exception:
+            await db.rollback()
+            raise
+        applied.append(name)
+    return applied

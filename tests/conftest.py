@@ -1,0 +1,36 @@
+"""Shared fixtures: every test gets its own SQLite file in a temp dir and no model defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("PYTHON_DOTENV_DISABLED", "1")
+
+from mcp_server_conversations.config import Settings  # noqa: E402
+from mcp_server_conversations.storage import SQLiteStore  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    for key in list(os.environ):
+        if key.startswith("CONVERSATIONS_"):
+            monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("CONVERSATIONS_DB", str(tmp_path / "env-default.db"))
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(db=tmp_path / "conversations.db")
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[SQLiteStore]:
+    s = await SQLiteStore.open(settings.resolved_db())
+    try:
+        yield s
+    finally:
+        await s.close()
