@@ -10,6 +10,9 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("PYTHON_DOTENV_DISABLED", "1")
 
+# The `fake_provider` fixture (a fake OpenAI-compatible server on 127.0.0.1), see tests/fake_provider.py.
+pytest_plugins = ["fake_provider"]
+
 from mcp_server_conversations.config import Settings  # noqa: E402
 from mcp_server_conversations.storage import SQLiteStore  # noqa: E402
 
