@@ -35,14 +35,19 @@ class SQLiteBase:
                 os.close(fd)
             os.chmod(p, 0o600)
         db = await aiosqlite.connect(path, isolation_level=None)
-        db.row_factory = aiosqlite.Row
-        await db.execute("PRAGMA journal_mode=WAL")
-        await db.execute("PRAGMA synchronous=NORMAL")
-        await db.execute("PRAGMA foreign_keys=ON")
-        await db.execute("PRAGMA busy_timeout=10000")
-        await db.execute("PRAGMA temp_store=MEMORY")
-        await db.execute("PRAGMA cache_size=-65536")
-        await migrate(db)
+        try:
+            db.row_factory = aiosqlite.Row
+            # busy_timeout first: switching to WAL needs a lock another process may hold.
+            await db.execute("PRAGMA busy_timeout=10000")
+            await db.execute("PRAGMA journal_mode=WAL")
+            await db.execute("PRAGMA synchronous=NORMAL")
+            await db.execute("PRAGMA foreign_keys=ON")
+            await db.execute("PRAGMA temp_store=MEMORY")
+            await db.execute("PRAGMA cache_size=-65536")
+            await migrate(db)
+        except BaseException:
+            await db.close()
+            raise
         return cls(db, path)
 
     async def close(self) -> None:
@@ -51,6 +56,10 @@ class SQLiteBase:
         except Exception:  # closing must not fail on a busy or broken file
             pass
         await self.db.close()
+
+    async def ping(self) -> None:
+        """A trivial read that fails if the database file is unreachable (for /healthz)."""
+        await self.one("SELECT count(*) FROM sqlite_master")
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[aiosqlite.Connection]:
