@@ -119,17 +119,47 @@ class ConversationService:
     async def get_agent(self, agent_id: str) -> Agent:
         return await self.store.get_agent(agent_id)
 
-    async def list_agents(self, limit: int = 50, after: str | None = None) -> AgentList:
+    async def list_agents(
+        self,
+        limit: int = 50,
+        after: str | None = None,
+        *,
+        order: Literal["asc", "desc"] = "asc",
+        after_id: str | None = None,
+        before_id: str | None = None,
+    ) -> AgentList:
+        """A page of agents by creation. `after_id`/`before_id` are agent ids (Letta's cursors):
+        the page holds the agents right after / right before that one in `order`."""
         check_limit(limit, 1000)
-        key = None
+        if order not in ("asc", "desc"):
+            raise ValidationError("order", "use asc or desc")
+        desc = order == "desc"
+        key = stop = None
         if after:
-            key = tuple(decode_cursor(after, kind="agents")["k"])
-        agents = await self.store.list_agents(limit + 1, key)  # type: ignore[arg-type]
+            key = tuple(decode_cursor(after, kind="agents", order=order)["k"])
+        if after_id:
+            a = await self._agent_cursor("after", after_id)
+            key = (a.created_at, a.id)
+        if before_id:
+            b = await self._agent_cursor("before", before_id)
+            stop = (b.created_at, b.id)
+            if not after_id:  # the page nearest the cursor, walked backwards, then put in order
+                agents = await self.store.list_agents(limit, stop, desc=not desc)
+                return AgentList(agents=list(reversed(agents)), next_cursor=None)
+        agents = await self.store.list_agents(limit + 1, key, desc=desc)  # type: ignore[arg-type]
+        if stop is not None:
+            agents = [a for a in agents if ((a.created_at, a.id) > stop if desc else (a.created_at, a.id) < stop)]
         cursor = None
         if len(agents) > limit:
             agents = agents[:limit]
-            cursor = encode_cursor({"kind": "agents", "k": [agents[-1].created_at, agents[-1].id]})
+            cursor = encode_cursor({"kind": "agents", "order": order, "k": [agents[-1].created_at, agents[-1].id]})
         return AgentList(agents=agents, next_cursor=cursor)
+
+    async def _agent_cursor(self, field: str, agent_id: str) -> Agent:
+        try:
+            return await self.store.get_agent(agent_id)
+        except NotFoundError:
+            raise ValidationError(field, f"agent {agent_id} not found; pass an agent id from a previous page") from None
 
     async def update_agent(self, agent_id: str, **fields: Any) -> Agent:
         fields = {k: v for k, v in fields.items() if v is not UNSET}
@@ -170,6 +200,17 @@ class ConversationService:
 
         return await self.store.upsert_block(agent_id, label, fields, merge)
 
+    async def get_block(self, agent_id: str | None, label: str) -> Block:
+        agent_id = await self.resolve_agent(agent_id)
+        found = await self.store.get_block(agent_id, label)
+        if found is None:
+            raise NotFoundError("block", label)
+        return found
+
+    async def get_block_by_id(self, block_id: str) -> tuple[str, Block]:
+        """The block with this id and the id of its agent."""
+        return await self.store.get_block_by_id(block_id)
+
     # -- conversations --
 
     async def create_conversation(
@@ -197,7 +238,10 @@ class ConversationService:
         order: Literal["asc", "desc"] = "desc",
         limit: int = 50,
         after: str | None = None,
+        *,
+        after_id: str | None = None,
     ) -> ConversationList:
+        """A page of the agent's conversations; `after_id` is a conversation id (Letta's cursor)."""
         check_limit(limit, 1000)
         if order_by not in ("created_at", "last_run_completion"):
             raise ValidationError("order_by", "use created_at or last_run_completion")
@@ -207,6 +251,15 @@ class ConversationService:
         key = None
         if after:
             key = decode_cursor(after, kind="conversations", order_by=order_by, order=order, agent=agent_id)["k"]
+        if after_id:
+            try:
+                last = await self.store.get_conversation(after_id)
+            except NotFoundError:
+                raise ValidationError("after", f"conversation {after_id} not found; pass an id from a previous page") \
+                    from None
+            if last.agent_id != agent_id:
+                raise ValidationError("after", f"conversation {after_id} belongs to another agent")
+            key = [getattr(last, order_by), last.id]
         convs = await self.store.list_conversations(
             agent_id, order_by=order_by, desc=order == "desc", limit=limit + 1, after=key
         )
@@ -238,8 +291,15 @@ class ConversationService:
         order: Literal["asc", "desc"] = "asc",
         message_types: list[str] | None = None,
         include_system: bool = False,
+        *,
+        after_id: str | None = None,
+        before_id: str | None = None,
     ) -> MessageList:
+        """A page of the history. `after_id`/`before_id` are message ids (Letta's cursors): the page
+        holds the messages right after / right before that one in `order`."""
         check_limit(limit, 1000)
+        if after and (after_id or before_id):
+            raise ValidationError("after", "pass either a next_cursor or message ids, not both")
         if order not in ("asc", "desc"):
             raise ValidationError("order", "use asc or desc")
         from .storage.conversations import ALL_TYPES
@@ -248,17 +308,41 @@ class ConversationService:
         if bad:
             raise ValidationError("message_types", f"unknown type(s) {bad}; use any of {list(ALL_TYPES)}")
         await self.store.get_conversation(conversation_id)
-        key = None
+        key = stop = None
+        types = set(message_types) if message_types else None
         if after:
             key = tuple(decode_cursor(after, kind="messages", order=order, conv=conversation_id)["k"])
+        if after_id:
+            key = await self._history_cursor(conversation_id, "after", after_id)
+        if before_id:
+            stop = await self._history_cursor(conversation_id, "before", before_id)
+            if not after_id:  # the page nearest the cursor, walked backwards, then put in order
+                msgs, _ = await self.store.list_history(
+                    conversation_id, limit=limit, after=stop, desc=order != "desc", types=types,
+                    include_system=include_system,
+                )
+                return MessageList(messages=list(reversed(msgs)), next_cursor=None)
         msgs, next_key = await self.store.list_history(
             conversation_id, limit=limit, after=key, desc=order == "desc",  # type: ignore[arg-type]
-            types=set(message_types) if message_types else None, include_system=include_system,
+            types=types, include_system=include_system, stop=stop,
         )
         cursor = None
-        if next_key is not None:
+        if next_key is not None and stop is None:
             cursor = encode_cursor({"kind": "messages", "order": order, "conv": conversation_id, "k": list(next_key)})
         return MessageList(messages=msgs, next_cursor=cursor)
+
+    async def _history_cursor(self, conversation_id: str, field: str, message_id: str) -> tuple[int, int]:
+        try:
+            return await self.store.history_key_of(conversation_id, message_id)
+        except ValidationError:
+            raise ValidationError(
+                field, f"message {message_id} is not in conversation {conversation_id}; pass an id from a previous page"
+            ) from None
+
+    async def active_runs(self, conversation_id: str) -> list[str]:
+        """Ids of the conversation's runs that are queued or running."""
+        await self.store.get_conversation(conversation_id)
+        return [run for run, conv in await self.store.unfinished_runs() if conv == conversation_id]
 
     async def search(
         self,

@@ -57,14 +57,18 @@ class AgentStore(SQLiteBase):
         row = await self.one("SELECT id FROM agents WHERE is_default = 1")
         return row["id"] if row else None
 
-    async def list_agents(self, limit: int, after: tuple[str, str] | None) -> list[Agent]:
+    async def list_agents(self, limit: int, after: tuple[str, str] | None, desc: bool = False) -> list[Agent]:
+        cmp, direction = ("<", "DESC") if desc else (">", "ASC")
         if after:
             rows = await self.all(
-                "SELECT * FROM agents WHERE (created_at, id) > (?, ?) ORDER BY created_at, id LIMIT ?",
+                f"SELECT * FROM agents WHERE (created_at, id) {cmp} (?, ?) "
+                f"ORDER BY created_at {direction}, id {direction} LIMIT ?",
                 (after[0], after[1], limit),
             )
         else:
-            rows = await self.all("SELECT * FROM agents ORDER BY created_at, id LIMIT ?", (limit,))
+            rows = await self.all(
+                f"SELECT * FROM agents ORDER BY created_at {direction}, id {direction} LIMIT ?", (limit,)
+            )
         blocks = await self._blocks_of([r["id"] for r in rows])
         return [agent_from_row(r, blocks.get(r["id"], [])) for r in rows]
 

@@ -217,8 +217,10 @@ class ConversationStore(SQLiteBase):
         desc: bool,
         types: set[str] | None,
         include_system: bool,
+        stop: HistoryKey | None = None,
     ) -> tuple[list[Message], HistoryKey | None]:
-        """One page of the whole history and the key to continue after it (None at the end)."""
+        """One page of the whole history and the key to continue after it (None at the end).
+        With `stop`, the page ends before that key (Letta's `before` cursor)."""
         conv = await self.conversation_state(conv_id)
         context = set(unpack(conv["context"]))
         inherited = unpack(conv["inherited"])
@@ -234,6 +236,8 @@ class ConversationStore(SQLiteBase):
                 continue
             start = after[1] if after is not None and after[0] == section else None
             picked += await self._section(conv, section, inherited, start, desc, want, need - len(picked))
+        if stop is not None:
+            picked = [p for p in picked if (p[0] > stop if desc else p[0] < stop)]
         page = picked[:limit]
         next_key = page[-1][0] if len(picked) > limit else None
         return [message_from_row(r, r["rowid"] in context) for _, r in page], next_key
