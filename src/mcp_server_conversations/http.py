@@ -27,7 +27,7 @@ from starlette.types import ASGIApp
 from . import __version__, rest
 from .app import App, open_app
 from .config import Settings
-from .http_security import CheckHostOrigin, HostPolicy, LimitBody, RequireBearer, is_loopback
+from .http_security import CheckHostOrigin, EndStreams, HostPolicy, LimitBody, RequireBearer, is_loopback
 from .server import build_server
 
 log = logging.getLogger("mcp_server_conversations.http")
@@ -89,7 +89,7 @@ def build_http_app(settings: Settings, app: App) -> ASGIApp:
     if token:
         guarded = RequireBearer(guarded, token)
     policy = HostPolicy.for_bind(settings.host, settings.allowed_hosts, settings.allowed_origins)
-    return CheckHostOrigin(guarded, policy)
+    return EndStreams(CheckHostOrigin(guarded, policy))
 
 
 def uvicorn_server(settings: Settings, asgi: ASGIApp) -> uvicorn.Server:

@@ -168,3 +168,28 @@ class LimitBody:
             return pending.pop(0) if pending else await receive()
 
         await self.app(scope, replay, send)
+
+
+class EndStreams:
+    """Finish a streamed response the app left open. On shutdown sse-starlette stops the SSE
+    streams by returning without the final body message; closing the chunked body properly
+    gives clients a clean end of stream instead of a reset, and uvicorn no error to log."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        state = {"started": False, "complete": False}
+
+        async def tracking(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                state["complete"] = True
+            await send(message)
+
+        await self.app(scope, receive, tracking)
+        if state["started"] and not state["complete"]:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})

@@ -1,0 +1,70 @@
+"""The installed console script serving streamable HTTP as a subprocess: refusing an unsafe bind,
+and shutting down cleanly on SIGTERM/SIGINT with the database intact."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+from http_helpers import CONSOLE_SCRIPT, console_env, mcp_client, spawned_http_server
+
+TOKEN = "process-token"
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_refuses_non_loopback_bind_without_token(tmp_path: Path, how: str) -> None:
+    db = tmp_path / "refused.db"
+    argv = [CONSOLE_SCRIPT, "--transport", "streamable-http", "--db", str(db), "--port", "1"]
+    env = console_env()
+    if how == "flag":
+        argv += ["--host", "0.0.0.0"]
+    else:
+        env["CONVERSATIONS_HOST"] = "0.0.0.0"
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "refusing to serve on '0.0.0.0' without authentication" in done.stderr
+    assert "--auth-token" in done.stderr and "--allow-unauthenticated" in done.stderr
+    assert done.stdout == ""
+    assert not db.exists(), "nothing is opened before the refusal"
+
+
+def test_non_loopback_bind_with_token_from_env_starts(tmp_path: Path) -> None:
+    env = console_env(CONVERSATIONS_AUTH_TOKEN=TOKEN)
+    with spawned_http_server(tmp_path / "open.db", "--host", "0.0.0.0", env=env) as server:
+        import httpx
+
+        assert httpx.get(f"{server.base_url}/healthz").json()["status"] == "ok"
+        assert httpx.post(f"{server.mcp_url}", json={}).status_code == 401
+        assert server.stop() == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_signal_shuts_down_cleanly_with_database_intact(tmp_path: Path, sig: signal.Signals) -> None:
+    db = tmp_path / "conversations.db"
+    code: int | None = None
+    with spawned_http_server(db, "--auth-token", TOKEN) as server:
+        client_cm = mcp_client(server.mcp_url, token=TOKEN, mode="legacy")
+        client = await client_cm.__aenter__()
+        agent = (await client.call_tool("create_agent", {"name": "durable"})).structured_content
+        conv = await client.call_tool("create_conversation", {"agent_id": agent["id"], "summary": "kept"})
+        assert not conv.is_error
+        # Signal while this session (and its open GET event stream) is still connected.
+        server.proc.send_signal(sig)
+        code = await asyncio.to_thread(server.proc.wait, 60)
+        with contextlib.suppress(Exception):  # the server is gone: leaving may fail, it must not hang
+            await client_cm.__aexit__(None, None, None)
+        stderr = server.stderr()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    assert not Path(f"{db}-wal").exists() or Path(f"{db}-wal").stat().st_size == 0, "WAL left behind: not closed"
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("SELECT name FROM agents WHERE id = ?", (agent["id"],)).fetchone() == ("durable",)
+        assert con.execute("SELECT summary FROM conversations WHERE agent_id = ?", (agent["id"],)).fetchall() == [
+            ("kept",)
+        ]
