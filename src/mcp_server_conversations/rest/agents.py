@@ -1,0 +1,153 @@
+"""Letta's agent and memory-block routes: /v1/agents/…, /v1/agents/{id}/core-memory/blocks/…, /v1/blocks/{id}."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..app import App
+from ..errors import ValidationError
+from ..service import UNSET
+from . import shapes
+from .common import LettaBody, endpoint, json_response, page_by_id, parse_body, parse_query
+
+
+class BlockIn(LettaBody):
+    label: str
+    value: str = ""
+    description: str | None = None
+    limit: int | None = None
+    read_only: bool = False
+
+
+class AgentCreate(LettaBody):
+    name: str | None = None
+    model: str | None = None
+    system: str | None = None
+    memory_blocks: list[BlockIn] | None = None
+    context_window_limit: int | None = None
+
+
+class AgentUpdate(LettaBody):
+    name: str | None = None
+    model: str | None = None
+    system: str | None = None
+    context_window_limit: int | None = None
+
+
+class ListQuery(LettaBody):
+    after: str | None = None
+    before: str | None = None
+    limit: int | None = None
+    order: Literal["asc", "desc"] = "desc"
+
+
+class BlockListQuery(ListQuery):
+    order: Literal["asc", "desc"] = "asc"
+
+
+class BlockUpdate(LettaBody):
+    value: str | None = None
+    description: str | None = None
+    limit: int | None = None
+    read_only: bool | None = None
+    label: str | None = None
+
+
+def sent(model: LettaBody, *names: str) -> dict[str, Any]:
+    """The fields the client sent (explicit nulls included); omitted ones are UNSET, as in the MCP tools."""
+    return {n: getattr(model, n) if n in model.model_fields_set else UNSET for n in names}
+
+
+async def create_agent(app: App, request: Request) -> Response:
+    body = await parse_body(request, AgentCreate)
+    blocks = [b.model_dump() for b in body.memory_blocks or []]
+    agent = await app.service.create_agent(
+        body.name or "agent", body.model, body.system, blocks, body.context_window_limit
+    )
+    return json_response(shapes.agent_state(agent, app.settings))
+
+
+async def list_agents(app: App, request: Request) -> Response:
+    q = parse_query(request, ListQuery)
+    page = await app.service.list_agents(
+        q.limit or 50, order=q.order, after_id=q.after, before_id=q.before
+    )
+    return json_response([shapes.agent_state(a, app.settings) for a in page.agents])
+
+
+async def get_agent(app: App, request: Request) -> Response:
+    agent = await app.service.get_agent(request.path_params["agent_id"])
+    return json_response(shapes.agent_state(agent, app.settings))
+
+
+async def update_agent(app: App, request: Request) -> Response:
+    body = await parse_body(request, AgentUpdate)
+    fields = sent(body, "name", "model", "system", "context_window_limit")
+    agent = await app.service.update_agent(request.path_params["agent_id"], **fields)
+    return json_response(shapes.agent_state(agent, app.settings))
+
+
+async def delete_agent(app: App, request: Request) -> Response:
+    await app.service.delete_agent(request.path_params["agent_id"])
+    return json_response(None)
+
+
+async def list_blocks(app: App, request: Request) -> Response:
+    q = parse_query(request, BlockListQuery)
+    agent = await app.service.get_agent(request.path_params["agent_id"])
+    blocks = page_by_id(agent.memory_blocks, after=q.after, before=q.before, limit=q.limit, order=q.order)
+    return json_response([shapes.block(b) for b in blocks])
+
+
+async def get_block(app: App, request: Request) -> Response:
+    b = await app.service.get_block(request.path_params["agent_id"], request.path_params["label"])
+    return json_response(shapes.block(b))
+
+
+async def _update_block(app: App, request: Request, agent_id: str, label: str) -> Response:
+    body = await parse_body(request, BlockUpdate)
+    if body.label is not None and body.label != label:
+        raise ValidationError("label", "renaming a block is not supported; create a block with the new label")
+    fields = sent(body, "value", "description", "limit", "read_only")
+    b = await app.service.update_memory_block(agent_id, label, **fields)
+    return json_response(shapes.block(b))
+
+
+async def update_block(app: App, request: Request) -> Response:
+    return await _update_block(app, request, request.path_params["agent_id"], request.path_params["label"])
+
+
+async def get_block_by_id(app: App, request: Request) -> Response:
+    _, b = await app.service.get_block_by_id(request.path_params["block_id"])
+    return json_response(shapes.block(b))
+
+
+async def update_block_by_id(app: App, request: Request) -> Response:
+    agent_id, b = await app.service.get_block_by_id(request.path_params["block_id"])
+    return await _update_block(app, request, agent_id, b.label)
+
+
+def routes(app: App) -> list[Route]:
+    def r(path: str, fn: Any, methods: list[str]) -> Route:
+        return Route(path, endpoint(app, fn), methods=methods)
+
+    blocks = "/agents/{agent_id}/core-memory/blocks"
+    return [
+        r("/agents", list_agents, ["GET"]),
+        r("/agents/", list_agents, ["GET"]),
+        r("/agents", create_agent, ["POST"]),
+        r("/agents/", create_agent, ["POST"]),
+        r("/agents/{agent_id}", get_agent, ["GET"]),
+        r("/agents/{agent_id}", update_agent, ["PATCH"]),
+        r("/agents/{agent_id}", delete_agent, ["DELETE"]),
+        r(blocks, list_blocks, ["GET"]),
+        r(blocks + "/", list_blocks, ["GET"]),
+        r(blocks + "/{label}", get_block, ["GET"]),
+        r(blocks + "/{label}", update_block, ["PATCH"]),
+        r("/blocks/{block_id}", get_block_by_id, ["GET"]),
+        r("/blocks/{block_id}", update_block_by_id, ["PATCH"]),
+    ]

@@ -1,0 +1,112 @@
+"""Letta's conversation routes: /v1/conversations/ (create, list), /v1/conversations/{id} (retrieve,
+update, delete) and its fork, cancel and compact actions."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..app import App
+from . import shapes
+from .agents import sent
+from .common import LettaBody, conversation_id, endpoint, json_response, parse_body, parse_query
+
+
+class CreateQuery(LettaBody):
+    agent_id: str | None = None
+
+
+class ConversationCreate(LettaBody):
+    model: str | None = None
+    summary: str | None = None
+
+
+class ConversationUpdate(LettaBody):
+    model: str | None = None
+    summary: str | None = None
+
+
+class ListQuery(LettaBody):
+    agent_id: str | None = None
+    order: Literal["asc", "desc"] = "desc"
+    order_by: Literal["created_at", "last_run_completion"] = "created_at"
+    after: str | None = None
+    limit: int = 50
+
+
+class ForkQuery(LettaBody):
+    message_id: str | None = None
+
+
+async def create_conversation(app: App, request: Request) -> Response:
+    q = parse_query(request, CreateQuery)
+    body = await parse_body(request, ConversationCreate)
+    conv = await app.service.create_conversation(q.agent_id, body.model, body.summary)
+    return json_response(shapes.conversation(conv))
+
+
+async def list_conversations(app: App, request: Request) -> Response:
+    q = parse_query(request, ListQuery)
+    page = await app.service.list_conversations(q.agent_id, q.order_by, q.order, q.limit, after_id=q.after)
+    return json_response([shapes.conversation(c) for c in page.conversations])
+
+
+async def get_conversation(app: App, request: Request) -> Response:
+    conv = await app.service.get_conversation(conversation_id(request))
+    return json_response(shapes.conversation(conv))
+
+
+async def update_conversation(app: App, request: Request) -> Response:
+    conv_id = conversation_id(request)
+    body = await parse_body(request, ConversationUpdate)
+    conv = await app.service.update_conversation(conv_id, **sent(body, "model", "summary"))
+    return json_response(shapes.conversation(conv))
+
+
+async def delete_conversation(app: App, request: Request) -> Response:
+    await app.service.delete_conversation(conversation_id(request))
+    return json_response(None)
+
+
+async def fork_conversation(app: App, request: Request) -> Response:
+    conv_id = conversation_id(request)
+    q = parse_query(request, ForkQuery)
+    fork = await app.service.fork_conversation(conv_id, q.message_id)
+    return json_response(shapes.conversation(fork))
+
+
+async def cancel_conversation(app: App, request: Request) -> Response:
+    """Cancel the conversation's queued and running runs: `{run_id: "cancelled"}` (empty if none)."""
+    conv_id = conversation_id(request)
+    result: dict[str, str] = {}
+    for run_id in await app.service.active_runs(conv_id):
+        run = await app.runtime.cancel_run(run_id)
+        result[run_id] = run.status
+    return json_response(result)
+
+
+async def compact_conversation(app: App, request: Request) -> Response:
+    result = await app.runtime.compact(conversation_id(request))
+    return json_response(shapes.compaction(result))
+
+
+def routes(app: App) -> list[Route]:
+    def r(path: str, fn: Any, methods: list[str]) -> Route:
+        return Route(path, endpoint(app, fn), methods=methods)
+
+    item = "/conversations/{conversation_id}"
+    return [
+        r("/conversations", list_conversations, ["GET"]),
+        r("/conversations/", list_conversations, ["GET"]),
+        r("/conversations", create_conversation, ["POST"]),
+        r("/conversations/", create_conversation, ["POST"]),
+        r(item, get_conversation, ["GET"]),
+        r(item, update_conversation, ["PATCH"]),
+        r(item, delete_conversation, ["DELETE"]),
+        r(item + "/fork", fork_conversation, ["POST"]),
+        r(item + "/cancel", cancel_conversation, ["POST"]),
+        r(item + "/compact", compact_conversation, ["POST"]),
+    ]

@@ -1,0 +1,218 @@
+"""Letta's message routes: a conversation's messages (list; create -> SSE stream; resume the
+stream) and /v1/messages/search."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from ..app import App
+from ..errors import ValidationError
+from ..models import Run
+from ..util import now_iso
+from . import shapes, sse
+from .common import LettaBody, conversation_id, endpoint, json_response, parse_body, parse_query
+
+# How long a send may take to be accepted before the stream's headers go out anyway; it is
+# normally milliseconds, and errors found by then (bad input, no model) get a proper status.
+START_WAIT = 1.0
+# How long an SDK retry of a message POST without otids can find the attempt it repeats.
+RETRY_WINDOW = 600.0
+OUR_TYPES = {
+    "system_message", "user_message", "assistant_message", "reasoning_message", "tool_call_message",
+    "tool_return_message", "summary_message",
+}
+
+
+class ListQuery(LettaBody):
+    after: str | None = None
+    before: str | None = None
+    limit: int = 100
+    order: Literal["asc", "desc"] = "desc"
+    order_by: Literal["created_at"] = "created_at"
+    include_return_message_types: list[str] | None = None
+
+
+class TextPart(BaseModel):
+    type: str = "text"
+    text: str | None = None
+
+
+class MessageIn(LettaBody):
+    role: str = "user"
+    content: str | list[TextPart]
+    otid: str | None = None
+
+
+class MessageCreate(LettaBody):
+    messages: list[MessageIn] | None = None
+    input: str | list[TextPart] | None = None
+    override_model: str | None = None
+    max_steps: int | None = None
+    stream_tokens: bool = False
+    streaming: bool = True
+    include_pings: bool = False
+    include_return_message_types: list[str] | None = None
+
+
+class StreamResume(LettaBody):
+    run_id: str | None = None
+    include_pings: bool = False
+
+
+class SearchBody(LettaBody):
+    query: str
+    agent_id: str | None = None
+    conversation_id: str | None = None
+    limit: int = 50
+    start_date: str | None = None
+    end_date: str | None = None
+
+
+def text_of(content: str | list[TextPart], where: str) -> str:
+    """Letta content (a string or text parts) as our message text."""
+    if isinstance(content, str):
+        return content
+    parts = []
+    for i, part in enumerate(content):
+        if part.type != "text" or part.text is None:
+            raise ValidationError(f"{where}[{i}]", f"{part.type!r} content is not supported; send text parts")
+        parts.append(part.text)
+    return "\n".join(parts)
+
+
+def inputs(body: MessageCreate) -> tuple[list[dict[str, str]], list[str]]:
+    """The messages to send as `[{role, content}]`, and their otids."""
+    if body.messages:
+        msgs = [{"role": m.role, "content": text_of(m.content, f"messages[{i}].content")}
+                for i, m in enumerate(body.messages)]
+        return msgs, [m.otid for m in body.messages if m.otid]
+    if body.input is not None:
+        return [{"role": "user", "content": text_of(body.input, "input")}], []
+    raise ValidationError("messages", "give at least one message, e.g. messages=[{role: 'user', content: 'hi'}]")
+
+
+def idempotency_key(app: App, request: Request, conv_id: str, raw: bytes, otids: list[str]) -> str:
+    """The run's idempotency key. Letta's otids are the client's own key. Without them, an SDK retry
+    (`x-stainless-retry-count` > 0, the same body) reuses the key of the attempt it repeats, so a
+    timeout followed by the SDK's automatic re-POST never stores the turn twice."""
+    if otids:
+        return "otid:" + "|".join(otids)
+    recent: dict[str, tuple[str, float]] = app.extras.setdefault("rest_recent_sends", {})
+    now = time.monotonic()
+    for fp, (_, at) in list(recent.items()):
+        if now - at > RETRY_WINDOW:
+            del recent[fp]
+    fingerprint = hashlib.sha256(conv_id.encode() + b"\0" + raw).hexdigest()
+    retry = request.headers.get("x-stainless-retry-count", "0").strip() not in ("", "0")
+    if retry and fingerprint in recent:
+        return recent[fingerprint][0]
+    key = f"rest:{uuid.uuid4()}"
+    recent[fingerprint] = (key, now)
+    return key
+
+
+def letta_types(types: list[str] | None) -> set[str] | None:
+    return None if types is None else set(types)
+
+
+async def list_messages(app: App, request: Request) -> Response:
+    conv_id = conversation_id(request)
+    q = parse_query(request, ListQuery)
+    wanted = letta_types(q.include_return_message_types)
+    ours = sorted(wanted & OUR_TYPES) if wanted is not None else None
+    if ours == []:
+        await app.service.get_conversation(conv_id)
+        return json_response([])
+    page = await app.service.list_messages(
+        conv_id, q.limit, order=q.order, message_types=ours, include_system=bool(ours and "system_message" in ours),
+        after_id=q.after, before_id=q.before,
+    )
+    return json_response([shapes.message(m) for m in page.messages])
+
+
+async def send_message(app: App, request: Request) -> Response:
+    """Start a run and stream it (Letta's default), or wait for it with `streaming: false`."""
+    conv_id = conversation_id(request)
+    body = await parse_body(request, MessageCreate)
+    messages, otids = inputs(body)
+    await app.service.get_conversation(conv_id)
+    key = idempotency_key(app, request, conv_id, await request.body(), otids)
+    feed = sse.Feed()
+    kwargs: dict[str, Any] = {"max_steps": body.max_steps} if body.max_steps is not None else {}
+    t0 = now_iso()
+    started = asyncio.create_task(app.runtime.send(
+        conv_id, messages=messages, override_model=body.override_model, idempotency_key=key, background=True,
+        listener=feed.listener, **kwargs,
+    ))
+    await asyncio.wait({started}, timeout=START_WAIT)
+    if started.done():
+        started.result()  # our errors found before the run starts get a proper status
+
+    def replay(run: Run) -> bool:
+        return run.created_at < t0  # the run of an earlier attempt with the same idempotency key
+
+    opts = sse.StreamOptions(body.stream_tokens, body.include_pings, letta_types(body.include_return_message_types))
+    if not body.streaming:
+        final = await sse.wait_for_end(app, started, feed, replay)
+        translate = sse.Translator(sse.StreamOptions(types=opts.types))
+        msgs = [shapes.message(m) for m in final.messages if translate.wanted(m.message_type)]
+        return json_response({"messages": msgs, "stop_reason": shapes.stop_reason(final), "usage": shapes.usage(final)})
+    return StreamingResponse(sse.stream_body(app, started, feed, opts, replay),
+                             media_type="text/event-stream", headers=sse.STREAM_HEADERS)
+
+
+async def resume_stream(app: App, request: Request) -> Response:
+    """Re-attach to a run: the given one, else the conversation's newest active run."""
+    conv_id = conversation_id(request)
+    body = await parse_body(request, StreamResume)
+    run_id = body.run_id
+    if run_id is None:
+        active = await app.service.active_runs(conv_id)
+        if not active:
+            raise ValidationError("run_id", f"conversation {conv_id} has no active run to stream")
+        run_id = active[-1]
+    run = await app.runtime.get_run(run_id)
+    if run.conversation_id != conv_id:
+        raise ValidationError("run_id", f"run {run_id} belongs to conversation {run.conversation_id}")
+    started: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
+    started.set_result(run)
+    opts = sse.StreamOptions(include_pings=body.include_pings)
+    return StreamingResponse(sse.stream_body(app, started, sse.Feed(), opts, lambda _: True),
+                             media_type="text/event-stream", headers=sse.STREAM_HEADERS)
+
+
+async def search_messages(app: App, request: Request) -> Response:
+    body = await parse_body(request, SearchBody)
+    limit = body.limit
+    # Tool calls and returns have no member in Letta's result union: ask for spare results to drop them.
+    fetch = min(100, limit * 2) if 1 <= limit <= 100 else limit  # out of range: the service says so
+    found = await app.service.search(
+        body.query, body.agent_id, body.conversation_id, None, body.start_date, body.end_date, fetch
+    )
+    items = [i for r in found.results if (i := shapes.search_result(r, body.agent_id)) is not None]
+    return json_response(items[:limit])
+
+
+def routes(app: App) -> list[Route]:
+    def r(path: str, fn: Any, methods: list[str]) -> Route:
+        return Route(path, endpoint(app, fn), methods=methods)
+
+    item = "/conversations/{conversation_id}"
+    return [
+        r(item + "/messages", list_messages, ["GET"]),
+        r(item + "/messages/", list_messages, ["GET"]),
+        r(item + "/messages", send_message, ["POST"]),
+        r(item + "/messages/", send_message, ["POST"]),
+        r(item + "/stream", resume_stream, ["POST"]),
+        r("/messages/search", search_messages, ["POST"]),
+        r("/messages/search/", search_messages, ["POST"]),
+    ]

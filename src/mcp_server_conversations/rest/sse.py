@@ -1,0 +1,210 @@
+"""A run as Letta's SSE stream: unnamed `data:` events carrying Letta message objects, then
+`stop_reason`, `usage_statistics` and `data: [DONE]`.
+
+The run itself belongs to the server (the runtime runs it in the background), so it completes
+whether or not anyone reads this stream. The stream only watches it: headers and a first comment
+go out at once, a keepalive (`: keepalive`, or a `ping` chunk when the client asked for pings)
+follows every `keepalive` seconds of silence, well under the SDK's 60 s read timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..app import App
+from ..errors import ConversationsError
+from ..events import RunEvent
+from ..models import Run
+from . import shapes
+
+log = logging.getLogger("mcp_server_conversations.rest")
+
+KEEPALIVE = 15.0  # seconds of silence before a keepalive; app.extras["sse_keepalive"] overrides it
+FINISHED = ("completed", "failed", "cancelled", "interrupted")
+DONE = b"data: [DONE]\n\n"
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def event(data: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(data, separators=(",", ":")).encode() + b"\n\n"
+
+
+@dataclass
+class StreamOptions:
+    stream_tokens: bool = False
+    include_pings: bool = False
+    types: set[str] | None = None  # include_return_message_types
+
+
+@dataclass
+class Feed:
+    """The events of one run, as a queue a listener fills and the stream drains."""
+
+    queue: asyncio.Queue[RunEvent | Exception] = field(default_factory=asyncio.Queue)
+
+    async def listener(self, ev: RunEvent) -> None:
+        self.queue.put_nowait(ev)
+
+
+def keepalive_of(app: App) -> float:
+    return float(app.extras.get("sse_keepalive", KEEPALIVE))
+
+
+def error_type(text: str | None) -> str:
+    """litellm's error class, which our run errors lead with ("RateLimitError: …")."""
+    head = (text or "").split(":", 1)[0].strip()
+    return head if head.isidentifier() else "internal_error"
+
+
+class Translator:
+    """RunEvents -> SSE chunks. Each stored message is sent once; with `stream_tokens` the
+    reasoning and assistant text go out as deltas sharing the message's id instead."""
+
+    def __init__(self, opts: StreamOptions, *, replaying: bool = False) -> None:
+        self.opts = opts
+        self.replaying = replaying  # joined mid-run: send whole stored messages, no deltas
+        self.sent: set[str] = set()
+        self.streamed: set[str] = set()
+
+    def wanted(self, message_type: str) -> bool:
+        return self.opts.types is None or message_type in self.opts.types
+
+    def chunks(self, ev: RunEvent) -> list[bytes]:
+        if ev.kind in ("reasoning_delta", "text_delta"):
+            if not self.opts.stream_tokens or self.replaying or not ev.message_id or not ev.delta:
+                return []
+            chunk = shapes.delta(ev.kind, ev.message_id, ev.delta, ev.run_id)
+            if not self.wanted(chunk["message_type"]):
+                return []
+            self.streamed.add(ev.message_id)
+            return [event(chunk)]
+        if ev.kind == "message" and ev.message is not None:
+            m = ev.message
+            if m.id in self.sent or m.id in self.streamed or m.message_type in ("user_message", "system_message"):
+                return []
+            self.sent.add(m.id)
+            return [event(shapes.message(m))] if self.wanted(m.message_type) else []
+        return []
+
+    def finale(self, run: Run) -> list[bytes]:
+        """Any stored message not sent yet, an error_message for a failed run, then stop_reason and usage."""
+        out = [c for m in run.messages for c in self.chunks(RunEvent("message", run.id, message=m))]
+        if run.status == "failed":
+            text = run.error or "the model call failed"
+            out.append(event(shapes.error_message(run.id, error_type(run.error), text)))
+        out.append(event(shapes.stop_reason(run)))
+        out.append(event(shapes.usage(run)))
+        return out
+
+
+async def _next(queue: asyncio.Queue[Any], wait: float) -> Any:
+    try:
+        return await asyncio.wait_for(queue.get(), wait)
+    except TimeoutError:
+        return None
+
+
+def failure(run_id: str, e: Exception) -> list[bytes]:
+    """A failure outside the run (it could not start, or the stream broke) as chunks, not a dropped connection."""
+    if isinstance(e, ConversationsError):
+        kind, text = type(e).__name__, e.message
+    else:
+        log.error("streaming run %s failed", run_id or "(not started)", exc_info=e)
+        kind, text = "internal_error", "internal server error; see the server log"
+    return [event(shapes.error_message(run_id, kind, text)),
+            event({"message_type": "stop_reason", "stop_reason": "error"}), DONE]
+
+
+async def stream_body(
+    app: App, started: asyncio.Future[Run], feed: Feed, opts: StreamOptions, replay: Callable[[Run], bool]
+) -> AsyncIterator[bytes]:
+    """The SSE body for the run `started` resolves to: see the module docstring.
+
+    When `replay(run)` is true the run was started by an earlier request (an SDK retry, or a resumed
+    stream), so `feed` gets nothing from it: what it has stored is sent first, then its live events
+    from `runtime.subscribe`."""
+    wait = keepalive_of(app)
+    ping = event(shapes.ping(None)) if opts.include_pings else b": keepalive\n\n"
+    yield b": stream open\n\n"
+    while not started.done():
+        await asyncio.wait({started}, timeout=wait)
+        if not started.done():
+            yield ping
+    try:
+        run = started.result()
+    except Exception as e:
+        for chunk in failure("", e):
+            yield chunk
+        return
+    ping = event(shapes.ping(run.id)) if opts.include_pings else ping
+    replaying = replay(run)
+    translate = Translator(opts, replaying=replaying)
+    pump: asyncio.Task[None] | None = None
+    if replaying:
+        pump = asyncio.create_task(_replay(app, run.id, feed))
+    try:
+        final: Run | None = None
+        while final is None:
+            ev = await _next(feed.queue, wait)
+            if ev is None:
+                yield ping
+            elif isinstance(ev, Exception):
+                for chunk in failure(run.id, ev):
+                    yield chunk
+                return
+            elif ev.kind == "done":
+                final = ev.run or await app.runtime.get_run(run.id)
+            else:
+                for chunk in translate.chunks(ev):
+                    yield chunk
+        for chunk in translate.finale(final):
+            yield chunk
+        yield DONE
+    finally:
+        if pump is not None:
+            pump.cancel()
+            with contextlib.suppress(BaseException):
+                await pump
+
+
+async def _replay(app: App, run_id: str, feed: Feed) -> None:
+    """Feed a run started elsewhere: its stored messages, then its live events until it ends."""
+    try:
+        live = app.runtime.subscribe(run_id)
+        run = await app.runtime.get_run(run_id)
+        for m in run.messages:
+            await feed.listener(RunEvent("message", run_id, message=m))
+        if run.status in FINISHED:
+            await feed.listener(RunEvent("done", run_id, run=run))
+            return
+        async for ev in live:
+            await feed.listener(ev)
+            if ev.kind == "done":
+                return
+        await feed.listener(RunEvent("done", run_id, run=await app.runtime.get_run(run_id)))
+    except Exception as e:  # surface it in the stream rather than hang it
+        feed.queue.put_nowait(e)
+
+
+async def wait_for_end(app: App, started: asyncio.Future[Run], feed: Feed, replay: Callable[[Run], bool]) -> Run:
+    """The final run, for `streaming=false` callers."""
+    run = await started
+    if run.status in FINISHED:
+        return await app.runtime.get_run(run.id)
+    pump = asyncio.create_task(_replay(app, run.id, feed)) if replay(run) else None
+    try:
+        while True:
+            ev = await feed.queue.get()
+            if isinstance(ev, Exception):
+                raise ev
+            if ev.kind == "done":
+                return ev.run or await app.runtime.get_run(run.id)
+    finally:
+        if pump is not None:
+            pump.cancel()
