@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
+from http_helpers import Served, serving
 from letta_client import Letta
 
-from http_helpers import Served, serving
 from mcp_server_conversations.config import Settings
 
 TOKEN = "rest-test-token"
