@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .config import Settings
+from .runtime import Runtime
 from .service import ConversationService
 from .storage import SQLiteStore
 
@@ -22,6 +23,7 @@ class App:
     store: SQLiteStore
     service: ConversationService
     extras: dict[str, Any] = field(default_factory=dict)
+    runtime: Runtime = field(default=None)  # type: ignore[assignment]  # set by open_app: runs of send_message
 
 
 @asynccontextmanager
@@ -29,8 +31,13 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
     """Open the database (migrating it) and build the services; close them on exit."""
     store = await SQLiteStore.open(settings.resolved_db())
     try:
-        app = App(settings=settings, store=store, service=ConversationService(store, settings))
+        service = ConversationService(store, settings)
+        app = App(settings=settings, store=store, service=service, runtime=Runtime(settings, store, service))
         log.info("database ready at %s", settings.resolved_db())
-        yield app
+        await app.runtime.start()
+        try:
+            yield app
+        finally:
+            await app.runtime.stop()
     finally:
         await store.close()

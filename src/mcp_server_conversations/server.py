@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from mcp.server.mcpserver import MCPServer
 
-from . import __version__, tools
+from . import __version__, tools, tools_runs
 from .app import App, open_app
 from .config import Settings
 
@@ -38,4 +38,5 @@ def build_server(settings: Settings, shared: App | None = None) -> MCPServer:
         log_level=settings.log_level,
     )
     tools.register(mcp)
+    tools_runs.register(mcp)
     return mcp

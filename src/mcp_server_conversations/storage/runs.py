@@ -8,7 +8,7 @@ from ..errors import NotFoundError
 from ..models import Message, Run
 from ..util import now_iso
 from .base import SQLiteBase
-from .rows import MESSAGE_COLUMNS, message_from_row, run_from_row, unpack
+from .rows import MESSAGE_COLUMNS, message_from_row, pack, run_from_row, unpack
 
 RUN_FIELDS = {
     "model", "status", "stop_reason", "prompt_tokens", "completion_tokens", "total_tokens", "error",
@@ -64,3 +64,40 @@ class RunStore(SQLiteBase):
         """(run_id, conversation_id) of runs left queued or running (the process died)."""
         rows = await self.all("SELECT id, conversation_id FROM runs WHERE status IN ('queued', 'running')")
         return [(r["id"], r["conversation_id"]) for r in rows]
+
+    async def finish_run(
+        self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool
+    ) -> None:
+        """End a run in one transaction: its final fields, the conversation's last_run_completion and,
+        for a run that did not complete (`abandon`), every row it wrote taken out of the context window
+        with its user input marked is_err, so the context is as it was before the run."""
+        fields = {k: v for k, v in fields.items() if k in RUN_FIELDS}
+        completed_at = fields.get("completed_at") or now_iso()
+        fields["completed_at"] = completed_at
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        async with self.write() as db:
+            await db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+            await db.execute(
+                "UPDATE conversations SET last_run_completion = ? WHERE id = ?", (completed_at, conversation_id)
+            )
+            if not abandon:
+                return
+            cur = await db.execute("SELECT rowid, message_type FROM messages WHERE run_id = ?", (run_id,))
+            rows = list(await cur.fetchall())
+            if not rows:
+                return
+            drop = {r["rowid"] for r in rows}
+            cur = await db.execute("SELECT context FROM conversations WHERE id = ?", (conversation_id,))
+            conv = await cur.fetchone()
+            if conv is not None:
+                context = [i for i in unpack(conv["context"]) if i not in drop]
+                await db.execute(
+                    "UPDATE conversations SET context = ? WHERE id = ?", (pack(context), conversation_id)
+                )
+            await db.execute(
+                "UPDATE messages SET is_err = 1 WHERE run_id = ? AND message_type = 'user_message'", (run_id,)
+            )
+
+    async def mark_run_started(self, run_id: str, *, model: str, started_at: str) -> None:
+        """queued -> running, with the model this run uses (the store keeps it for get_run)."""
+        await self.update_run(run_id, {"status": "running", "model": model, "started_at": started_at})

@@ -1,0 +1,262 @@
+"""The model gateway: every model call goes through litellm here, and litellm's errors are
+mapped to the server's error tree here and nowhere else.
+
+litellm costs about 4 s to import, so it is imported lazily (never on the path to answering
+`initialize`); `warm()` imports it in a worker thread once the server is up so the first send
+does not pay the whole cost. litellm also writes banners and low-level logs to stdout, which
+belongs to the protocol on stdio: its loggers are set to WARNING before the import and
+`suppress_debug_info` right after.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import re
+import sys
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Literal
+
+from .config import Settings
+from .errors import ContextWindowError, ModelNotConfiguredError, ProviderError
+from .models import Usage
+
+log = logging.getLogger("mcp_server_conversations.gateway")
+
+_LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
+_import_lock = threading.Lock()
+_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+_SECRET_PATTERNS = (
+    re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-.=]{6,}"),
+    re.compile(r"(?i)(api[_-]?key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]{4,}"),
+)
+_CONTEXT_HINTS = ("context_length_exceeded", "maximum context length", "context window", "too many tokens")
+
+
+def _load_litellm() -> ModuleType:
+    """Import and configure litellm once (thread-safe; runs in a worker thread)."""
+    with _import_lock:
+        if "litellm" not in sys.modules:
+            os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+            os.environ.setdefault("PYTHON_DOTENV_DISABLED", "1")
+            for name in _LITELLM_LOGGERS:
+                logging.getLogger(name).setLevel(logging.WARNING)
+        litellm = importlib.import_module("litellm")
+        litellm.suppress_debug_info = True
+        return litellm
+
+
+def litellm_loaded() -> bool:
+    return "litellm" in sys.modules
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """Something the model streamed: a text or reasoning fragment, or the start of a tool call."""
+
+    kind: Literal["text", "reasoning", "tool_call"]
+    text: str  # the fragment, or the tool's name for tool_call
+    index: int = 0  # tool call index within the step
+
+
+@dataclass
+class Completion:
+    """The whole message a model call produced, assembled from its stream."""
+
+    model: str
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[dict[str, str]] = field(default_factory=list)  # {tool_call_id, name, arguments}
+    usage: Usage = field(default_factory=Usage)
+    finish_reason: str | None = None
+
+
+def redact(text: str) -> str:
+    """Remove anything that looks like a credential from a provider's error message."""
+    for name, value in os.environ.items():
+        if value and len(value) >= 6 and _SECRET_ENV.search(name) and value in text:
+            text = text.replace(value, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: (m.group(1) if m.groups() else "sk-") + "***", text)
+    return text
+
+
+def _clean_message(error: BaseException) -> str:
+    """litellm prefixes messages with its own class names ("litellm.X: X: OpenAIException - ..."): drop them."""
+    text = str(error).strip() or type(error).__name__
+    text = re.sub(r"^(litellm\.\w+:\s*)+", "", text)
+    text = re.sub(r"^(\w+Error:\s*)+", "", text)
+    return redact(text)[:2000]
+
+
+class ModelGateway:
+    """Streaming chat completions over litellm, with the server's timeouts, retries and error mapping."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._litellm: ModuleType | None = None
+
+    # -- loading --
+
+    async def load(self) -> ModuleType:
+        """litellm, imported in a worker thread on first use."""
+        if self._litellm is None:
+            self._litellm = await asyncio.to_thread(_load_litellm)
+        return self._litellm
+
+    async def warm(self) -> None:
+        """Import litellm in the background after start-up; failures are logged, not raised."""
+        try:
+            await self.load()
+            log.debug("litellm imported")
+        except Exception:  # a broken install must not take the server down; the first send reports it
+            log.warning("importing litellm failed", exc_info=True)
+
+    async def close(self) -> None:
+        """Close litellm's cached HTTP clients before the event loop goes away."""
+        if self._litellm is None:
+            return
+        try:
+            await self._litellm.close_litellm_async_clients()
+        except Exception:
+            log.debug("closing litellm clients failed", exc_info=True)
+
+    # -- model facts --
+
+    async def check_configured(self, model: str) -> None:
+        """Raise ModelNotConfiguredError if litellm says the provider's key is missing from the environment."""
+        litellm = await self.load()
+        try:
+            info = litellm.validate_environment(model=model)
+        except Exception:  # an unknown provider: let the call itself report it
+            return
+        missing = [k for k in info.get("missing_keys") or [] if k]
+        if missing and not info.get("keys_in_environment"):
+            raise ModelNotConfiguredError(
+                f"model {model} needs {', '.join(missing)} set in the server's environment "
+                "(litellm reads provider keys and base URLs from it); set it and restart the server, "
+                "or pick another model with override_model or the conversation's or agent's model"
+            )
+
+    def max_input_tokens(self, model: str) -> int:
+        """The model's known input window, else the configured default (litellm must be loaded)."""
+        if self._litellm is not None:
+            try:
+                info = self._litellm.get_model_info(model)
+                value = info.get("max_input_tokens") or info.get("max_tokens")
+                if value:
+                    return int(value)
+            except Exception:  # unknown to litellm (ModelNotMappedError is a plain Exception)
+                pass
+        return self.settings.default_context_window
+
+    # -- errors --
+
+    def map_error(self, error: Exception) -> ProviderError:
+        """The one place litellm's (and its transports') exceptions become the server's errors."""
+        name = type(error).__name__
+        message = _clean_message(error)
+        context_cls = getattr(self._litellm, "ContextWindowExceededError", None) if self._litellm else None
+        if (context_cls is not None and isinstance(error, context_cls)) or (
+            "BadRequest" in name and any(h in message.lower() for h in _CONTEXT_HINTS)
+        ):
+            return ContextWindowError("ContextWindowExceededError", message, status_code=400)
+        status = {"RateLimitError": 429, "Timeout": 504, "BadRequestError": 400}.get(name)
+        return ProviderError(name, message, status_code=status)
+
+    # -- calls --
+
+    async def stream(
+        self, model: str, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> AsyncIterator[Delta | Completion]:
+        """Stream one model call: Deltas as they arrive, then the assembled Completion (last item).
+
+        Raises ProviderError / ContextWindowError. Closing the iterator (or cancelling the task
+        consuming it) stops the HTTP stream."""
+        litellm = await self.load()
+        kwargs: dict[str, Any] = {
+            "model": model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "timeout": self.settings.model_timeout,
+            "num_retries": self.settings.model_retries,
+        }
+        if tools:
+            kwargs["tools"] = tools
+        result = Completion(model=model)
+        calls: dict[int, dict[str, str]] = {}
+        try:
+            response = await litellm.acompletion(**kwargs)
+        except Exception as e:
+            raise self.map_error(e) from e
+        try:
+            iterator = response.__aiter__()
+            while True:
+                try:
+                    chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    break
+                except Exception as e:
+                    raise self.map_error(e) from e
+                usage = getattr(chunk, "usage", None)
+                if usage and getattr(usage, "total_tokens", None):
+                    result.usage = Usage(
+                        prompt_tokens=usage.prompt_tokens or 0,
+                        completion_tokens=usage.completion_tokens or 0,
+                        total_tokens=usage.total_tokens or 0,
+                    )
+                if not chunk.choices:  # the usage chunk has no choices
+                    continue
+                choice = chunk.choices[0]
+                if choice.finish_reason:
+                    result.finish_reason = choice.finish_reason
+                delta = choice.delta
+                if delta is None:
+                    continue
+                reasoning = getattr(delta, "reasoning_content", None)
+                if reasoning:
+                    result.reasoning += reasoning
+                    yield Delta("reasoning", reasoning)
+                if delta.content:
+                    result.content += delta.content
+                    yield Delta("text", delta.content)
+                for tc in delta.tool_calls or []:
+                    index = tc.index if tc.index is not None else len(calls)
+                    call = calls.get(index)
+                    if call is None:
+                        call = calls[index] = {"tool_call_id": tc.id or "", "name": "", "arguments": ""}
+                    fn = tc.function
+                    if tc.id and not call["tool_call_id"]:
+                        call["tool_call_id"] = tc.id
+                    if fn is not None and fn.name and not call["name"]:
+                        call["name"] = fn.name
+                        yield Delta("tool_call", fn.name, index)
+                    if fn is not None and fn.arguments:
+                        call["arguments"] += fn.arguments
+        finally:
+            close = getattr(response, "aclose", None)
+            if close is not None:
+                try:
+                    await asyncio.shield(close())
+                except Exception:  # closing a broken stream must not mask the real outcome
+                    pass
+        for i in sorted(calls):
+            call = calls[i]
+            call["tool_call_id"] = call["tool_call_id"] or f"call_{i}"
+            result.tool_calls.append(call)
+        yield result
+
+    async def complete(self, model: str, messages: list[dict[str, Any]]) -> Completion:
+        """A whole (streamed, then assembled) answer without tools: used by the summarizer."""
+        final = Completion(model=model)
+        async for item in self.stream(model, messages):
+            if isinstance(item, Completion):
+                final = item
+        return final

@@ -1,0 +1,392 @@
+"""The runtime: runs of send_message, their queue per conversation and their lifecycle.
+
+- Each run executes in a task the server owns, so a background run outlives the request (and the
+  connection) that started it; a foreground send awaits its run and cancels it if the request is
+  cancelled.
+- Sends to one conversation are serialized in arrival order by a per-conversation FIFO lock (a run
+  is `queued` until its turn, and its input enters the history only then); different
+  conversations run in parallel (no global lock around model calls).
+- A run that does not complete (failed, cancelled, interrupted) leaves the context as it was
+  before it: its rows leave the context window and its input is marked is_err
+  (store.finish_run, one transaction, done while the run still holds its turn).
+- At start, runs left queued/running by a dead process are marked interrupted the same way;
+  at shutdown, in-flight runs end interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from .agent_loop import AgentLoop, Listener, RunState
+from .agent_tools import AgentTools
+from .compaction import Compactor, choose_evicted, effective_window
+from .config import Settings
+from .errors import (
+    ConflictError,
+    ContextWindowError,
+    ConversationsError,
+    ModelNotConfiguredError,
+    NotFoundError,
+    ProviderError,
+    ValidationError,
+)
+from .events import RunEvent
+from .gateway import ModelGateway
+from .models import CompactResult, Conversation, Run
+from .service import ConversationService, check_handle
+from .storage import NewMessage, SQLiteStore
+from .util import new_id, now_iso
+
+log = logging.getLogger("mcp_server_conversations.runtime")
+
+WARM_DELAY = 0.5  # seconds after start before litellm is imported, so `initialize` is answered first
+SHUTDOWN_GRACE = 10.0  # seconds runs get to record that they were interrupted
+MAX_STEPS = 100
+MAX_KEY_CHARS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """One message of a send: user or system text."""
+
+    role: str
+    content: str
+
+
+class Runtime:
+    """Starts, queues, streams, cancels and finishes runs; compacts conversations on demand."""
+
+    def __init__(
+        self, settings: Settings, store: SQLiteStore, service: ConversationService, gateway: ModelGateway | None = None
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.service = service
+        self.gateway = gateway or ModelGateway(settings)
+        self.tools = AgentTools(service)
+        self.compactor = Compactor(store, self.gateway)
+        self._runs: dict[str, RunState] = {}
+        self._turns: dict[str, asyncio.Lock] = {}
+        self._admit = asyncio.Lock()
+        self._warm: asyncio.TimerHandle | None = None
+        self._closing = False
+
+    # -- lifecycle --
+
+    async def start(self, *, warm: bool = True) -> None:
+        """Mark runs a dead process left unfinished as interrupted; warm litellm shortly after."""
+        for run_id, conversation_id in await self.store.unfinished_runs():
+            await self.store.finish_run(
+                run_id, conversation_id, {"status": "interrupted", "stop_reason": "interrupted",
+                                          "error": "the server stopped before the run finished"},
+                abandon=True,
+            )  # fmt: skip
+            log.warning("run %s was left unfinished by a previous process; marked interrupted", run_id)
+        if warm:
+            self._warm = asyncio.get_running_loop().call_later(WARM_DELAY, self._start_warming)
+
+    def _start_warming(self) -> None:
+        import threading
+
+        from .gateway import _load_litellm
+
+        def load() -> None:
+            try:
+                _load_litellm()
+            except Exception:  # reported again, with its cause, by the first model call
+                log.warning("importing litellm failed", exc_info=True)
+
+        threading.Thread(target=load, name="litellm-warm", daemon=True).start()
+
+    async def stop(self) -> None:
+        """End in-flight runs as interrupted (they record it), then close litellm's clients."""
+        self._closing = True
+        if self._warm is not None:
+            self._warm.cancel()
+        states = [s for s in self._runs.values() if not s.done.is_set()]
+        for state in states:
+            state.end_as = "interrupted"
+            self._cancel(state)
+        with anyio.CancelScope(shield=True):
+            with anyio.move_on_after(SHUTDOWN_GRACE):
+                for state in states:
+                    await state.done.wait()
+            await self.gateway.close()
+
+    # -- model selection --
+
+    async def resolve_model(self, conversation: Conversation, override_model: str | None) -> str:
+        """override_model > conversation model > agent model > server default."""
+        if override_model:
+            return override_model
+        if conversation.model:
+            return conversation.model
+        agent = await self.store.get_agent(conversation.agent_id)
+        if agent.model:
+            return agent.model
+        if self.settings.default_model:
+            return self.settings.default_model
+        raise ModelNotConfiguredError(
+            f"no model is set for conversation {conversation.id}: pass override_model to send_message, "
+            "set a model on the conversation (update_conversation) or its agent (update_agent), "
+            "or start the server with --model / CONVERSATIONS_DEFAULT_MODEL"
+        )
+
+    # -- sending --
+
+    def _inputs(self, content: str | None, messages: list[dict[str, Any]] | None) -> list[Input]:
+        if content is not None and messages:
+            raise ValidationError("messages", "give either content or messages, not both")
+        if content is not None:
+            return [Input("user", self.service.check_text("content", content))]
+        if not messages:
+            raise ValidationError("content", "the message is empty; give its text in content (or a messages list)")
+        out = []
+        for i, m in enumerate(messages):
+            role, text = (m.get("role"), m.get("content")) if isinstance(m, dict) else (None, None)
+            if role not in ("user", "system"):
+                raise ValidationError(f"messages[{i}].role", f"{role!r} is not allowed; use user or system")
+            if not isinstance(text, str):
+                raise ValidationError(f"messages[{i}].content", "must be a string")
+            out.append(Input(role, self.service.check_text(f"messages[{i}].content", text)))
+        return out
+
+    async def send(
+        self,
+        conversation_id: str,
+        *,
+        content: str | None = None,
+        messages: list[dict] | None = None,
+        override_model: str | None = None,
+        max_steps: int = 10,
+        idempotency_key: str | None = None,
+        background: bool = False,
+        listener: Listener | None = None,
+    ) -> Run:
+        """Run one turn of the agent in a conversation (see the module docstring).
+
+        Foreground: returns the finished Run with its messages; raises ProviderError (after marking the
+        run failed) on a provider failure. Background: returns at once with status queued or running."""
+        if self._closing:
+            raise ConflictError("the server is shutting down; send again after it restarts")
+        inputs = self._inputs(content, messages)
+        if not 1 <= max_steps <= MAX_STEPS:
+            raise ValidationError("max_steps", f"must be between 1 and {MAX_STEPS} (got {max_steps})")
+        override_model = check_handle("override_model", override_model)
+        if idempotency_key is not None and not (0 < len(idempotency_key.strip()) <= MAX_KEY_CHARS):
+            raise ValidationError("idempotency_key", f"must be 1-{MAX_KEY_CHARS} characters")
+        conversation = await self.store.get_conversation(conversation_id)
+        if idempotency_key is not None:
+            existing = await self.store.run_by_idempotency_key(conversation_id, idempotency_key)
+            if existing is not None:
+                return await self._replay(existing, background, listener)
+        model = await self.resolve_model(conversation, override_model)
+        await self.gateway.check_configured(model)
+        async with self._admit:  # key check, run row and task creation in arrival order
+            if idempotency_key is not None:
+                existing = await self.store.run_by_idempotency_key(conversation_id, idempotency_key)
+                if existing is not None:
+                    return await self._replay(existing, background, listener)
+            run_id = new_id("run")
+            await self.store.create_run(
+                run_id, conversation_id, conversation.agent_id, status="queued", idempotency_key=idempotency_key
+            )
+            state = RunState(run_id, conversation_id, conversation.agent_id, model, override_model, background)
+            if listener is not None:
+                state.listeners.append(listener)
+            self._runs[run_id] = state
+            state.task = asyncio.create_task(self._execute(state, inputs, max_steps), name=f"run {run_id}")
+        if background:
+            await state.admitted.wait()
+            return await self.get_run(run_id)
+        return await self._await_foreground(state, owner=True)
+
+    async def _replay(self, run_id: str, background: bool, listener: Listener | None) -> Run:
+        """The run a repeated idempotency key names: now (background) or when it ends (foreground)."""
+        state = self._runs.get(run_id)
+        if state is not None and not state.done.is_set():
+            if listener is not None:
+                state.listeners.append(listener)
+            if background:
+                return await self.get_run(run_id)
+            return await self._await_foreground(state, owner=False)
+        run = await self.store.get_run(run_id)
+        if not background:
+            self._raise_for(run, state)
+        return run
+
+    async def _await_foreground(self, state: RunState, *, owner: bool) -> Run:
+        """Wait for the run; if this request is cancelled, cancel the run it owns and let it settle."""
+        try:
+            await state.done.wait()
+        except BaseException:
+            state.listeners.clear()
+            if owner:
+                self._cancel(state)
+                with anyio.CancelScope(shield=True):
+                    await state.done.wait()
+            raise
+        run = state.final if state.final is not None else await self.store.get_run(state.run_id)
+        self._raise_for(run, state)
+        return run
+
+    @staticmethod
+    def _raise_for(run: Run, state: RunState | None) -> None:
+        if run.status != "failed":
+            return
+        if state is not None and state.error is not None:
+            raise state.error
+        name, _, message = (run.error or "ProviderError: the run failed").partition(": ")
+        raise ProviderError(name, message)
+
+    def _turn_lock(self, conversation_id: str) -> asyncio.Lock:
+        return self._turns.setdefault(conversation_id, asyncio.Lock())
+
+    def _cancel(self, state: RunState) -> None:
+        if state.cancel_requested or state.done.is_set() or state.task is None:
+            return
+        state.cancel_requested = True
+        state.task.cancel()
+
+    async def _execute(self, state: RunState, inputs: list[Input], max_steps: int) -> None:
+        """The run's task: wait for the conversation's turn, run it, record how it ended."""
+        lock = self._turn_lock(state.conversation_id)
+        try:
+            if lock.locked():
+                state.admitted.set()  # stays queued behind the conversation's earlier runs
+            try:
+                await lock.acquire()
+            except asyncio.CancelledError:
+                await self._finish(state, state.end_as, state.end_as)
+                return
+            try:
+                await self._turn(state, inputs, max_steps)
+            except asyncio.CancelledError:
+                await self._finish(state, state.end_as, state.end_as)
+            except ContextWindowError as e:
+                await self._finish(state, "failed", "context_window_exceeded", e)
+            except ConversationsError as e:
+                await self._finish(state, "failed", "error", e)
+            except Exception as e:
+                log.exception("run %s crashed", state.run_id)
+                await self._finish(state, "failed", "error", ConversationsError(f"InternalError: {e}"))
+            finally:
+                lock.release()
+        except Exception:  # recording the end itself failed (e.g. the database went away)
+            log.exception("run %s could not record its end", state.run_id)
+        finally:
+            state.admitted.set()
+            state.done.set()
+            self._runs.pop(state.run_id, None)
+            if not lock.locked() and not getattr(lock, "_waiters", None):
+                self._turns.pop(state.conversation_id, None)
+
+    async def _turn(self, state: RunState, inputs: list[Input], max_steps: int) -> None:
+        conversation = await self.store.get_conversation(state.conversation_id)
+        try:  # the conversation's or agent's model may have changed while this run was queued
+            state.model = await self.resolve_model(conversation, state.override_model)
+        except ModelNotConfiguredError:
+            pass
+        await self.gateway.load()
+        await self.store.mark_run_started(state.run_id, model=state.model, started_at=now_iso())
+        state.status = "running"
+        state.admitted.set()
+        await self.store.append_messages(
+            state.conversation_id,
+            [
+                NewMessage("user_message" if i.role == "user" else "system_message", i.role, content=i.content,
+                           run_id=state.run_id)
+                for i in inputs
+            ],
+        )  # fmt: skip
+        loop = AgentLoop(self.store, self.gateway, self.tools, self.compactor, state, max_steps)
+        stop_reason = await loop.run()
+        await self._finish(state, "completed", stop_reason)
+
+    async def _finish(
+        self, state: RunState, status: str, stop_reason: str, error: ConversationsError | None = None
+    ) -> None:
+        """Record the run's end (cleaning the context unless it completed) and tell listeners."""
+        state.error = error
+        fields = {
+            "status": status,
+            "stop_reason": stop_reason,
+            "error": error.message if error is not None else None,
+            "model": state.model,
+            "prompt_tokens": state.usage.prompt_tokens,
+            "completion_tokens": state.usage.completion_tokens,
+            "total_tokens": state.usage.total_tokens,
+        }
+        await self.store.finish_run(state.run_id, state.conversation_id, fields, abandon=status != "completed")
+        state.status = status
+        state.partial_text = ""
+        try:
+            state.final = await self.store.get_run(state.run_id)
+        except NotFoundError:  # the conversation was deleted while the run went on
+            state.final = None
+        if state.final is not None:
+            await state.emit(RunEvent("done", state.run_id, run=state.final))
+
+    # -- reading and stopping runs --
+
+    async def get_run(self, run_id: str) -> Run:
+        """The run with the messages it has produced so far (and partial_text while it streams)."""
+        run = await self.store.get_run(run_id)
+        state = self._runs.get(run_id)
+        if state is not None and not state.done.is_set() and run.status in ("queued", "running"):
+            run = run.model_copy(update={"partial_text": state.partial_text, "usage": state.usage})
+        return run
+
+    async def cancel_run(self, run_id: str) -> Run:
+        """Stop a run (a queued one never calls the model); a finished run is returned as it ended."""
+        run = await self.store.get_run(run_id, with_messages=False)
+        state = self._runs.get(run_id)
+        if state is not None and not state.done.is_set():
+            self._cancel(state)
+            with anyio.CancelScope(shield=True):
+                await state.done.wait()
+        elif run.status in ("queued", "running"):
+            log.warning("run %s is %s but not owned by this process", run_id, run.status)
+        return await self.store.get_run(run_id)
+
+    async def subscribe(self, run_id: str) -> AsyncIterator[RunEvent]:
+        """The run's events from now until `done` (just `done` for a run that has ended)."""
+        state = self._runs.get(run_id)
+        if state is None or state.done.is_set():
+            yield RunEvent("done", run_id, run=await self.store.get_run(run_id))
+            return
+        queue: asyncio.Queue[RunEvent] = asyncio.Queue()
+        state.subscribers.append(queue)
+        try:
+            while True:
+                event = await queue.get()
+                yield event
+                if event.kind == "done":
+                    return
+        finally:
+            state.subscribers.remove(queue)
+
+    # -- compaction on demand --
+
+    async def compact(self, conversation_id: str) -> CompactResult:
+        """Compact a conversation now, in turn with its runs; no model call if nothing can go."""
+        conversation = await self.store.get_conversation(conversation_id)
+        async with self._turn_lock(conversation_id):
+            body = (await self.store.context_messages(conversation_id))[1:]
+            if not choose_evicted(body):
+                return CompactResult(summary=None, messages_before=len(body), messages_after=len(body))
+            model = await self.resolve_model(conversation, None)
+            await self.gateway.check_configured(model)
+            agent = await self.store.get_agent(conversation.agent_id)
+            result = await self.compactor.compact(conversation_id, model, effective_window(agent, self.gateway, model))
+        return CompactResult(
+            summary=result.summary.content if result.summary else None,
+            messages_before=result.messages_before,
+            messages_after=result.messages_after,
+        )
