@@ -162,7 +162,7 @@ async def send_message(app: App, request: Request) -> Response:
 
     opts = sse.StreamOptions(body.stream_tokens, body.include_pings, letta_types(body.include_return_message_types))
     if not body.streaming:
-        final = await sse.wait_for_end(app, started, feed, replay)
+        final = await sse.wait_for_end(app, started, feed)
         translate = sse.Translator(sse.StreamOptions(types=opts.types))
         msgs = [shapes.message(m) for m in final.messages if translate.wanted(m.message_type)]
         return json_response({"messages": msgs, "stop_reason": shapes.stop_reason(final), "usage": shapes.usage(final)})
@@ -186,7 +186,7 @@ async def resume_stream(app: App, request: Request) -> Response:
     started: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
     started.set_result(run)
     opts = sse.StreamOptions(include_pings=body.include_pings)
-    return StreamingResponse(sse.stream_body(app, started, sse.Feed(), opts, lambda _: True),
+    return StreamingResponse(sse.stream_body(app, started, sse.Feed(), opts, lambda _: True, subscribe=True),
                              media_type="text/event-stream", headers=sse.STREAM_HEADERS)
 
 

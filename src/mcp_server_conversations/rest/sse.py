@@ -122,13 +122,15 @@ def failure(run_id: str, e: Exception) -> list[bytes]:
 
 
 async def stream_body(
-    app: App, started: asyncio.Future[Run], feed: Feed, opts: StreamOptions, replay: Callable[[Run], bool]
+    app: App, started: asyncio.Future[Run], feed: Feed, opts: StreamOptions, replay: Callable[[Run], bool],
+    *, subscribe: bool = False,
 ) -> AsyncIterator[bytes]:
     """The SSE body for the run `started` resolves to: see the module docstring.
 
-    When `replay(run)` is true the run was started by an earlier request (an SDK retry, or a resumed
-    stream), so `feed` gets nothing from it: what it has stored is sent first, then its live events
-    from `runtime.subscribe`."""
+    `feed` gets the run's events from the moment its listener was attached. When `replay(run)` is
+    true the run began before that (an SDK retry joining the run of its first attempt, or a resumed
+    stream): what the run has stored is sent first, whole, and the feed's events follow, each message
+    once. With `subscribe` (no listener was attached) the feed is filled from `runtime.subscribe`."""
     wait = keepalive_of(app)
     ping = event(shapes.ping(None)) if opts.include_pings else b": keepalive\n\n"
     yield b": stream open\n\n"
@@ -146,14 +148,28 @@ async def stream_body(
     replaying = replay(run)
     translate = Translator(opts, replaying=replaying)
     pump: asyncio.Task[None] | None = None
-    if replaying:
-        pump = asyncio.create_task(_replay(app, run.id, feed))
     try:
         final: Run | None = None
+        if replaying:
+            if subscribe:
+                pump = asyncio.create_task(_pump(app, run.id, feed))
+                await asyncio.sleep(0)  # let it subscribe before the stored part is read
+            now = await app.runtime.get_run(run.id)
+            for m in now.messages:
+                for chunk in translate.chunks(RunEvent("message", run.id, message=m)):
+                    yield chunk
+            final = now if now.status in FINISHED else None
         while final is None:
             ev = await _next(feed.queue, wait)
-            if ev is None:
+            if ev is None:  # silence: keep the connection alive, and make sure the run has not ended unseen
                 yield ping
+                try:
+                    now = await app.runtime.get_run(run.id)
+                except ConversationsError as e:  # e.g. its conversation was deleted meanwhile
+                    for chunk in failure(run.id, e):
+                        yield chunk
+                    return
+                final = now if now.status in FINISHED else None
             elif isinstance(ev, Exception):
                 for chunk in failure(run.id, ev):
                     yield chunk
@@ -173,38 +189,22 @@ async def stream_body(
                 await pump
 
 
-async def _replay(app: App, run_id: str, feed: Feed) -> None:
-    """Feed a run started elsewhere: its stored messages, then its live events until it ends."""
+async def _pump(app: App, run_id: str, feed: Feed) -> None:
+    """Feed a run's live events from `runtime.subscribe` until it ends."""
     try:
-        live = app.runtime.subscribe(run_id)
-        run = await app.runtime.get_run(run_id)
-        for m in run.messages:
-            await feed.listener(RunEvent("message", run_id, message=m))
-        if run.status in FINISHED:
-            await feed.listener(RunEvent("done", run_id, run=run))
-            return
-        async for ev in live:
+        async for ev in app.runtime.subscribe(run_id):
             await feed.listener(ev)
-            if ev.kind == "done":
-                return
-        await feed.listener(RunEvent("done", run_id, run=await app.runtime.get_run(run_id)))
     except Exception as e:  # surface it in the stream rather than hang it
         feed.queue.put_nowait(e)
 
 
-async def wait_for_end(app: App, started: asyncio.Future[Run], feed: Feed, replay: Callable[[Run], bool]) -> Run:
-    """The final run, for `streaming=false` callers."""
+async def wait_for_end(app: App, started: asyncio.Future[Run], feed: Feed) -> Run:
+    """The final run, for `streaming=false` callers (the feed's listener is attached to an unfinished run)."""
     run = await started
-    if run.status in FINISHED:
-        return await app.runtime.get_run(run.id)
-    pump = asyncio.create_task(_replay(app, run.id, feed)) if replay(run) else None
-    try:
-        while True:
-            ev = await feed.queue.get()
-            if isinstance(ev, Exception):
-                raise ev
-            if ev.kind == "done":
-                return ev.run or await app.runtime.get_run(run.id)
-    finally:
-        if pump is not None:
-            pump.cancel()
+    while run.status not in FINISHED:
+        ev = await feed.queue.get()
+        if isinstance(ev, Exception):
+            raise ev
+        if ev.kind == "done":
+            break
+    return await app.runtime.get_run(run.id)

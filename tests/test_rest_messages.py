@@ -1,0 +1,120 @@
+"""Every call on Letta's Conversations page, run with letta-client (strict validation) against the
+real server, whose model calls go through litellm to the fake OpenAI-compatible provider."""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stdout
+
+import letta_client
+import pytest
+from fake_provider import FakeProvider
+from letta_client.types import ToolReturnMessage
+from letta_client.types.agents import (
+    AssistantMessage,
+    ReasoningMessage,
+    SystemMessage,
+    ToolCallMessage,
+    UserMessage,
+)
+from letta_client.types.agents.letta_streaming_response import LettaStopReason, LettaUsageStatistics
+from rest_helpers import letta, rest_server, sdk
+
+from mcp_server_conversations.config import Settings
+
+
+def docs_page(base_url: str, fake: FakeProvider) -> None:
+    client = letta(base_url)
+    agent = client.agents.create(
+        name="docs", model="openai/agent-model", memory_blocks=[{"label": "human", "value": "Name: unknown"}]
+    )
+
+    # Creating a conversation
+    conversation = client.conversations.create(agent_id=agent.id)
+    print(f"Created conversation: {conversation.id}")
+
+    # Sending messages: the response is always a stream; with stream_tokens the deltas share an id
+    fake.enqueue("Hello Ada, nice to meet you.", reasoning="The user says her name is Ada.")
+    stream = client.conversations.messages.create(
+        conversation.id, messages=[{"role": "user", "content": "Hi, I am Ada"}], stream_tokens=True
+    )
+    chunks = list(stream)
+    for chunk in chunks:
+        if chunk.message_type == "assistant_message":
+            print(chunk.content, end="")
+    assistant = [c for c in chunks if c.message_type == "assistant_message"]
+    reasoning = [c for c in chunks if c.message_type == "reasoning_message"]
+    assert all(isinstance(c, AssistantMessage) for c in assistant) and len(assistant) > 1
+    assert len({c.id for c in assistant}) == 1
+    assert "".join(c.content for c in assistant) == "Hello Ada, nice to meet you."
+    assert all(isinstance(c, ReasoningMessage) for c in reasoning) and len({c.id for c in reasoning}) == 1
+    assert "".join(c.reasoning for c in reasoning) == "The user says her name is Ada."
+    assert isinstance(chunks[-2], LettaStopReason) and chunks[-2].stop_reason == "end_turn"
+    assert isinstance(chunks[-1], LettaUsageStatistics) and chunks[-1].total_tokens > 0
+    assert fake.requests[-1].model == "agent-model"
+
+    # A conversation with its own model; a send with override_model (never persisted)
+    fast = client.conversations.create(agent_id=agent.id, model="openai/gpt-5-mini")
+    list(client.conversations.messages.create(fast.id, messages=[{"role": "user", "content": "Quick question"}]))
+    assert fake.requests[-1].model == "gpt-5-mini"
+    stream = client.conversations.messages.create(
+        fast.id, messages=[{"role": "user", "content": "Think harder"}], override_model="openai/claude-haiku-4-5"
+    )
+    whole = [c for c in stream if c.message_type == "assistant_message"]
+    assert len(whole) == 1 and whole[0].content == "Fake reply to: Think harder"  # no stream_tokens: one chunk
+    assert fake.requests[-1].model == "claude-haiku-4-5"
+    assert client.conversations.retrieve(fast.id).model == "openai/gpt-5-mini"
+
+    # Listing conversations, most recently active first; never-run ones last
+    idle = client.conversations.create(agent_id=agent.id)
+    conversations = client.conversations.list(agent_id=agent.id, order_by="last_run_completion", order="desc")
+    for conv in conversations:
+        print(f"{conv.id}: {conv.summary}")
+    assert [c.id for c in conversations] == [fast.id, conversation.id, idle.id]
+
+    # A turn with a tool call, so the history holds every message type
+    append = {"label": "human", "content": "Likes pottery"}
+    fake.enqueue(tool_calls=[{"name": "core_memory_append", "arguments": append}])
+    fake.enqueue("Noted: you like pottery.")
+    said = [{"role": "user", "content": "I like pottery"}]
+    list(client.conversations.messages.create(conversation.id, messages=said))
+    assert "Likes pottery" in client.agents.blocks.retrieve("human", agent_id=agent.id).value
+
+    # Listing messages and printing them, as on the page
+    messages = client.conversations.messages.list(conversation.id)
+    out = io.StringIO()
+    with redirect_stdout(out):
+        for msg in messages:
+            print(f"[{msg.message_type}] {msg.content or msg.reasoning or ''}")
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "[assistant_message] Noted: you like pottery."  # newest first by default
+    assert lines[-1] == "[user_message] Hi, I am Ada"
+    kinds = {type(m) for m in messages}
+    assert {UserMessage, ReasoningMessage, AssistantMessage, ToolCallMessage, ToolReturnMessage} <= kinds
+    assert SystemMessage not in kinds
+    call = next(m for m in messages if isinstance(m, ToolCallMessage))
+    assert call.tool_call.name == "core_memory_append" and "pottery" in call.tool_call.arguments
+    ret = next(m for m in messages if isinstance(m, ToolReturnMessage))
+    assert ret.status == "success" and ret.tool_call_id == call.tool_call.tool_call_id
+    oldest_first = [m.id for m in client.conversations.messages.list(conversation.id, order="asc")]
+    assert oldest_first == list(reversed([m.id for m in messages]))
+
+    # Forking: the whole conversation, then through one message
+    fork = client.conversations.fork(conversation.id)
+    assert [m.id for m in client.conversations.messages.list(fork.id, order="asc")] == oldest_first
+    first_user = oldest_first[0]
+    early = client.conversations.fork(conversation.id, message_id=first_user)
+    assert [m.id for m in client.conversations.messages.list(early.id, order="asc")] == [first_user]
+    list(client.conversations.messages.create(early.id, messages=[{"role": "user", "content": "Other path"}]))
+    assert len(list(client.conversations.messages.list(early.id))) == 3
+    assert [m.id for m in client.conversations.messages.list(conversation.id, order="asc")] == oldest_first
+
+    # Deleting
+    client.conversations.delete(early.id)
+    with pytest.raises(letta_client.NotFoundError):
+        client.conversations.retrieve(early.id)
+
+
+async def test_the_conversations_page_runs_unmodified(settings: Settings, fake_provider: FakeProvider) -> None:
+    async with rest_server(settings) as served:
+        await sdk(docs_page, served.base_url, fake_provider)
