@@ -5,6 +5,8 @@ Shipped migrations are never edited; a fix is a new migration appended to MIGRAT
 
 from __future__ import annotations
 
+import sqlite3
+
 import aiosqlite
 
 M001_INITIAL = """
@@ -123,31 +125,65 @@ CREATE INDEX runs_status ON runs(status) WHERE status IN ('queued', 'running');
 """
 
 
-MIGRATIONS: list[tuple[str, str]] = [("m001_initial", M001_INITIAL)]
+# Bulk loads (storage/bulk.py) index a whole batch with one INSERT … SELECT into the FTS
+# table: measured at about 3× less time per message than the row trigger doing it row by
+# row. While a bulk load's own transaction holds the row in `fts_deferred`, the insert
+# trigger stands aside; other writers never see that row (it is deleted before commit).
+M002_BULK_FTS = """
+CREATE TABLE fts_deferred (one INTEGER PRIMARY KEY CHECK (one = 1));
+DROP TRIGGER messages_fts_ai;
+CREATE TRIGGER messages_fts_ai AFTER INSERT ON messages
+WHEN new.search_text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM fts_deferred) BEGIN
+    INSERT INTO messages_fts(rowid, search_text) VALUES (new.rowid, new.search_text);
+END;
+"""
+
+
+MIGRATIONS: list[tuple[str, str]] = [("m001_initial", M001_INITIAL), ("m002_bulk_fts", M002_BULK_FTS)]
+
+
+class SchemaTooNewError(RuntimeError):
+    """The file was migrated by a newer release; opening it could corrupt its data."""
+
+
+async def schema_version(db: aiosqlite.Connection) -> int:
+    async with db.execute("SELECT max(version) FROM schema_migrations") as cur:
+        row = await cur.fetchone()
+    return int(row[0] or 0) if row else 0
 
 
 async def migrate(db: aiosqlite.Connection) -> list[str]:
-    """Apply pending migrations, each with its version row in one transaction; return their names."""
+    """Apply pending migrations, each with its version row in one transaction; return their names.
+
+    The version row is inserted first, so when two processes open a blank file at once the
+    second one's insert fails on the primary key and it rolls back instead of re-running DDL."""
     await db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
     await db.commit()
-    async with db.execute("SELECT max(version) FROM schema_migrations") as cur:
-        row = await cur.fetchone()
-    current = row[0] or 0 if row else 0
+    current = await schema_version(db)
+    if current > len(MIGRATIONS):
+        raise SchemaTooNewError(
+            f"the database has schema version {current} but this server knows only {len(MIGRATIONS)}; "
+            "upgrade mcp-server-conversations or point --db at another file"
+        )
     applied: list[str] = []
     for version, (name, sql) in enumerate(MIGRATIONS, start=1):
         if version <= current:
             continue
         script = (
-            f"BEGIN IMMEDIATE;\n{sql}\n"
-            f"INSERT INTO schema_migrations (version, name, applied_at) "
-            f"VALUES ({version}, '{name}', datetime('now'));\nCOMMIT;"
+            f"BEGIN IMMEDIATE;\nINSERT INTO schema_migrations (version, name, applied_at) "
+            f"VALUES ({version}, '{name}', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));\n{sql}\nCOMMIT;"
         )
         try:
             await db.executescript(script)
-        except Exception:
+        except sqlite3.IntegrityError:
+            await db.rollback()
+            if await schema_version(db) < version:
+                raise
+            continue  # another process applied it first
+        except BaseException:
             await db.rollback()
             raise
         applied.append(name)

@@ -1,0 +1,58 @@
+"""Helpers shared by the foundation tests (storage, service, tools, search, forks)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from mcp_server_conversations.models import Message
+from mcp_server_conversations.storage import NewMessage, SQLiteStore
+
+TOKENIZER = "porter unicode61 remove_diacritics 2"
+
+
+def assert_fts_in_sync(path: str | Path) -> None:
+    """The live FTS index holds exactly the tokens of the messages that have search text.
+
+    Builds a fresh index of `messages.search_text` in a temp table and compares both indexes
+    token by token (fts5vocab 'instance'), through a separate stdlib connection."""
+    con = sqlite3.connect(path)
+    try:
+        con.execute(f"CREATE VIRTUAL TABLE temp.fresh USING fts5(search_text, tokenize='{TOKENIZER}')")
+        con.execute(
+            "INSERT INTO temp.fresh(rowid, search_text) SELECT rowid, search_text FROM messages "
+            "WHERE search_text IS NOT NULL"
+        )
+        con.execute("CREATE VIRTUAL TABLE temp.live_vocab USING fts5vocab(main, messages_fts, instance)")
+        con.execute("CREATE VIRTUAL TABLE temp.fresh_vocab USING fts5vocab(temp, fresh, instance)")
+        q = "SELECT term, doc, offset FROM temp.{} ORDER BY doc, offset, term"
+        live = con.execute(q.format("live_vocab")).fetchall()
+        fresh = con.execute(q.format("fresh_vocab")).fetchall()
+        assert live == fresh, "messages_fts is out of sync with messages.search_text"
+        indexed = {r[0] for r in con.execute("SELECT id FROM messages_fts_docsize")}
+        expected = {r[0] for r in con.execute("SELECT rowid FROM messages WHERE search_text IS NOT NULL")}
+        assert indexed == expected
+    finally:
+        con.close()
+
+
+def count_rows(path: str | Path, table: str, where: str = "1", params: tuple = ()) -> int:
+    con = sqlite3.connect(path)
+    try:
+        return con.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0]
+    finally:
+        con.close()
+
+
+async def say(store: SQLiteStore, conv_id: str, *texts: str, role: str = "user", **kw) -> list[Message]:
+    """Append plain messages (user, or assistant when role='assistant') to a conversation."""
+    kind = {"user": "user_message", "assistant": "assistant_message", "tool": "tool_return_message"}[role]
+    return await store.append_messages(conv_id, [NewMessage(kind, role, content=t, **kw) for t in texts])
+
+
+async def turn(store: SQLiteStore, conv_id: str, user: str, reply: str) -> list[Message]:
+    """A user message and the assistant's reply."""
+    return await store.append_messages(
+        conv_id,
+        [NewMessage("user_message", "user", content=user), NewMessage("assistant_message", "assistant", content=reply)],
+    )

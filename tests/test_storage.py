@@ -1,0 +1,243 @@
+"""Storage on a real SQLite file: migrations, file mode, pragmas, FTS kept in sync."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+from foundation_helpers import assert_fts_in_sync
+
+from mcp_server_conversations.errors import NotFoundError
+from mcp_server_conversations.storage import NewMessage, SQLiteStore
+from mcp_server_conversations.storage import schema as schema_mod
+from mcp_server_conversations.storage.rows import pack, unpack
+
+M001_TABLES = {"agents", "blocks", "conversations", "messages", "messages_fts", "runs", "schema_migrations"}
+M001_TRIGGERS = {"messages_fts_ai", "messages_fts_ad", "messages_fts_au"}
+
+
+def sqlite_objects(path: Path) -> dict[str, set[str]]:
+    """Tables, triggers and indexes of a file, read with the stdlib (not through our store)."""
+    con = sqlite3.connect(path)
+    try:
+        out: dict[str, set[str]] = {"table": set(), "trigger": set(), "index": set()}
+        for kind, name in con.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"):
+            if kind in out:
+                out[kind].add(name)
+        return out
+    finally:
+        con.close()
+
+
+async def fts_rowids(store: SQLiteStore, word: str) -> set[int]:
+    rows = await store.all("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?", (f'"{word}"',))
+    return {r[0] for r in rows}
+
+
+async def make_conversation(store: SQLiteStore) -> tuple[str, str]:
+    agent = await store.create_agent(name="a", model=None, system="sys", context_window_limit=None, blocks=[])
+    conv = await store.create_conversation(agent.id, model=None, summary=None, system_text="compiled")
+    return agent.id, conv.id
+
+
+async def test_blank_file_migrates_to_latest_tables_and_triggers(tmp_path: Path) -> None:
+    path = tmp_path / "sub" / "dir" / "c.db"
+    store = await SQLiteStore.open(path)
+    await store.close()
+    objects = sqlite_objects(path)
+    assert M001_TABLES <= objects["table"]
+    assert M001_TRIGGERS <= objects["trigger"]
+    assert {"agents_one_default", "conversations_agent_created", "messages_conversation"} <= objects["index"]
+    con = sqlite3.connect(path)
+    versions = con.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
+    con.close()
+    assert versions == [(i, name) for i, (name, _) in enumerate(schema_mod.MIGRATIONS, start=1)]
+
+
+async def test_database_file_is_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    old = os.umask(0o022)
+    try:
+        store = await SQLiteStore.open(path)
+        await make_conversation(store)
+        await store.close()
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+async def test_existing_world_readable_file_is_made_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    path.touch()
+    os.chmod(path, 0o644)
+    store = await SQLiteStore.open(path)
+    await store.close()
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+async def test_wal_and_foreign_keys_are_on(store: SQLiteStore) -> None:
+    assert (await store.one("PRAGMA journal_mode"))[0] == "wal"
+    assert (await store.one("PRAGMA foreign_keys"))[0] == 1
+    wal = Path(store.path + "-wal")
+    await make_conversation(store)
+    assert wal.exists() and stat.S_IMODE(os.stat(wal).st_mode) == 0o600
+
+
+async def test_foreign_keys_reject_a_conversation_of_a_missing_agent(store: SQLiteStore) -> None:
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.create_conversation("agent-missing", model=None, summary=None, system_text="x")
+    # the failed write rolled back and the store keeps working
+    _, conv_id = await make_conversation(store)
+    assert (await store.get_conversation(conv_id)).id == conv_id
+
+
+async def test_reopen_is_a_no_op_migration(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    store = await SQLiteStore.open(path)
+    _, conv_id = await make_conversation(store)
+    await store.close()
+    before = sqlite_objects(path)
+    store = await SQLiteStore.open(path)
+    try:
+        assert await schema_mod.migrate(store.db) == []
+        assert (await store.get_conversation(conv_id)).id == conv_id
+    finally:
+        await store.close()
+    assert sqlite_objects(path) == before
+
+
+async def test_a_new_migration_is_applied_once_on_the_next_start(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "c.db"
+    store = await SQLiteStore.open(path)
+    await store.close()
+    extra = ("m999_test_column", "ALTER TABLE agents ADD COLUMN note TEXT;")
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", [*schema_mod.MIGRATIONS, extra])
+    store = await SQLiteStore.open(path)
+    try:
+        cols = {r["name"] for r in await store.all("PRAGMA table_info(agents)")}
+        assert "note" in cols
+        assert await schema_mod.migrate(store.db) == []
+        assert await schema_mod.schema_version(store.db) == len(schema_mod.MIGRATIONS)
+    finally:
+        await store.close()
+
+
+async def test_a_failing_migration_rolls_back_whole(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "c.db"
+    store = await SQLiteStore.open(path)
+    await store.close()
+    bad = ("m999_broken", "CREATE TABLE half_done (x INTEGER);\nTHIS IS NOT SQL;")
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", [*schema_mod.MIGRATIONS, bad])
+    with pytest.raises(sqlite3.OperationalError):
+        await SQLiteStore.open(path)
+    assert "half_done" not in sqlite_objects(path)["table"]
+    monkeypatch.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS[:-1])
+    store = await SQLiteStore.open(path)  # still usable by the release it was made with
+    await store.close()
+
+
+async def test_a_file_from_a_newer_release_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    store = await SQLiteStore.open(path)
+    await store.db.execute("INSERT INTO schema_migrations VALUES (9999, 'm9999_future', 'now')")
+    await store.close()
+    with pytest.raises(schema_mod.SchemaTooNewError, match="upgrade"):
+        await SQLiteStore.open(path)
+
+
+async def test_two_stores_opening_a_blank_file_at_once_both_work(tmp_path: Path) -> None:
+    path = tmp_path / "c.db"
+    stores = await asyncio.gather(SQLiteStore.open(path), SQLiteStore.open(path))
+    try:
+        _, conv_id = await make_conversation(stores[0])
+        assert (await stores[1].get_conversation(conv_id)).id == conv_id
+    finally:
+        for s in stores:
+            await s.close()
+
+
+async def test_fts_follows_insert_update_and_delete(store: SQLiteStore) -> None:
+    _, conv_id = await make_conversation(store)
+    (msg,) = await store.append_messages(conv_id, [NewMessage("user_message", "user", content="a kumquat pie")])
+    row = await store.one("SELECT rowid FROM messages WHERE id = ?", (msg.id,))
+    assert await fts_rowids(store, "kumquat") == {row[0]}
+    async with store.write() as db:
+        await db.execute("UPDATE messages SET search_text = 'a durian pie' WHERE rowid = ?", (row[0],))
+    assert await fts_rowids(store, "kumquat") == set()
+    assert await fts_rowids(store, "durian") == {row[0]}
+    assert_fts_in_sync(store.path)
+    await store.delete_conversation(conv_id)
+    assert await fts_rowids(store, "durian") == set()
+    assert (await store.one("SELECT count(*) FROM messages"))[0] == 0
+    assert_fts_in_sync(store.path)
+
+
+async def test_system_messages_are_not_indexed_but_tool_calls_and_reasoning_are(store: SQLiteStore) -> None:
+    agent = await store.create_agent(name="a", model=None, system="s", context_window_limit=None, blocks=[])
+    conv = await store.create_conversation(agent.id, model=None, summary=None, system_text="zebrafish prompt")
+    await store.append_messages(
+        conv.id,
+        [
+            NewMessage("reasoning_message", "assistant", reasoning="thinking about marmalade"),
+            NewMessage(
+                "tool_call_message", "assistant",
+                tool_calls=[{"tool_call_id": "t1", "name": "core_memory_append", "arguments": '{"x": "quince"}'}],
+            ),
+        ],
+    )
+    assert await fts_rowids(store, "zebrafish") == set()
+    assert len(await fts_rowids(store, "marmalade")) == 1
+    assert len(await fts_rowids(store, "quince")) == 1
+    assert len(await fts_rowids(store, "core_memory_append")) == 1
+
+
+async def test_append_messages_keeps_order_context_and_count(store: SQLiteStore) -> None:
+    _, conv_id = await make_conversation(store)
+    msgs = await store.append_messages(
+        conv_id, [NewMessage("user_message", "user", content=f"m{i}") for i in range(5)]
+    )
+    out = await store.append_messages(conv_id, [NewMessage("user_message", "user", content="x")], in_context=False)
+    assert [m.content for m in msgs] == [f"m{i}" for i in range(5)]
+    assert all(m.in_context and m.conversation_id == conv_id for m in msgs)
+    assert out[0].in_context is False
+    context = await store.context_messages(conv_id)
+    assert [m.message_type for m in context][0] == "system_message"
+    assert [m.content for m in context[1:]] == [f"m{i}" for i in range(5)]
+    assert (await store.get_conversation(conv_id)).message_count == 6
+
+
+async def test_append_to_a_missing_conversation_is_not_found_and_writes_nothing(store: SQLiteStore) -> None:
+    with pytest.raises(NotFoundError):
+        await store.append_messages("conv-missing", [NewMessage("user_message", "user", content="x")])
+    assert (await store.one("SELECT count(*) FROM messages"))[0] == 0
+
+
+async def test_a_write_that_raises_is_rolled_back(store: SQLiteStore) -> None:
+    agent_id, _ = await make_conversation(store)
+    with pytest.raises(RuntimeError):
+        async with store.write() as db:
+            await db.execute("UPDATE agents SET name = 'changed' WHERE id = ?", (agent_id,))
+            raise RuntimeError("boom")
+    assert (await store.get_agent(agent_id)).name == "a"
+
+
+async def test_packed_rowids_round_trip() -> None:
+    ids = [1, 2, 2**40, 7]
+    assert unpack(pack(ids)) == ids
+    assert unpack(b"") == [] and unpack(None) == []
+
+
+async def test_delete_agent_removes_every_row_it_owns(store: SQLiteStore) -> None:
+    agent_id, conv_id = await make_conversation(store)
+    await store.append_messages(conv_id, [NewMessage("user_message", "user", content="gone soon")])
+    await store.create_run("run-1", conv_id, agent_id, status="completed", idempotency_key=None)
+    await store.delete_agent(agent_id)
+    for table in ("agents", "blocks", "conversations", "messages", "runs"):
+        assert (await store.one(f"SELECT count(*) FROM {table}"))[0] == 0, table
+    assert_fts_in_sync(store.path)
+    with pytest.raises(NotFoundError):
+        await store.delete_agent(agent_id)
