@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvicorn
 
 from mcp_server_conversations.app import App, open_app
 from mcp_server_conversations.config import Settings
@@ -55,6 +56,7 @@ class Served:
     base_url: str  # http://127.0.0.1:PORT (no trailing slash)
     app: App
     port: int
+    server: uvicorn.Server  # for introspection, e.g. server.server_state.connections
 
     @property
     def mcp_url(self) -> str:
@@ -77,7 +79,7 @@ async def serving(settings: Settings) -> AsyncIterator[Served]:
                     raise RuntimeError("uvicorn exited during startup")
                 await asyncio.sleep(0.01)
             try:
-                yield Served(base_url=f"http://127.0.0.1:{port}", app=app, port=port)
+                yield Served(base_url=f"http://127.0.0.1:{port}", app=app, port=port, server=server)
             finally:
                 server.should_exit = True
                 await task

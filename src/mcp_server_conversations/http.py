@@ -27,6 +27,7 @@ from starlette.types import ASGIApp
 from . import __version__, rest
 from .app import App, open_app
 from .config import Settings
+from .http_cancel import CancelOnDisconnect
 from .http_security import CheckHostOrigin, EndStreams, HostPolicy, LimitBody, RequireBearer, is_loopback
 from .server import build_server
 
@@ -81,10 +82,18 @@ def build_http_app(settings: Settings, app: App) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         async with session_manager.run():
-            yield
+            try:
+                yield
+            finally:
+                # Before the session manager cancels the sessions' tasks: runs still in flight end
+                # `interrupted` (SPEC's shutdown), not `cancelled` by the teardown. open_app's own
+                # stop later finds nothing left to do.
+                if app.runtime is not None:
+                    await app.runtime.stop()
 
     routes = [Route("/healthz", healthz, methods=["GET"]), *inner.routes, Mount("/v1", routes=rest.routes(app))]
-    guarded: ASGIApp = LimitBody(Starlette(routes=routes, lifespan=lifespan), settings.max_body_bytes)
+    starlette = Starlette(routes=routes, lifespan=lifespan)
+    guarded: ASGIApp = LimitBody(CancelOnDisconnect(starlette), settings.max_body_bytes)
     token = auth_token(settings)
     if token:
         guarded = RequireBearer(guarded, token)
