@@ -10,8 +10,9 @@ import pytest
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("PYTHON_DOTENV_DISABLED", "1")
 
-# The `fake_provider` fixture (a fake OpenAI-compatible server on 127.0.0.1), see tests/fake_provider.py.
-pytest_plugins = ["fake_provider"]
+# Fixtures `fake_provider` (a fake OpenAI-compatible server on 127.0.0.1, tests/fake_provider.py) and
+# `model_settings`, `mode`, `connect` (in-memory MCP clients, tests/runtime_helpers.py).
+pytest_plugins = ["fake_provider", "runtime_helpers"]
 
 from mcp_server_conversations.config import Settings  # noqa: E402
 from mcp_server_conversations.storage import SQLiteStore  # noqa: E402

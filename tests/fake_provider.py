@@ -17,7 +17,9 @@ What it does:
   hung up mid-stream).
 - Scripted failures: `error_status=` (HTTP error with an OpenAI-shaped error body; `error_code=
   "context_length_exceeded"` makes litellm raise ContextWindowExceededError), `delay=` before the first byte,
-  `chunk_delay=` between chunks, `wait_for=` a threading.Event to hold the reply until the test sets it.
+  `chunk_delay=` between chunks, `wait_for=` a threading.Event to hold the reply until the test sets it
+  (before the first byte, or with `hold_after=N` after the first N streamed deltas: a stream stuck mid-way;
+  `hold_after` without `wait_for` holds until the client hangs up).
 - `POST /v1/embeddings`: deterministic hashed bag-of-words vectors (dimension 64), for search tests.
 - Remote control for a separately started process: `POST /_fake/enqueue` (JSON body = enqueue's keyword
   arguments except `wait_for`), `GET /_fake/requests`, `POST /_fake/reset`.
@@ -86,6 +88,7 @@ class Reply:
     usage: dict[str, int] | None = None
     when: str | None = None
     wait_for: threading.Event | None = None
+    hold_after: int | None = None
     started: threading.Event = field(default_factory=threading.Event)
     finished: threading.Event = field(default_factory=threading.Event)
 
@@ -250,8 +253,11 @@ class FakeProvider:
         usage: dict[str, int] | None = None,
         when: str | None = None,
         wait_for: threading.Event | None = None,
+        hold_after: int | None = None,
     ) -> Reply:
         """Queue the next reply. `tool_calls` items: ToolCallSpec or {"name", "arguments", "id"?}.
+
+        `wait_for` holds the reply before its first byte, or with `hold_after=N` after N streamed deltas.
 
         With `text=None` and no tool calls the reply is the default echo. `usage` overrides the computed
         prompt/completion token counts. Returns the Reply, whose `started`/`finished` events tests may wait on.
@@ -260,7 +266,7 @@ class FakeProvider:
         reply = Reply(
             text=text, tool_calls=calls, reasoning=reasoning, delay=delay, chunk_delay=chunk_delay,
             error_status=error_status, error_code=error_code, error_message=error_message, usage=usage,
-            when=when, wait_for=wait_for,
+            when=when, wait_for=wait_for, hold_after=hold_after,
         )  # fmt: skip
         with self._cond:
             self._queue.append(reply)
@@ -315,7 +321,7 @@ class FakeProvider:
             self._cond.notify_all()
         reply.started.set()
         try:
-            if reply.wait_for is not None:
+            if reply.wait_for is not None and reply.hold_after is None:
                 await self._hold(reply.wait_for)
             if reply.delay:
                 await asyncio.sleep(reply.delay)
@@ -419,6 +425,8 @@ class FakeProvider:
                 yield f"data: {json.dumps({**envelope, **chunk})}\n\n".encode()
                 if record.first_chunk_at is None:
                     record.first_chunk_at = time.monotonic()
+                if reply.hold_after is not None and n == reply.hold_after:  # n counts deltas after the role chunk
+                    await self._hold(reply.wait_for or threading.Event())
             yield b"data: [DONE]\n\n"
             disconnected = False
         finally:
