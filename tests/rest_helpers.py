@@ -34,6 +34,8 @@ async def sdk(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 
 @asynccontextmanager
 async def rest_server(settings: Settings, **overrides: Any) -> AsyncIterator[Served]:
-    """The real HTTP app (MCP + REST) with a bearer token, on a loopback port."""
-    async with serving(settings.model_copy(update={"auth_token": TOKEN, **overrides})) as served:
+    """The real HTTP app (MCP + REST) with a bearer token and a default model (served by the fake
+    provider when the test uses it), on a loopback port."""
+    update = {"auth_token": TOKEN, "default_model": "openai/fake-model", **overrides}
+    async with serving(settings.model_copy(update=update)) as served:
         yield served

@@ -118,3 +118,43 @@ def docs_page(base_url: str, fake: FakeProvider) -> None:
 async def test_the_conversations_page_runs_unmodified(settings: Settings, fake_provider: FakeProvider) -> None:
     async with rest_server(settings) as served:
         await sdk(docs_page, served.base_url, fake_provider)
+
+
+def search_and_compact(base_url: str, fake: FakeProvider) -> None:
+    client = letta(base_url)
+    agent = client.agents.create(name="search")
+    pottery = client.conversations.create(agent_id=agent.id)
+    other = client.conversations.create(agent_id=agent.id)
+    fake.enqueue("Pottery class starts on Tuesday.", reasoning="Recall the pottery schedule.")
+    list(client.conversations.messages.create(pottery.id, messages=[{"role": "user", "content": "When is pottery?"}]))
+    fake.enqueue("Painting is on Friday.")
+    list(client.conversations.messages.create(other.id, messages=[{"role": "user", "content": "And painting?"}]))
+
+    results = client.messages.search(query="when did the pottery class start?", agent_id=agent.id, limit=10)
+    assert isinstance(results, list) and results
+    assert {r.conversation_id for r in results} == {pottery.id}  # pooled search, ranked; only pottery matches
+    kinds = {r.message_type for r in results}
+    assert kinds <= {"user_message", "assistant_message", "reasoning_message", "system_message"}
+    assert "user_message" in kinds and "assistant_message" in kinds
+    scoped = client.messages.search(query="painting", conversation_id=other.id)
+    assert {r.content for r in scoped} == {"And painting?", "Painting is on Friday."}
+    assert client.messages.search(query="zebra", agent_id=agent.id) == []
+    with pytest.raises(letta_client.UnprocessableEntityError):
+        client.messages.search(query="x", start_date="not a date")
+
+    fresh = client.conversations.create(agent_id=agent.id)
+    nothing = client.conversations.messages.compact(fresh.id)  # nothing to compact: no model call
+    assert (nothing.summary, nothing.num_messages_before, nothing.num_messages_after) == ("", 0, 0)
+    for i in range(3):
+        list(client.conversations.messages.create(pottery.id, messages=[{"role": "user", "content": f"More {i}"}]))
+    fake.enqueue("Summary: Ada asked about pottery and more.")
+    compacted = client.conversations.messages.compact(pottery.id)
+    assert compacted.summary == "Summary: Ada asked about pottery and more."
+    assert compacted.num_messages_after < compacted.num_messages_before
+    summary = [m for m in client.conversations.messages.list(pottery.id) if m.message_type == "summary_message"]
+    assert len(summary) == 1 and summary[0].summary == compacted.summary
+
+
+async def test_message_search_and_compact(settings: Settings, fake_provider: FakeProvider) -> None:
+    async with rest_server(settings) as served:
+        await sdk(search_and_compact, served.base_url, fake_provider)
