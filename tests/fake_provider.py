@@ -314,6 +314,8 @@ class FakeProvider:
             body=body, started_at=time.monotonic(),
         )  # fmt: skip
         reply = self._take(messages)
+        if reply.text is None and not reply.tool_calls and reply.error_status is None:
+            reply.text = self.default_reply.format(last_user=_last_user(messages))
         with self._cond:
             self.requests.append(record)
             self.in_flight += 1

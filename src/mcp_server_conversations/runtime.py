@@ -204,7 +204,7 @@ class Runtime:
             state.task = asyncio.create_task(self._execute(state, inputs, max_steps), name=f"run {run_id}")
         if background:
             await state.admitted.wait()
-            return await self.get_run(run_id)
+            return await self.store.get_run(run_id)
         return await self._await_foreground(state, owner=True)
 
     async def _replay(self, run_id: str, background: bool, listener: Listener | None) -> Run:
@@ -340,7 +340,8 @@ class Runtime:
         run = await self.store.get_run(run_id)
         state = self._runs.get(run_id)
         if state is not None and not state.done.is_set() and run.status in ("queued", "running"):
-            run = run.model_copy(update={"partial_text": state.partial_text, "usage": state.usage})
+            usage = state.usage if state.usage.total_tokens else None  # tokens of the steps finished so far
+            run = run.model_copy(update={"partial_text": state.partial_text, "usage": usage})
         return run
 
     async def cancel_run(self, run_id: str) -> Run:
