@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -14,6 +14,9 @@ def default_db_path() -> Path:
     from platformdirs import user_data_dir
 
     return Path(user_data_dir("mcp-server-conversations", appauthor=False)) / "conversations.db"
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -44,6 +47,15 @@ class Settings(BaseSettings):
     session_idle_timeout: float = 1800.0
     max_sessions: int = 1000
     log_level: str = "WARNING"
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _log_level(cls, value: object) -> str:
+        """Any case on the command line; the MCP SDK and logging want upper case."""
+        level = str(value).strip().upper()
+        if level not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)} (got {value!r})")
+        return level
 
     def resolved_db(self) -> Path:
         return Path(os.path.expanduser(str(self.db)))

@@ -3,12 +3,17 @@ and the checks every block write goes through."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from .errors import ValidationError
 from .models import Agent, Block
 
 DEFAULT_BLOCK_LIMIT = 20_000
+LABEL_MAX = 100
+# A label names a block in the model's tools and is an XML-ish tag in the system prompt,
+# so it is one or more words of letters, digits, `_`, `-`, `.`, separated by single spaces.
+LABEL = re.compile(r"^[\w.\-]+( [\w.\-]+)*$")
 
 DEFAULT_SYSTEM = (
     "You are a helpful assistant with a persistent memory. Your core memory holds blocks that are "
@@ -52,9 +57,20 @@ def compile_system(agent: Agent, blocks: list[Block] | None = None) -> str:
     return "\n".join(parts)
 
 
-def check_block(label: str, value: str, limit: int) -> None:
-    if not label or not label.strip():
+def check_label(label: str) -> str:
+    if not isinstance(label, str) or not label.strip():
         raise ValidationError("label", "a block label must not be empty")
+    if len(label) > LABEL_MAX or not LABEL.match(label):
+        raise ValidationError(
+            "label",
+            f"{label[:LABEL_MAX]!r} is not a block label; use up to {LABEL_MAX} letters, digits, _ - . "
+            "(e.g. persona, human, project_notes)",
+        )
+    return label
+
+
+def check_block(label: str, value: str, limit: int) -> None:
+    check_label(label)
     if limit < 1:
         raise ValidationError("limit", f"must be at least 1 (got {limit})")
     if len(value) > limit:

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from .config import Settings
 from .errors import NotFoundError, ValidationError
-from .memory import DEFAULT_BLOCK_LIMIT, DEFAULT_BLOCKS, DEFAULT_SYSTEM, check_block, compile_system
+from .memory import DEFAULT_BLOCK_LIMIT, DEFAULT_BLOCKS, DEFAULT_SYSTEM, check_block, check_label, compile_system
 from .models import (
     Agent,
     AgentList,
@@ -21,10 +21,11 @@ from .models import (
 )
 from .search import fts_query
 from .storage import SQLiteStore
-from .util import decode_cursor, encode_cursor, parse_date_bound
+from .util import check_date_range, decode_cursor, encode_cursor, parse_date_bound
 
 HANDLE = re.compile(r"^[A-Za-z0-9_.\-]+/\S+$")
 UNSET: Any = object()  # an omitted field in update_* calls (None means: clear it)
+NAME_MAX = 200  # agent names: a display name, not a document
 
 
 def check_handle(field: str, value: str | None) -> str | None:
@@ -40,8 +41,13 @@ def check_handle(field: str, value: str | None) -> str | None:
     return value.strip()
 
 
+def check_window(value: int | None) -> None:
+    if value is not None and value < 256:
+        raise ValidationError("context_window_limit", f"must be at least 256 tokens (got {value})")
+
+
 def check_limit(value: int, maximum: int, field: str = "limit") -> int:
-    if not 1 <= value <= maximum:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
         raise ValidationError(field, f"must be between 1 and {maximum} (got {value})")
     return value
 
@@ -56,6 +62,10 @@ class ConversationService:
     # -- helpers --
 
     def check_text(self, field: str, value: str, *, allow_empty: bool = False) -> str:
+        """Text a client sends (messages, prompts, block values): not blank unless allowed, and
+        within --max-message-chars."""
+        if not isinstance(value, str):
+            raise ValidationError(field, "must be a string")
         if not allow_empty and not value.strip():
             raise ValidationError(field, "must not be empty")
         if len(value) > self.settings.max_message_chars:
@@ -66,19 +76,25 @@ class ConversationService:
             )
         return value
 
+    def check_name(self, value: str | None) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise ValidationError("name", "must not be empty")
+        if len(value.strip()) > NAME_MAX:
+            raise ValidationError("name", f"{len(value.strip())} characters is over the limit of {NAME_MAX}")
+        return value.strip()
+
     async def resolve_agent(self, agent_id: str | None) -> str:
-        """The given agent (which must exist) or the default agent, made on first use."""
+        """The given agent (which must exist) or the default agent, made on first use
+        (and made again after it was deleted)."""
         if agent_id is not None:
             await self.store.get_agent(agent_id)
             return agent_id
         existing = await self.store.default_agent_id()
         if existing:
             return existing
-        agent = await self.store.create_agent(
-            name="default", model=None, system=DEFAULT_SYSTEM, context_window_limit=None,
-            blocks=[dict(b) for b in DEFAULT_BLOCKS], is_default=True,
+        return await self.store.ensure_default_agent(
+            name="default", system=DEFAULT_SYSTEM, blocks=[dict(b) for b in DEFAULT_BLOCKS]
         )
-        return agent.id
 
     async def system_text(self, agent_id: str) -> str:
         return compile_system(await self.store.get_agent(agent_id))
@@ -93,11 +109,11 @@ class ConversationService:
         memory_blocks: list[dict[str, Any]] | None = None,
         context_window_limit: int | None = None,
     ) -> Agent:
-        if not name or not name.strip():
-            raise ValidationError("name", "must not be empty")
+        name = self.check_name(name)
         model = check_handle("model", model)
-        if context_window_limit is not None and context_window_limit < 256:
-            raise ValidationError("context_window_limit", f"must be at least 256 tokens (got {context_window_limit})")
+        if system is not None:
+            self.check_text("system", system, allow_empty=True)
+        check_window(context_window_limit)
         blocks, labels = [], set()
         for i, b in enumerate(memory_blocks or []):
             label = str(b.get("label") or "")
@@ -105,6 +121,9 @@ class ConversationService:
             limit = b.get("limit") or DEFAULT_BLOCK_LIMIT
             try:
                 check_block(label, value, limit)
+                self.check_text("value", value, allow_empty=True)
+                if b.get("description") is not None:
+                    self.check_text("description", b["description"], allow_empty=True)
             except ValidationError as e:
                 raise ValidationError(f"memory_blocks[{i}].{e.field}", e.message.split(": ", 1)[1]) from None
             if label in labels:
@@ -112,7 +131,7 @@ class ConversationService:
             labels.add(label)
             blocks.append({**b, "label": label, "value": value, "limit": limit})
         return await self.store.create_agent(
-            name=name.strip(), model=model, system=system if system is not None else DEFAULT_SYSTEM,
+            name=name, model=model, system=system if system is not None else DEFAULT_SYSTEM,
             context_window_limit=context_window_limit, blocks=blocks,
         )
 
@@ -136,7 +155,7 @@ class ConversationService:
         desc = order == "desc"
         key = stop = None
         if after:
-            key = tuple(decode_cursor(after, kind="agents", order=order)["k"])
+            key = tuple(decode_cursor(after, key=(str, str), kind="agents", order=order)["k"])
         if after_id:
             a = await self._agent_cursor("after", after_id)
             key = (a.created_at, a.id)
@@ -163,15 +182,15 @@ class ConversationService:
 
     async def update_agent(self, agent_id: str, **fields: Any) -> Agent:
         fields = {k: v for k, v in fields.items() if v is not UNSET}
-        if "name" in fields and (not fields["name"] or not str(fields["name"]).strip()):
-            raise ValidationError("name", "must not be empty")
+        if "name" in fields:
+            fields["name"] = self.check_name(fields["name"])
         if "model" in fields:
             fields["model"] = check_handle("model", fields["model"])
-        if "system" in fields and fields["system"] is None:
-            fields["system"] = DEFAULT_SYSTEM
-        cwl = fields.get("context_window_limit")
-        if cwl is not None and cwl < 256:
-            raise ValidationError("context_window_limit", f"must be at least 256 tokens (got {cwl})")
+        if "system" in fields:
+            if fields["system"] is None:
+                fields["system"] = DEFAULT_SYSTEM
+            self.check_text("system", fields["system"], allow_empty=True)
+        check_window(fields.get("context_window_limit"))
         return await self.store.update_agent(agent_id, fields)
 
     async def delete_agent(self, agent_id: str) -> Deleted:
@@ -179,12 +198,14 @@ class ConversationService:
         return Deleted(id=agent_id)
 
     async def update_memory_block(self, agent_id: str | None, label: str, **fields: Any) -> Block:
-        agent_id = await self.resolve_agent(agent_id)
-        if not label or not label.strip():
-            raise ValidationError("label", "must not be empty")
+        check_label(label)
         fields = {k: v for k, v in fields.items() if v is not UNSET}
-        if fields.get("value") is not None:
-            self.check_text("value", fields["value"], allow_empty=True)
+        for name in ("value", "description"):
+            if fields.get(name) is not None:
+                self.check_text(name, fields[name], allow_empty=True)
+        if fields.get("limit") is not None and fields["limit"] < 1:
+            raise ValidationError("limit", f"must be at least 1 (got {fields['limit']})")
+        agent_id = await self.resolve_agent(agent_id)
 
         def merge(current: Block | None, given: dict[str, Any]) -> dict[str, Any]:
             base = current.model_dump() if current else {
@@ -216,8 +237,10 @@ class ConversationService:
     async def create_conversation(
         self, agent_id: str | None = None, model: str | None = None, summary: str | None = None
     ) -> Conversation:
-        agent_id = await self.resolve_agent(agent_id)
         model = check_handle("model", model)
+        if summary is not None:
+            self.check_text("summary", summary, allow_empty=True)
+        agent_id = await self.resolve_agent(agent_id)
         return await self.store.create_conversation(
             agent_id, model=model, summary=summary, system_text=await self.system_text(agent_id)
         )
@@ -229,6 +252,8 @@ class ConversationService:
         fields = {k: v for k, v in fields.items() if v is not UNSET}
         if "model" in fields:
             fields["model"] = check_handle("model", fields["model"])
+        if fields.get("summary") is not None:
+            self.check_text("summary", fields["summary"], allow_empty=True)
         return await self.store.update_conversation(conversation_id, fields)
 
     async def list_conversations(
@@ -250,7 +275,10 @@ class ConversationService:
         agent_id = await self.resolve_agent(agent_id)
         key = None
         if after:
-            key = decode_cursor(after, kind="conversations", order_by=order_by, order=order, agent=agent_id)["k"]
+            key = decode_cursor(
+                after, key=((str, type(None)), str), kind="conversations", order_by=order_by, order=order,
+                agent=agent_id,
+            )["k"]
         if after_id:
             try:
                 last = await self.store.get_conversation(after_id)
@@ -311,7 +339,7 @@ class ConversationService:
         key = stop = None
         types = set(message_types) if message_types else None
         if after:
-            key = tuple(decode_cursor(after, kind="messages", order=order, conv=conversation_id)["k"])
+            key = tuple(decode_cursor(after, key=(int, int), kind="messages", order=order, conv=conversation_id)["k"])
         if after_id:
             key = await self._history_cursor(conversation_id, "after", after_id)
         if before_id:
@@ -364,6 +392,7 @@ class ConversationService:
             raise ValidationError("roles", f"unknown role(s) {bad}; use user, assistant or tool")
         start = parse_date_bound("start_date", start_date, end=False)
         end = parse_date_bound("end_date", end_date, end=True)
+        check_date_range(start, end)
         if conversation_id is not None:
             conv = await self.store.get_conversation(conversation_id)
             if agent_id is not None and agent_id != conv.agent_id:

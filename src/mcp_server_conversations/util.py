@@ -32,22 +32,31 @@ def to_iso(dt: datetime) -> str:
 def parse_date_bound(field: str, value: str | None, *, end: bool) -> str | None:
     """Parse `YYYY-MM-DD` or an ISO datetime into a comparable ISO string.
 
-    A date-only end bound covers the whole day (inclusive)."""
+    A date-only end bound covers the whole day (inclusive); a datetime without a zone is UTC."""
     if value is None:
         return None
     text = value.strip()
+    problem = f"{value!r} is not a date; use YYYY-MM-DD or an ISO 8601 datetime like 2026-01-31T12:00:00Z"
     if not text:
         raise ValidationError(field, "empty date; use YYYY-MM-DD or an ISO 8601 datetime")
     try:
-        if len(text) == 10:
-            d = date.fromisoformat(text)
-            t = time.max if end else time.min
-            return to_iso(datetime.combine(d, t, tzinfo=UTC))
-        return to_iso(datetime.fromisoformat(text.replace("Z", "+00:00")))
-    except ValueError:
-        raise ValidationError(
-            field, f"{value!r} is not a date; use YYYY-MM-DD or an ISO 8601 datetime like 2026-01-31T12:00:00Z"
-        ) from None
+        try:
+            d = date.fromisoformat(text)  # any date-only form (2026-01-31, 20260131)
+        except ValueError:
+            pass
+        else:
+            return to_iso(datetime.combine(d, time.max if end else time.min, tzinfo=UTC))
+        if text[-1:] in "zZ":
+            text = text[:-1] + "+00:00"
+        return to_iso(datetime.fromisoformat(text))
+    except (ValueError, OverflowError):
+        raise ValidationError(field, problem) from None
+
+
+def check_date_range(start: str | None, end: str | None) -> None:
+    """Bounds from parse_date_bound must not be reversed (an empty range is a caller's mistake)."""
+    if start is not None and end is not None and start > end:
+        raise ValidationError("start_date", "is after end_date; swap them or widen the range")
 
 
 def encode_cursor(payload: dict[str, Any]) -> str:
@@ -55,20 +64,33 @@ def encode_cursor(payload: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, **expected: Any) -> dict[str, Any]:
-    """Decode an opaque cursor; it must have been made with the same ordering."""
+def decode_cursor(cursor: str, *, key: tuple[type | tuple[type, ...], ...] = (), **expected: Any) -> dict[str, Any]:
+    """Decode an opaque cursor; it must have been made with the same ordering.
+
+    `key` gives the types of the position list `k` it carries, so a forged or damaged cursor
+    is a validation error rather than a crash deeper down."""
+    bad = ValidationError("after", "not a cursor this server made; pass next_cursor from a previous page")
+    if not isinstance(cursor, str) or not cursor.strip():
+        raise bad
     try:
         pad = "=" * (-len(cursor) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(cursor + pad))
-        if not isinstance(payload, dict):
-            raise ValueError
+        payload = json.loads(base64.urlsafe_b64decode(cursor.strip() + pad))
     except (ValueError, TypeError):
-        raise ValidationError("after", "not a cursor this server made; pass next_cursor from a previous page") from None
-    for key, want in expected.items():
-        if payload.get(key) != want:
+        raise bad from None
+    if not isinstance(payload, dict):
+        raise bad
+    if key:
+        k = payload.get("k")
+        if not isinstance(k, list) or len(k) != len(key):
+            raise bad
+        for item, kind in zip(k, key, strict=True):
+            if not isinstance(item, kind) or isinstance(item, bool):
+                raise bad
+    for name, want in expected.items():
+        if payload.get(name) != want:
             raise ValidationError(
                 "after",
-                f"the cursor was made for {key}={payload.get(key)!r}, not {want!r}; "
+                f"the cursor was made for {name}={payload.get(name)!r}, not {want!r}; "
                 "start again without `after` when changing the ordering",
             )
     return payload

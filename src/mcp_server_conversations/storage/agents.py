@@ -26,26 +26,43 @@ class AgentStore(SQLiteBase):
         blocks: list[dict[str, Any]],
         is_default: bool = False,
     ) -> Agent:
+        async with self.write() as db:
+            agent_id = await self._insert_agent(db, name, model, system, context_window_limit, blocks, is_default)
+        return await self.get_agent(agent_id)
+
+    async def ensure_default_agent(self, *, name: str, system: str, blocks: list[dict[str, Any]]) -> str:
+        """The default agent's id, creating it if there is none. Check and insert share one write
+        transaction, so concurrent first calls make exactly one."""
+        async with self.write() as db:
+            cur = await db.execute("SELECT id FROM agents WHERE is_default = 1")
+            row = await cur.fetchone()
+            if row is not None:
+                return str(row["id"])
+            return await self._insert_agent(db, name, None, system, None, blocks, True)
+
+    async def _insert_agent(
+        self, db: Any, name: str, model: str | None, system: str, context_window_limit: int | None,
+        blocks: list[dict[str, Any]], is_default: bool,
+    ) -> str:
         agent_id = new_id("agent")
         now = now_iso()
-        async with self.write() as db:
-            await db.execute(
-                "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (agent_id, name, model, system, context_window_limit, int(is_default), now),
-            )
-            await db.executemany(
-                "INSERT INTO blocks (id, agent_id, label, value, description, char_limit, read_only, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        new_id("block"), agent_id, b["label"], b["value"], b.get("description"),
-                        b["limit"], int(bool(b.get("read_only"))), now, now,
-                    )
-                    for b in blocks
-                ],
-            )
-        return await self.get_agent(agent_id)
+        await db.execute(
+            "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (agent_id, name, model, system, context_window_limit, int(is_default), now),
+        )
+        await db.executemany(
+            "INSERT INTO blocks (id, agent_id, label, value, description, char_limit, read_only, "
+            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    new_id("block"), agent_id, b["label"], b["value"], b.get("description"),
+                    b["limit"], int(bool(b.get("read_only"))), now, now,
+                )
+                for b in blocks
+            ],
+        )
+        return agent_id
 
     async def get_agent(self, agent_id: str) -> Agent:
         row = await self.one("SELECT * FROM agents WHERE id = ?", (agent_id,))
@@ -100,13 +117,13 @@ class AgentStore(SQLiteBase):
     # -- blocks --
 
     async def list_blocks(self, agent_id: str) -> list[Block]:
-        rows = await self.all("SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, label", (agent_id,))
+        rows = await self.all("SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, rowid", (agent_id,))
         return [block_from_row(r) for r in rows]
 
     async def _blocks_of(self, agent_ids: list[str]) -> dict[str, list[Block]]:
         out: dict[str, list[Block]] = {}
         rows = await self.all_in(
-            "SELECT * FROM blocks WHERE agent_id IN ({ids}) ORDER BY created_at, label", agent_ids
+            "SELECT * FROM blocks WHERE agent_id IN ({ids}) ORDER BY created_at, rowid", agent_ids
         )
         for r in rows:
             out.setdefault(r["agent_id"], []).append(block_from_row(r))
