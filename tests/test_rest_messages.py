@@ -9,6 +9,7 @@ from contextlib import redirect_stdout
 import letta_client
 import pytest
 from fake_provider import FakeProvider
+from letta_client import AsyncLetta, Letta
 from letta_client.types import ToolReturnMessage
 from letta_client.types.agents import (
     AssistantMessage,
@@ -18,7 +19,7 @@ from letta_client.types.agents import (
     UserMessage,
 )
 from letta_client.types.agents.letta_streaming_response import LettaStopReason, LettaUsageStatistics
-from rest_helpers import letta, rest_server, sdk
+from rest_helpers import TOKEN, letta, rest_server, sdk
 
 from mcp_server_conversations.config import Settings
 
@@ -158,3 +159,58 @@ def search_and_compact(base_url: str, fake: FakeProvider) -> None:
 async def test_message_search_and_compact(settings: Settings, fake_provider: FakeProvider) -> None:
     async with rest_server(settings) as served:
         await sdk(search_and_compact, served.base_url, fake_provider)
+
+
+def message_pages(base_url: str) -> None:
+    client = letta(base_url)
+    conv = client.conversations.create(agent_id=client.agents.create(name="pages").id)
+    for i in range(3):
+        list(client.conversations.messages.create(conv.id, messages=[{"role": "user", "content": f"turn {i}"}]))
+    newest_first = [m.id for m in client.conversations.messages.list(conv.id)]
+    assert len(newest_first) == 6
+    assert [m.id for m in client.conversations.messages.list(conv.id, limit=2)] == newest_first  # 3 pages + empty
+    oldest_first = list(reversed(newest_first))
+    assert [m.id for m in client.conversations.messages.list(conv.id, limit=4, order="asc")] == oldest_first
+    page = client.conversations.messages.list(conv.id, order="asc", after=oldest_first[1], limit=2)
+    assert [m.id for m in page.items] == oldest_first[2:4]
+    pages = client.conversations.messages.list(conv.id, order="asc", before=oldest_first[5], limit=2)
+    backwards = [m.id for m in pages]
+    assert backwards == oldest_first[3:5] + oldest_first[1:3] + oldest_first[0:1]
+    between = client.conversations.messages.list(conv.id, order="asc", after=oldest_first[0], before=oldest_first[3])
+    assert [m.id for m in between.items] == oldest_first[1:3]
+    with pytest.raises(letta_client.UnprocessableEntityError) as err:
+        client.conversations.messages.list(conv.id, after="message-not-here")
+    assert "after" in err.value.body["detail"]
+
+
+async def test_message_pages_follow_after_and_before_ids_to_an_empty_page(settings: Settings,
+                                                                           fake_provider: FakeProvider) -> None:
+    async with rest_server(settings) as served:
+        await sdk(message_pages, served.base_url)
+
+
+def local_names(port: int) -> None:
+    assert str(Letta(environment="local", api_key="x").base_url) == "http://localhost:8283"
+    client = letta(f"http://localhost:{port}")  # the Host header Letta(environment="local") sends
+    assert client.conversations.create(agent_id=client.agents.create(name="local").id).id.startswith("conv-")
+
+
+async def test_localhost_base_urls_are_accepted(settings: Settings) -> None:
+    async with rest_server(settings) as served:
+        await sdk(local_names, served.port)
+
+
+async def test_the_async_client_streams_and_lists_the_same(settings: Settings, fake_provider: FakeProvider) -> None:
+    async with rest_server(settings) as served:
+        client = AsyncLetta(base_url=served.base_url, api_key=TOKEN, max_retries=0, _strict_response_validation=True)
+        agent = await client.agents.create(name="async")
+        conv = await client.conversations.create(agent_id=agent.id)
+        fake_provider.enqueue("Async hello")
+        stream = await client.conversations.messages.create(
+            conv.id, messages=[{"role": "user", "content": "Hi from asyncio"}], stream_tokens=True
+        )
+        text = "".join([c.content async for c in stream if c.message_type == "assistant_message"])
+        assert text == "Async hello"
+        listed = [m.message_type async for m in client.conversations.messages.list(conv.id, limit=1)]
+        assert listed == ["assistant_message", "user_message"]
+        await client.close()
