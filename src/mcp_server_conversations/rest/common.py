@@ -16,14 +16,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..app import App
-from ..errors import ConversationsError, ModelError, ProviderError, ValidationError
+from ..errors import ConversationsError, ValidationError
 
 log = logging.getLogger("mcp_server_conversations.rest")
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[App, Request], Awaitable[Response]]
 
-# Statuses the SDK would retry by default (408, 409, 429, >= 500) but a retry cannot fix.
+# Our errors' statuses a retry may fix (a provider's rate limit or outage); the SDK retries
+# 408, 409, 429 and >= 500 unless told `x-should-retry: false`, which every other error says.
 RETRYABLE = {408, 429, 503, 504}
 
 
@@ -36,12 +37,8 @@ class LettaBody(BaseModel):
 def error_response(e: ConversationsError) -> JSONResponse:
     """The one mapping of our error tree to HTTP: the error's status, `{"detail": message}`, and
     `x-should-retry: false` where the SDK's automatic retry would only repeat the failure."""
-    status = e.status_code
-    headers = {}
-    retryable = status in RETRYABLE or (isinstance(e, ProviderError) and status == 429)
-    if not retryable and (status < 500 or isinstance(e, ModelError)):
-        headers["x-should-retry"] = "false"
-    return JSONResponse({"detail": e.message}, status_code=status, headers=headers)
+    headers = {} if e.status_code in RETRYABLE else {"x-should-retry": "false"}
+    return JSONResponse({"detail": e.message}, status_code=e.status_code, headers=headers)
 
 
 def endpoint(app: App, fn: Handler) -> Callable[[Request], Awaitable[Response]]:

@@ -104,8 +104,8 @@ def idempotency_key(app: App, request: Request, conv_id: str, raw: bytes, otids:
     """The run's idempotency key. Letta's otids are the client's own key. Without them, an SDK retry
     (`x-stainless-retry-count` > 0, the same body) reuses the key of the attempt it repeats, so a
     timeout followed by the SDK's automatic re-POST never stores the turn twice."""
-    if otids:
-        return "otid:" + "|".join(otids)
+    if otids:  # hashed: a key has a bounded length, a list of otids has not
+        return "otid:" + hashlib.sha256("\0".join(otids).encode()).hexdigest()
     recent: dict[str, tuple[str, float]] = app.extras.setdefault("rest_recent_sends", {})
     now = time.monotonic()
     for fp, (_, at) in list(recent.items()):
