@@ -19,6 +19,8 @@ Role = Literal["user", "assistant", "tool", "system"]
 RunStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
 StopReason = Literal["end_turn", "max_steps", "error", "cancelled", "interrupted", "context_window_exceeded"]
 
+NEXT = "Pass as `after` (with the same ordering) for the next page; null at the end"
+
 ROLE_OF_TYPE: dict[str, str] = {
     "system_message": "system",
     "summary_message": "system",
@@ -42,39 +44,51 @@ class Block(BaseModel):
 
 
 class Agent(BaseModel):
-    id: str
+    """An agent: a base system prompt, memory blocks and a default model shared by its conversations."""
+
+    id: str = Field(description="agent-… id")
     name: str
     model: str | None = Field(description="Default model handle; null follows the server default")
     system: str = Field(description="Base system prompt")
-    context_window_limit: int | None = None
+    context_window_limit: int | None = Field(
+        default=None, description="Tokens of context before compaction; null uses the model's window"
+    )
     created_at: str
-    memory_blocks: list[Block] = Field(default_factory=list)
+    memory_blocks: list[Block] = Field(default_factory=list, description="Blocks in every system message")
 
 
 class ForkedFrom(BaseModel):
-    conversation_id: str
+    """Where a fork came from."""
+
+    conversation_id: str = Field(description="The source conversation (it may since have been deleted)")
     message_id: str | None = Field(description="Last inherited message, or null for a whole fork")
 
 
 class Conversation(BaseModel):
-    id: str
+    """A message thread of an agent, with its own context window."""
+
+    id: str = Field(description="conv-… id")
     agent_id: str
-    summary: str | None = None
+    summary: str | None = Field(default=None, description="Optional title")
     model: str | None = Field(default=None, description="Model handle overriding the agent's")
     created_at: str
-    last_run_completion: str | None = None
-    forked_from: ForkedFrom | None = None
-    message_count: int = 0
+    last_run_completion: str | None = Field(default=None, description="When its last run ended; null before the first")
+    forked_from: ForkedFrom | None = Field(default=None, description="Set on forks; null otherwise")
+    message_count: int = Field(default=0, description="Messages list_messages returns, inherited ones included")
 
 
 class ToolCall(BaseModel):
+    """One tool call made by the model."""
+
     tool_call_id: str
     name: str
     arguments: str = Field(description="JSON-encoded arguments")
 
 
 class Message(BaseModel):
-    id: str
+    """One message of a conversation's history."""
+
+    id: str = Field(description="message-… id")
     conversation_id: str = Field(description="The conversation that wrote it")
     agent_id: str
     message_type: MessageType
@@ -83,8 +97,8 @@ class Message(BaseModel):
     created_at: str
     run_id: str | None = None
     is_err: bool = False
-    in_context: bool = False
-    model: str | None = None
+    in_context: bool = Field(default=False, description="Whether it is in the conversation's context window now")
+    model: str | None = Field(default=None, description="Model that wrote it (assistant messages)")
     reasoning: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
@@ -92,13 +106,17 @@ class Message(BaseModel):
 
 
 class Usage(BaseModel):
+    """Tokens used by a run's model calls."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
 
 
 class Run(BaseModel):
-    id: str
+    """One send_message call and what it produced."""
+
+    id: str = Field(description="run-… id")
     run_id: str = Field(description="Same as id, for clients that read run_id")
     conversation_id: str
     agent_id: str
@@ -115,41 +133,55 @@ class Run(BaseModel):
 
 
 class SearchResult(BaseModel):
+    """A message that matched a search."""
+
     message_id: str
-    conversation_id: str
+    conversation_id: str = Field(description="The conversation that wrote it, else a fork that still holds it")
     role: Role
     message_type: MessageType
     content: str | None
-    snippet: str
+    snippet: str = Field(description="The matching part of the text")
     created_at: str
     score: float = Field(description="Higher is more relevant")
 
 
 class AgentList(BaseModel):
+    """A page of agents."""
+
     agents: list[Agent]
-    next_cursor: str | None = None
+    next_cursor: str | None = Field(default=None, description=NEXT)
 
 
 class ConversationList(BaseModel):
+    """A page of conversations."""
+
     conversations: list[Conversation]
-    next_cursor: str | None = None
+    next_cursor: str | None = Field(default=None, description=NEXT)
 
 
 class MessageList(BaseModel):
+    """A page of a conversation's history."""
+
     messages: list[Message]
-    next_cursor: str | None = None
+    next_cursor: str | None = Field(default=None, description=NEXT)
 
 
 class SearchResults(BaseModel):
+    """Search results, best first."""
+
     results: list[SearchResult]
 
 
 class Deleted(BaseModel):
+    """What a delete removed."""
+
     deleted: bool = True
     id: str
 
 
 class CompactResult(BaseModel):
-    summary: str | None
-    messages_before: int
-    messages_after: int
+    """The outcome of compacting a conversation's context."""
+
+    summary: str | None = Field(description="The summary that replaced the evicted messages; null if none")
+    messages_before: int = Field(description="In-context messages before, the system message not counted")
+    messages_after: int = Field(description="In-context messages after")

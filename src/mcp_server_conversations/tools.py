@@ -74,7 +74,7 @@ class MemoryBlockInput(BaseModel):
 
 AgentId = Annotated[str, Field(description="Agent id (agent-…)", min_length=1)]
 OptAgentId = Annotated[
-    str | None, Field(description="Agent id (agent-…); omit to use the server's default agent")
+    str | None, Field(description="Agent id (agent-…); omit to use the server's default agent", min_length=1)
 ]
 ConvId = Annotated[str, Field(description="Conversation id (conv-…)", min_length=1)]
 Handle = Annotated[
@@ -148,10 +148,12 @@ def register(mcp: MCPServer) -> None:
         ctx: Context,
         label: Annotated[str, Field(description="Block label; a new label creates the block", min_length=1)],
         agent_id: OptAgentId = None,
-        value: Annotated[str | None, Field(description="New text of the block")] = None,
-        description: Annotated[str | None, Field(description="What the block is for")] = None,
-        limit: Annotated[int | None, Field(ge=1, description="Maximum characters")] = None,
-        read_only: Annotated[bool | None, Field(description="Protect it from the agent's own edits")] = None,
+        value: Annotated[str | None, Field(description="New text of the block; omit to keep it")] = None,
+        description: Annotated[str | None, Field(description="What the block is for; null clears it")] = None,
+        limit: Annotated[int | None, Field(ge=1, description="Maximum characters (default 20000)")] = None,
+        read_only: Annotated[
+            bool | None, Field(description="Protect it from the agent's own memory tools (you can still edit it)")
+        ] = None,
     ) -> Block:
         """Create or change a memory block; every conversation of the agent sees it on its next model call."""
         fields = given(ctx, value=value, description=description, limit=limit, read_only=read_only)
@@ -172,7 +174,7 @@ def register(mcp: MCPServer) -> None:
     @mcp.tool(annotations=READ)
     @tool_errors
     async def get_conversation(ctx: Context, conversation_id: ConvId) -> Conversation:
-        """Get a conversation."""
+        """Get a conversation: its agent, model override, title, fork origin, message count and last run time."""
         return await app_of(ctx).service.get_conversation(conversation_id)
 
     @mcp.tool(annotations=UPDATE)
@@ -244,7 +246,10 @@ def register(mcp: MCPServer) -> None:
         ctx: Context,
         query: Annotated[str, Field(description="Words or a natural-language question; any text is valid")],
         agent_id: OptAgentId = None,
-        conversation_id: Annotated[str | None, Field(description="Only this conversation's history")] = None,
+        conversation_id: Annotated[
+            str | None, Field(description="Only this conversation's history (a fork's inherited messages included)",
+                              min_length=1)
+        ] = None,
         roles: Annotated[
             list[Literal["user", "assistant", "tool"]] | None, Field(description="Only messages of these roles")
         ] = None,
