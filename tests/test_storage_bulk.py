@@ -1,0 +1,70 @@
+"""Bulk import (storage/bulk.py): the same rows, context and search as append_messages, in one go."""
+
+from __future__ import annotations
+
+import pytest
+
+from mcp_server_conversations.errors import NotFoundError
+from mcp_server_conversations.storage import NewMessage, SQLiteStore
+
+
+async def two_conversations(store: SQLiteStore) -> tuple[str, str, str]:
+    agent = await store.create_agent(name="a", model=None, system="s", context_window_limit=None, blocks=[])
+    a = await store.create_conversation(agent.id, model=None, summary=None, system_text="sys")
+    b = await store.create_conversation(agent.id, model=None, summary=None, system_text="sys")
+    return agent.id, a.id, b.id
+
+
+def user(text: str) -> NewMessage:
+    return NewMessage(message_type="user_message", role="user", content=text)
+
+
+async def test_import_messages_extends_context_counts_and_indexes_for_search(store: SQLiteStore) -> None:
+    agent_id, a, b = await two_conversations(store)
+    await store.append_messages(a, [user("before the import")])
+    stored = await store.import_messages(
+        [(a, [user("pottery class on tuesday"), user("glazing the bowls")]), (b, [user("painting lessons")]),
+         (a, [user("kiln firing schedule")])]
+    )
+    assert stored == 4
+    ctx_a = [m.content for m in await store.context_messages(a)]
+    assert ctx_a == [
+        "sys", "before the import", "pottery class on tuesday", "glazing the bowls", "kiln firing schedule",
+    ]
+    assert [m.content for m in await store.context_messages(b)] == ["sys", "painting lessons"]
+    assert (await store.get_conversation(a)).message_count == 4
+    assert (await store.get_conversation(b)).message_count == 1
+
+    async def found(word: str) -> list[str]:
+        rows = await store.search(agent_id=agent_id, match=f'"{word}"', roles=None, start=None, end=None,
+                                  conversation_id=None, limit=10)
+        return [r.content for r in rows]
+
+    assert await found("glaze") == ["glazing the bowls"]  # stemmed, indexed by the bulk INSERT … SELECT
+    assert await found("painted") == ["painting lessons"]
+    # The row trigger is back in charge after the import: a normal append is indexed too.
+    await store.append_messages(b, [user("glazed vases")])
+    assert sorted(await found("glaze")) == ["glazed vases", "glazing the bowls"]
+    assert (await store.one("SELECT count(*) FROM fts_deferred"))[0] == 0
+
+
+async def test_import_into_missing_conversation_stores_nothing(store: SQLiteStore) -> None:
+    _, a, _ = await two_conversations(store)
+    before = (await store.one("SELECT count(*) FROM messages"))[0]
+    with pytest.raises(NotFoundError):
+        await store.import_messages([(a, [user("kept?")]), ("conv-missing", [user("x")])])
+    assert (await store.one("SELECT count(*) FROM messages"))[0] == before
+    assert await store.import_messages([]) == 0
+
+
+async def test_imported_rows_can_be_listed_forked_and_deleted(store: SQLiteStore) -> None:
+    agent_id, a, _ = await two_conversations(store)
+    await store.import_messages([(a, [user(f"message number {i}") for i in range(30)])])
+    page, _ = await store.list_history(a, limit=100, after=None, desc=False, types=None, include_system=False)
+    assert [m.content for m in page] == [f"message number {i}" for i in range(30)]
+    fork = await store.fork_conversation(a, None, "sys2")
+    assert fork.message_count == 30
+    await store.delete_conversation(a)
+    rows = await store.search(agent_id=agent_id, match='"number"', roles=None, start=None, end=None,
+                              conversation_id=None, limit=100)
+    assert len(rows) == 30 and {r.conversation_id for r in rows} == {fork.id}
