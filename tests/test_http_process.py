@@ -8,9 +8,11 @@ import contextlib
 import signal
 import sqlite3
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
+from fake_provider import FakeProvider
 from http_helpers import CONSOLE_SCRIPT, console_env, mcp_client, spawned_http_server
 
 TOKEN = "process-token"
@@ -44,15 +46,23 @@ def test_non_loopback_bind_with_token_from_env_starts(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-async def test_signal_shuts_down_cleanly_with_database_intact(tmp_path: Path, sig: signal.Signals) -> None:
+async def test_signal_shuts_down_cleanly_with_database_intact(
+    tmp_path: Path, sig: signal.Signals, fake_provider: FakeProvider
+) -> None:
     db = tmp_path / "conversations.db"
     code: int | None = None
-    with spawned_http_server(db, "--auth-token", TOKEN) as server:
+    hold = threading.Event()
+    fake_provider.enqueue("never sent", wait_for=hold)
+    env = console_env(CONVERSATIONS_DEFAULT_MODEL="openai/fake-model")  # and the fake provider's OPENAI_* vars
+    with spawned_http_server(db, "--auth-token", TOKEN, env=env) as server:
         client_cm = mcp_client(server.mcp_url, token=TOKEN, mode="legacy")
         client = await client_cm.__aenter__()
         agent = (await client.call_tool("create_agent", {"name": "durable"})).structured_content
         conv = await client.call_tool("create_conversation", {"agent_id": agent["id"], "summary": "kept"})
         assert not conv.is_error
+        send = {"conversation_id": conv.structured_content["id"], "content": "slow one", "background": True}
+        run = (await client.call_tool("send_message", send)).structured_content
+        await fake_provider.await_requests(1, within=60)  # the run is waiting on the model
         # Signal while this session (and its open GET event stream) is still connected.
         server.proc.send_signal(sig)
         code = await asyncio.to_thread(server.proc.wait, 60)
@@ -68,3 +78,6 @@ async def test_signal_shuts_down_cleanly_with_database_intact(tmp_path: Path, si
         assert con.execute("SELECT summary FROM conversations WHERE agent_id = ?", (agent["id"],)).fetchall() == [
             ("kept",)
         ]
+        status = con.execute("SELECT status, stop_reason FROM runs WHERE id = ?", (run["run_id"],)).fetchone()
+        assert status == ("interrupted", "interrupted")
+    hold.set()
