@@ -41,6 +41,15 @@ def check_handle(field: str, value: str | None) -> str | None:
     return value.strip()
 
 
+def check_unicode(field: str, value: str) -> None:
+    """JSON can carry lone surrogates (\\ud800) that no UTF-8 database can store."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValidationError(field, f"invalid unicode at character {e.start} (a lone surrogate); send UTF-8 text") \
+            from None
+
+
 def check_window(value: int | None) -> None:
     if value is not None and value < 256:
         raise ValidationError("context_window_limit", f"must be at least 256 tokens (got {value})")
@@ -68,6 +77,7 @@ class ConversationService:
             raise ValidationError(field, "must be a string")
         if not allow_empty and not value.strip():
             raise ValidationError(field, "must not be empty")
+        check_unicode(field, value)
         if len(value) > self.settings.max_message_chars:
             raise ValidationError(
                 field,
@@ -81,6 +91,7 @@ class ConversationService:
             raise ValidationError("name", "must not be empty")
         if len(value.strip()) > NAME_MAX:
             raise ValidationError("name", f"{len(value.strip())} characters is over the limit of {NAME_MAX}")
+        check_unicode("name", value)
         return value.strip()
 
     async def resolve_agent(self, agent_id: str | None) -> str:
