@@ -12,7 +12,7 @@ from ..app import App
 from ..errors import ValidationError
 from ..service import UNSET
 from . import shapes
-from .common import LettaBody, endpoint, json_response, page_by_id, parse_body, parse_query
+from .common import LettaBody, json_response, page_by_id, parse_body, parse_query, route
 
 
 class BlockIn(LettaBody):
@@ -132,22 +132,19 @@ async def update_block_by_id(app: App, request: Request) -> Response:
 
 
 def routes(app: App) -> list[Route]:
-    def r(path: str, fn: Any, methods: list[str]) -> Route:
-        return Route(path, endpoint(app, fn), methods=methods)
-
     blocks = "/agents/{agent_id}/core-memory/blocks"
     return [
-        r("/agents", list_agents, ["GET"]),
-        r("/agents/", list_agents, ["GET"]),
-        r("/agents", create_agent, ["POST"]),
-        r("/agents/", create_agent, ["POST"]),
-        r("/agents/{agent_id}", get_agent, ["GET"]),
-        r("/agents/{agent_id}", update_agent, ["PATCH"]),
-        r("/agents/{agent_id}", delete_agent, ["DELETE"]),
-        r(blocks, list_blocks, ["GET"]),
-        r(blocks + "/", list_blocks, ["GET"]),
-        r(blocks + "/{label}", get_block, ["GET"]),
-        r(blocks + "/{label}", update_block, ["PATCH"]),
-        r("/blocks/{block_id}", get_block_by_id, ["GET"]),
-        r("/blocks/{block_id}", update_block_by_id, ["PATCH"]),
+        route(app, "/agents", list_agents, "GET"),
+        route(app, "/agents/", list_agents, "GET"),
+        route(app, "/agents", create_agent, "POST"),
+        route(app, "/agents/", create_agent, "POST"),
+        route(app, "/agents/{agent_id}", get_agent, "GET"),
+        route(app, "/agents/{agent_id}", update_agent, "PATCH"),
+        route(app, "/agents/{agent_id}", delete_agent, "DELETE"),
+        route(app, blocks, list_blocks, "GET"),
+        route(app, blocks + "/", list_blocks, "GET"),
+        route(app, blocks + "/{label}", get_block, "GET"),
+        route(app, blocks + "/{label}", update_block, "PATCH"),
+        route(app, "/blocks/{block_id}", get_block_by_id, "GET"),
+        route(app, "/blocks/{block_id}", update_block_by_id, "PATCH"),
     ]

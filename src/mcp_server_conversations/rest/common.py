@@ -14,6 +14,7 @@ import pydantic
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from ..app import App
 from ..errors import ConversationsError, ValidationError
@@ -55,6 +56,11 @@ def endpoint(app: App, fn: Handler) -> Callable[[Request], Awaitable[Response]]:
             return JSONResponse({"detail": "internal server error; see the server log"}, status_code=500)
 
     return handle
+
+
+def route(app: App, path: str, fn: Handler, *methods: str) -> Route:
+    """A route of `fn` under /v1 (see `endpoint`)."""
+    return Route(path, endpoint(app, fn), methods=list(methods))
 
 
 def _validation(e: pydantic.ValidationError, where: str) -> ValidationError:

@@ -3,7 +3,7 @@ update, delete) and its fork, cancel and compact actions."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -12,7 +12,7 @@ from starlette.routing import Route
 from ..app import App
 from . import shapes
 from .agents import sent
-from .common import LettaBody, conversation_id, endpoint, json_response, parse_body, parse_query
+from .common import LettaBody, conversation_id, json_response, parse_body, parse_query, route
 
 
 class CreateQuery(LettaBody):
@@ -94,19 +94,16 @@ async def compact_conversation(app: App, request: Request) -> Response:
 
 
 def routes(app: App) -> list[Route]:
-    def r(path: str, fn: Any, methods: list[str]) -> Route:
-        return Route(path, endpoint(app, fn), methods=methods)
-
     item = "/conversations/{conversation_id}"
     return [
-        r("/conversations", list_conversations, ["GET"]),
-        r("/conversations/", list_conversations, ["GET"]),
-        r("/conversations", create_conversation, ["POST"]),
-        r("/conversations/", create_conversation, ["POST"]),
-        r(item, get_conversation, ["GET"]),
-        r(item, update_conversation, ["PATCH"]),
-        r(item, delete_conversation, ["DELETE"]),
-        r(item + "/fork", fork_conversation, ["POST"]),
-        r(item + "/cancel", cancel_conversation, ["POST"]),
-        r(item + "/compact", compact_conversation, ["POST"]),
+        route(app, "/conversations", list_conversations, "GET"),
+        route(app, "/conversations/", list_conversations, "GET"),
+        route(app, "/conversations", create_conversation, "POST"),
+        route(app, "/conversations/", create_conversation, "POST"),
+        route(app, item, get_conversation, "GET"),
+        route(app, item, update_conversation, "PATCH"),
+        route(app, item, delete_conversation, "DELETE"),
+        route(app, item + "/fork", fork_conversation, "POST"),
+        route(app, item + "/cancel", cancel_conversation, "POST"),
+        route(app, item + "/compact", compact_conversation, "POST"),
     ]

@@ -19,7 +19,7 @@ from ..errors import ValidationError
 from ..models import Run
 from ..util import now_iso
 from . import shapes, sse
-from .common import LettaBody, conversation_id, endpoint, json_response, parse_body, parse_query
+from .common import LettaBody, conversation_id, json_response, parse_body, parse_query, route
 
 # How long a send may take to be accepted before the stream's headers go out anyway; it is
 # normally milliseconds, and errors found by then (bad input, no model) get a proper status.
@@ -203,16 +203,13 @@ async def search_messages(app: App, request: Request) -> Response:
 
 
 def routes(app: App) -> list[Route]:
-    def r(path: str, fn: Any, methods: list[str]) -> Route:
-        return Route(path, endpoint(app, fn), methods=methods)
-
     item = "/conversations/{conversation_id}"
     return [
-        r(item + "/messages", list_messages, ["GET"]),
-        r(item + "/messages/", list_messages, ["GET"]),
-        r(item + "/messages", send_message, ["POST"]),
-        r(item + "/messages/", send_message, ["POST"]),
-        r(item + "/stream", resume_stream, ["POST"]),
-        r("/messages/search", search_messages, ["POST"]),
-        r("/messages/search/", search_messages, ["POST"]),
+        route(app, item + "/messages", list_messages, "GET"),
+        route(app, item + "/messages/", list_messages, "GET"),
+        route(app, item + "/messages", send_message, "POST"),
+        route(app, item + "/messages/", send_message, "POST"),
+        route(app, item + "/stream", resume_stream, "POST"),
+        route(app, "/messages/search", search_messages, "POST"),
+        route(app, "/messages/search/", search_messages, "POST"),
     ]
