@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 import letta_client
 import pytest
+from http_helpers import mcp_client, spawned_http_server
 from rest_helpers import TOKEN, letta, rest_server, sdk
 
 from mcp_server_conversations.config import Settings
@@ -170,3 +171,18 @@ def sdk_without_token(base_url: str) -> None:
 async def test_the_sdk_api_key_is_the_bearer_token(settings: Settings) -> None:
     async with rest_server(settings) as served:
         await sdk(sdk_without_token, served.base_url)
+
+
+async def test_the_console_script_serves_rest_beside_mcp_on_one_service(tmp_path) -> None:
+    """`mcp-server-conversations --transport streamable-http` as users start it: what the SDK writes
+    under /v1 the MCP tools at /mcp read, and the other way round."""
+    with spawned_http_server(tmp_path / "both.db", "--auth-token", TOKEN) as server:
+        client = letta(server.base_url)
+        agent = await sdk(client.agents.create, name="shared", memory_blocks=[{"label": "human", "value": "Ada"}])
+        async with mcp_client(server.mcp_url, token=TOKEN) as mcp:
+            seen = await mcp.call_tool("get_agent", {"agent_id": agent.id})
+            assert seen.structured_content["memory_blocks"][0]["value"] == "Ada"
+            made = await mcp.call_tool("create_conversation", {"agent_id": agent.id, "summary": "from MCP"})
+            conv_id = made.structured_content["id"]
+        listed = await sdk(client.conversations.list, agent_id=agent.id)
+        assert [(c.id, c.summary) for c in listed] == [(conv_id, "from MCP")]
