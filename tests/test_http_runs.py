@@ -165,7 +165,7 @@ async def test_cancelling_the_call_cancels_the_run(
 ) -> None:
     if mode == "legacy" and stateless:
         request.applymarker(LEGACY_STATELESS)
-    fake_provider.enqueue(LONG, chunk_delay=0.1)
+    fake_provider.enqueue(LONG, chunk_delay=0.05)  # 2 s of streaming unless cancelled
     s = run_settings.model_copy(update={"stateless": stateless})
     async with serving(s) as served, mcp_client(served.mcp_url, mode=mode) as client:
         conv = (await client.call_tool("create_conversation", {})).structured_content
