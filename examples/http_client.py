@@ -67,5 +67,17 @@ async def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def leaves(error: BaseException) -> list[BaseException]:
+    """The SDK reports connection failures (401, refused) inside exception groups: find the causes."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in leaves(inner)]
+    return [error]
+
+
 if __name__ == "__main__":
-    raise SystemExit(asyncio.run(main()))
+    try:
+        raise SystemExit(asyncio.run(main()))
+    except (Exception, BaseExceptionGroup) as e:  # noqa: B014 - a group may hold non-Exceptions
+        causes = "; ".join(str(leaf) or type(leaf).__name__ for leaf in leaves(e))
+        print(f"http_client: could not talk to the server: {causes}", file=sys.stderr)
+        raise SystemExit(1) from None
