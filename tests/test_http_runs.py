@@ -194,7 +194,8 @@ async def test_background_run_outlives_its_client(
 ) -> None:
     release = threading.Event()
     reply = fake_provider.enqueue("done in the background", wait_for=release, chunk_delay=0.01)
-    s = run_settings.model_copy(update={"stateless": stateless})
+    # One session at most: the second client connects only if the first one's session was released.
+    s = run_settings.model_copy(update={"stateless": stateless, "max_sessions": 1})
     async with serving(s) as served:
         async with mcp_client(served.mcp_url, mode=mode) as first:
             conv = (await first.call_tool("create_conversation", {})).structured_content
