@@ -8,11 +8,11 @@ from .bulk import BulkStore
 from .forks import ForkStore
 from .rows import NewMessage
 from .runs import RunStore
-from .search import SearchStore
+from .vectors import VectorStore
 
 
-class SQLiteStore(AgentStore, ForkStore, RunStore, SearchStore, BulkStore):
-    """Agents, blocks, conversations, messages, runs and search over one SQLite file."""
+class SQLiteStore(AgentStore, ForkStore, RunStore, VectorStore, BulkStore):
+    """Agents, blocks, conversations, messages, runs, search and message embeddings over one SQLite file."""
 
 
 __all__ = ["NewMessage", "SQLiteStore"]

@@ -139,7 +139,26 @@ END;
 """
 
 
-MIGRATIONS: list[tuple[str, str]] = [("m001_initial", M001_INITIAL), ("m002_bulk_fts", M002_BULK_FTS)]
+# Hybrid search (embeddings.py): one vector per message for the configured embedding model,
+# float32, L2-normalized. Written only by the background indexer; rows leave with their message
+# (ON DELETE CASCADE). `dim` 0 with an empty vector marks a message the provider refused to embed.
+M003_MESSAGE_EMBEDDINGS = """
+CREATE TABLE message_embeddings (
+    message_rowid INTEGER PRIMARY KEY REFERENCES messages(rowid) ON DELETE CASCADE,
+    agent_id TEXT NOT NULL,
+    model TEXT NOT NULL,
+    dim INTEGER NOT NULL,
+    vector BLOB NOT NULL
+);
+CREATE INDEX message_embeddings_agent_model ON message_embeddings(agent_id, model);
+"""
+
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("m001_initial", M001_INITIAL),
+    ("m002_bulk_fts", M002_BULK_FTS),
+    ("m003_message_embeddings", M003_MESSAGE_EMBEDDINGS),
+]
 
 
 class SchemaTooNewError(RuntimeError):

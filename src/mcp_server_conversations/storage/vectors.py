@@ -1,0 +1,134 @@
+"""Message embeddings for hybrid search: what still needs embedding, storing vectors, and reading
+them back with the same scope filters full-text search applies (storage/search.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..models import SearchResult
+from .search import SearchStore
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMessage:
+    """A message whose search text has no vector for the current embedding model yet."""
+
+    rowid: int
+    id: str
+    agent_id: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class VectorHit:
+    """A stored message found by the vector side, with what a search result needs."""
+
+    rowid: int
+    result: SearchResult
+
+
+class VectorStore(SearchStore):
+    def data_changes(self) -> int:
+        """Rows changed through this connection since it opened: a free check (no query) that
+        tells the indexer whether anything was written since it last looked."""
+        return self.db.total_changes
+
+    async def messages_missing_embeddings(
+        self, model: str, *, after: int = 0, limit: int = 64, agent_id: str | None = None
+    ) -> list[PendingMessage]:
+        """Searchable messages with rowid > `after` and no vector for `model`, oldest first."""
+        sql = (
+            "SELECT m.rowid, m.id, m.agent_id, m.search_text FROM messages m "
+            "WHERE m.rowid > :after AND m.search_text IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM message_embeddings e WHERE e.message_rowid = m.rowid AND e.model = :model)"
+        )
+        params: dict[str, object] = {"after": after, "model": model, "limit": limit}
+        if agent_id is not None:
+            sql += " AND m.agent_id = :agent"
+            params["agent"] = agent_id
+        rows = await self.all(sql + " ORDER BY m.rowid LIMIT :limit", params)
+        return [PendingMessage(r[0], r[1], r[2], r[3]) for r in rows]
+
+    async def save_embeddings(self, model: str, vectors: list[tuple[str, int, bytes]]) -> list[tuple[int, str]]:
+        """Store (message id, dim, float32 bytes) for `model`, replacing another model's vector.
+        Keyed by message id, so a message deleted (or its rowid reused) meanwhile gets nothing.
+        Returns (rowid, agent_id) of the rows written."""
+        if not vectors:
+            return []
+        async with self.write() as db:
+            await db.executemany(
+                "INSERT OR REPLACE INTO message_embeddings (message_rowid, agent_id, model, dim, vector) "
+                "SELECT rowid, agent_id, ?, ?, ? FROM messages WHERE id = ?",
+                [(model, dim, blob, message_id) for message_id, dim, blob in vectors],
+            )
+        rows = await self.all_in(
+            "SELECT e.message_rowid, e.agent_id FROM message_embeddings e JOIN messages m ON m.rowid = e.message_rowid "
+            "WHERE m.id IN ({ids})",
+            [message_id for message_id, _, _ in vectors],
+        )
+        return [(r[0], r[1]) for r in rows]
+
+    async def load_vectors(self, agent_id: str, model: str, dim: int) -> tuple[list[int], bytes]:
+        """Every `dim`-sized vector of the agent for `model`: rowids ascending, vectors concatenated."""
+        rows = await self.all(
+            "SELECT message_rowid, vector FROM message_embeddings WHERE agent_id = ? AND model = ? AND dim = ? "
+            "ORDER BY message_rowid",
+            (agent_id, model, dim),
+        )
+        return [r[0] for r in rows], b"".join(r[1] for r in rows)
+
+    async def embedded_rowids(
+        self,
+        *,
+        agent_id: str,
+        model: str,
+        roles: list[str] | None,
+        start: str | None,
+        end: str | None,
+        conversation_id: str | None,
+    ) -> list[int]:
+        """Rowids of the agent's embedded messages inside a search's scope (the filtered vector side)."""
+        where, params = await self.message_filters(agent_id, roles, start, end, conversation_id)
+        params["model"] = model
+        rows = await self.all(
+            "SELECT m.rowid FROM messages m JOIN message_embeddings e ON e.message_rowid = m.rowid "
+            f"WHERE e.model = :model AND e.dim > 0 AND {' AND '.join(where)}",
+            params,
+        )
+        return [r[0] for r in rows]
+
+    async def vector_hits(self, rowids: list[int], model: str) -> list[VectorHit]:
+        """The messages behind vector candidates that still exist with a `model` vector (a cached
+        matrix may hold rows deleted since), in no particular order."""
+        rows = await self.all_in(
+            "SELECT m.rowid, m.id, m.home_conversation_id, m.role, m.message_type, m.content, m.reasoning, "
+            "m.created_at, e.model FROM messages m JOIN message_embeddings e ON e.message_rowid = m.rowid "
+            "WHERE m.rowid IN ({ids})",
+            rowids,
+        )
+        return [
+            VectorHit(
+                rowid=r["rowid"],
+                result=SearchResult(
+                    message_id=r["id"],
+                    conversation_id=r["home_conversation_id"],
+                    role=r["role"],
+                    message_type=r["message_type"],
+                    content=r["content"] if r["content"] is not None else r["reasoning"],
+                    snippet="",
+                    created_at=r["created_at"],
+                    score=0.0,
+                ),
+            )
+            for r in rows
+            if r["model"] == model
+        ]
+
+    async def count_embeddings(self, model: str | None = None) -> int:
+        """How many messages have a (non-empty) vector, for `model` or any."""
+        if model is None:
+            row = await self.one("SELECT count(*) FROM message_embeddings WHERE dim > 0")
+        else:
+            row = await self.one("SELECT count(*) FROM message_embeddings WHERE dim > 0 AND model = ?", (model,))
+        return int(row[0]) if row else 0
+
