@@ -74,13 +74,15 @@ class SQLiteBase:
             else:
                 await asyncio.shield(self.db.commit())
 
+    # Reads take one trip to aiosqlite's thread (execute_fetchall) rather than three
+    # (execute, fetch, close): each trip is a thread hand-off that dominates a small query.
     async def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> aiosqlite.Row | None:
-        async with self.db.execute(sql, params) as cur:
-            return await cur.fetchone()
+        """The first row of a query meant to return at most one."""
+        rows = await self.db.execute_fetchall(sql, params)
+        return next(iter(rows), None)
 
     async def all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
-        async with self.db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return list(await self.db.execute_fetchall(sql, params))
 
     async def all_in(self, sql: str, ids: Iterable[Any], chunk: int = 900) -> list[aiosqlite.Row]:
         """Run `sql` (with one `{ids}` placeholder) over ids in chunks under SQLite's variable limit."""
