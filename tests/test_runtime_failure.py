@@ -21,6 +21,13 @@ from mcp_server_conversations.app import open_app
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.server import build_server
 
+
+@pytest.fixture
+def mode() -> str:
+    """Failure handling does not depend on the MCP protocol era: one in-memory mode (JSON-RPC) is enough."""
+    return "legacy"
+
+
 SECRET = "sk-test-SECRETSECRET-0123456789"
 
 
