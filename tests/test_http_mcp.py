@@ -59,7 +59,8 @@ async def test_healthz_reports_version_and_database(settings: Settings) -> None:
         # The check really reads the database: with the connection closed it answers 503.
         await served.app.store.db.close()
         down = await http.get(f"{served.base_url}/healthz")
-        assert down.status_code == 503 and down.json()["status"] == "error"
+        assert down.status_code == 503
+        assert down.json() == {"status": "error", "version": __version__, "detail": "database unreachable"}
 
 
 async def test_session_ids_by_default_and_none_when_stateless(settings: Settings) -> None:

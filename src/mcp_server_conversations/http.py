@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -75,8 +74,9 @@ def build_http_app(settings: Settings, app: App) -> ASGIApp:
         try:
             await app.store.ping()
         except Exception as e:  # report, don't crash: a load balancer reads the status code
-            log.error("health check failed: %s", e)
-            return JSONResponse({"status": "error", "version": __version__, "detail": str(e)}, status_code=503)
+            log.error("health check failed: %s", e)  # details in the log, not to unauthenticated callers
+            body = {"status": "error", "version": __version__, "detail": "database unreachable"}
+            return JSONResponse(body, status_code=503)
         return JSONResponse({"status": "ok", "version": __version__})
 
     @asynccontextmanager
@@ -118,14 +118,12 @@ def uvicorn_server(settings: Settings, asgi: ASGIApp) -> uvicorn.Server:
     return uvicorn.Server(config)
 
 
-async def serve_app(settings: Settings, stop: asyncio.Event | None = None, sockets: list[socket.socket] | None = None,
-                    ) -> None:
+async def serve_app(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Open the App, serve until uvicorn is told to exit, then close the App."""
     async with open_app(settings) as app:
-        if stop is not None and stop.is_set():
+        if stop is not None and stop.is_set():  # signalled while the database was opening
             return
-        server = uvicorn_server(settings, build_http_app(settings, app))
-        await server.serve(sockets=sockets)
+        await uvicorn_server(settings, build_http_app(settings, app)).serve()
     log.info("database closed")
 
 
