@@ -85,3 +85,16 @@ async def test_signal_shuts_down_cleanly_with_database_intact(
             status = con.execute("SELECT status, stop_reason FROM runs WHERE id = ?", (run["run_id"],)).fetchone()
             assert status == ("interrupted", "interrupted")
     hold.set()
+
+
+@pytest.mark.parametrize(
+    "flags", [["--max-body-bytes", "0"], ["--port", "70000"]], ids=["body-limit", "port"]
+)
+def test_bad_http_settings_exit_2_with_the_setting_named(flags: list[str], capsys: pytest.CaptureFixture) -> None:
+    from mcp_server_conversations.cli import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--transport", "streamable-http", *flags])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "bad configuration" in err and flags[0].removeprefix("--").replace("-", "_") in err

@@ -36,16 +36,16 @@ class Settings(BaseSettings):
     # HTTP transport
     transport: str = Field(default="stdio", description="stdio or streamable-http")
     host: str = "127.0.0.1"
-    port: int = 8283
+    port: int = Field(default=8283, ge=0, le=65535)
     stateless: bool = False
     json_response: bool = False
     auth_token: str | None = None
     allow_unauthenticated: bool = False
     allowed_hosts: list[str] = Field(default_factory=list)
     allowed_origins: list[str] = Field(default_factory=list)
-    max_body_bytes: int = 4 * 1024 * 1024
-    session_idle_timeout: float = 1800.0
-    max_sessions: int = 1000
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1, description="Larger HTTP bodies get 413")
+    session_idle_timeout: float = Field(default=1800.0, gt=0, allow_inf_nan=False, description="Seconds")
+    max_sessions: int = Field(default=1000, ge=1, description="Open MCP sessions at most (503 beyond)")
     log_level: str = "WARNING"
 
     @field_validator("log_level", mode="before")
