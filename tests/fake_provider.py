@@ -20,7 +20,10 @@ What it does:
   `chunk_delay=` between chunks, `wait_for=` a threading.Event to hold the reply until the test sets it
   (before the first byte, or with `hold_after=N` after the first N streamed deltas: a stream stuck mid-way;
   `hold_after` without `wait_for` holds until the client hangs up).
-- `POST /v1/embeddings`: deterministic hashed bag-of-words vectors (dimension 64), for search tests.
+- `POST /v1/embeddings`: deterministic hashed bag-of-words vectors (dimension 64), for search tests;
+  words in `SYNONYMS` share a dimension (a vector match without a shared word). `embedding_inputs` records
+  each request's texts; `embedding_error = status` fails requests (only those with a text containing
+  `embedding_fail_when`, if set).
 - Remote control for a separately started process: `POST /_fake/enqueue` (JSON body = enqueue's keyword
   arguments except `wait_for`), `GET /_fake/requests`, `POST /_fake/reset`.
 
@@ -59,6 +62,7 @@ from starlette.routing import Route
 
 DEFAULT_REPLY = "Fake reply to: {last_user}"
 EMBEDDING_DIM = 64
+SYNONYMS = {"pottery": "ceramics", "ceramic": "ceramics"}  # the fake embedding's idea of meaning
 
 
 @dataclass
@@ -155,6 +159,7 @@ def _pieces(text: str) -> list[str]:
 def _embed(text: str) -> list[float]:
     vec = [0.0] * EMBEDDING_DIM
     for word in re.findall(r"\w+", text.lower()):
+        word = SYNONYMS.get(word, word)
         h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "big")
         vec[h % EMBEDDING_DIM] += 1.0
     norm = math.sqrt(sum(v * v for v in vec)) or 1.0
@@ -173,6 +178,9 @@ class FakeProvider:
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.embedding_inputs: list[list[str]] = []
+        self.embedding_error: int | None = None
+        self.embedding_fail_when: str | None = None
         self._queue: list[Reply] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -438,6 +446,14 @@ class FakeProvider:
         body = await request.json()
         inputs = body.get("input")
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+        with self._cond:
+            self.embedding_inputs.append([str(t) for t in texts])
+        fail_when = self.embedding_fail_when
+        if self.embedding_error and (fail_when is None or any(fail_when in str(t) for t in texts)):
+            return JSONResponse(
+                {"error": {"message": "scripted embedding failure", "type": "invalid_request_error", "code": None}},
+                status_code=self.embedding_error,
+            )
         data = [{"object": "embedding", "index": i, "embedding": _embed(str(t))} for i, t in enumerate(texts)]
         tokens = sum(len(str(t)) // 4 + 1 for t in texts)
         return JSONResponse(
