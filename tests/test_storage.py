@@ -8,6 +8,7 @@ import sqlite3
 import stat
 from pathlib import Path
 
+import anyio
 import pytest
 from foundation_helpers import assert_fts_in_sync
 
@@ -241,3 +242,78 @@ async def test_delete_agent_removes_every_row_it_owns(store: SQLiteStore) -> Non
     assert_fts_in_sync(store.path)
     with pytest.raises(NotFoundError):
         await store.delete_agent(agent_id)
+
+
+async def test_a_writer_cancelled_while_waiting_for_begin_leaves_no_open_transaction(tmp_path: Path) -> None:
+    """Another process holds the write lock; our BEGIN waits in busy_timeout and is cancelled
+    (as an MCP request cancellation does, through an anyio scope). Later writes must still work."""
+    path = tmp_path / "c.db"
+    store = await SQLiteStore.open(path)
+    try:
+        agent_id, _ = await make_conversation(store)
+        other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        other.execute("BEGIN IMMEDIATE")
+        entered = asyncio.Event()
+
+        async def doomed() -> None:
+            entered.set()
+            async with store.write() as db:
+                await db.execute("UPDATE agents SET name = 'doomed' WHERE id = ?", (agent_id,))
+
+        with anyio.CancelScope() as scope:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(doomed)
+                await entered.wait()
+                await asyncio.sleep(0.2)  # doomed() is now inside BEGIN IMMEDIATE, blocked by `other`
+                scope.cancel()
+                other.execute("COMMIT")  # sync, so it runs before the cancellation lands here
+        other.close()
+        async with store.write() as db:  # with the BEGIN left open this failed: "within a transaction"
+            await db.execute("UPDATE agents SET name = 'after' WHERE id = ?", (agent_id,))
+        assert (await store.get_agent(agent_id)).name == "after"
+        assert not store.db.in_transaction
+    finally:
+        await store.close()
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT name FROM agents").fetchone() == ("after",)
+    con.close()
+
+
+@pytest.mark.parametrize("how", ["anyio", "asyncio"])
+async def test_a_writer_cancelled_mid_body_rolls_back_before_the_next_writer_runs(store: SQLiteStore, how: str) -> None:
+    agent_id, _ = await make_conversation(store)
+    inside = asyncio.Event()
+
+    scope = anyio.CancelScope()
+
+    async def doomed() -> None:
+        with scope:
+            async with store.write() as db:
+                await db.execute("UPDATE agents SET name = 'doomed' WHERE id = ?", (agent_id,))
+                inside.set()
+                await asyncio.Event().wait()
+
+    async def follower() -> None:
+        async with store.write() as db:
+            await db.execute("INSERT INTO schema_migrations VALUES (-1, 'marker', 'now')")
+
+    if how == "asyncio":
+        task = asyncio.ensure_future(doomed())
+        await inside.wait()
+        second = asyncio.ensure_future(follower())
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await second
+    else:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(doomed)
+            await inside.wait()
+            tg.start_soon(follower)
+            await asyncio.sleep(0)
+            scope.cancel()
+    # doomed's update is rolled back and the follower's insert committed
+    assert (await store.get_agent(agent_id)).name == "a"
+    assert (await store.one("SELECT count(*) FROM schema_migrations WHERE version = -1"))[0] == 1
+    assert not store.db.in_transaction

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
+import anyio
 
 from .schema import migrate
 
@@ -63,16 +64,40 @@ class SQLiteBase:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[aiosqlite.Connection]:
-        """A write transaction; rolled back if the body raises (or is cancelled)."""
+        """A write transaction; rolled back if the body raises (or is cancelled).
+
+        BEGIN sits inside the try and COMMIT/ROLLBACK run to completion before the lock is
+        let go, even under cancellation: otherwise a cancelled writer could leave a transaction
+        open on the shared connection for the next writer to fail in or commit by accident."""
         async with self._write_lock:
-            await self.db.execute("BEGIN IMMEDIATE")
             try:
+                await self.db.execute("BEGIN IMMEDIATE")
                 yield self.db
             except BaseException:
-                await asyncio.shield(self.db.rollback())
+                await self._settle(self.db.rollback)
                 raise
             else:
-                await asyncio.shield(self.db.commit())
+                try:
+                    await self._settle(self.db.commit)
+                except BaseException:
+                    await self._settle(self.db.rollback)  # a failed COMMIT leaves the transaction open
+                    raise
+
+    @staticmethod
+    async def _settle(op: Callable[[], Awaitable[None]]) -> None:
+        """Run `op` to the end whatever cancellation arrives meanwhile (anyio scopes are
+        shielded; a plain task.cancel() is held back and re-raised once `op` is done)."""
+        task = asyncio.ensure_future(op())
+        cancelled = False
+        with anyio.CancelScope(shield=True):
+            while not task.done():
+                try:
+                    await asyncio.wait({task})
+                except asyncio.CancelledError:
+                    cancelled = True
+        if cancelled:
+            raise asyncio.CancelledError
+        task.result()
 
     # Reads take one trip to aiosqlite's thread (execute_fetchall) rather than three
     # (execute, fetch, close): each trip is a thread hand-off that dominates a small query.
