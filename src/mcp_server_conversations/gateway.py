@@ -30,7 +30,7 @@ log = logging.getLogger("mcp_server_conversations.gateway")
 
 _LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 _import_lock = threading.Lock()
-_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD)", re.IGNORECASE)
+_SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
 _SECRET_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9_\-.=]{6,}"),
@@ -136,7 +136,9 @@ class ModelGateway:
             info = litellm.validate_environment(model=model)
         except Exception:  # an unknown provider: let the call itself report it
             return
-        missing = [k for k in info.get("missing_keys") or [] if k]
+        # Only credentials block the call: litellm also lists base URLs that have defaults (ollama's
+        # OLLAMA_API_BASE is localhost:11434 when unset); anything else surfaces as the provider's own error.
+        missing = [k for k in info.get("missing_keys") or [] if k and _SECRET_ENV.search(k)]
         if missing and not info.get("keys_in_environment"):
             raise ModelNotConfiguredError(
                 f"model {model} needs {', '.join(missing)} set in the server's environment "
@@ -253,6 +255,30 @@ class ModelGateway:
             result.tool_calls.append(call)
         yield result
 
+    async def embed(self, model: str, texts: list[str], *, within: float | None = None) -> list[list[float]]:
+        """One embedding vector per text, in order (hybrid search). The caller handles failure (the
+        indexer backs off and tries again later; a search falls back to full-text), so `within`
+        (seconds) bounds the whole call: litellm 1.110 turns max_retries=0 into the OpenAI SDK's default of
+        2 retries for embeddings, which would otherwise triple a hung provider's cost.
+
+        Raises ProviderError (the same mapping as chat calls)."""
+        litellm = await self.load()
+        timeout = within or self.settings.model_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                response = await litellm.aembedding(model=model, input=texts, timeout=timeout, num_retries=0)
+        except TimeoutError as e:
+            raise ProviderError("Timeout", f"{model} gave no embeddings within {timeout:g} s", status_code=504) from e
+        except Exception as e:
+            raise self.map_error(e) from e
+        items = sorted(response.data or [], key=lambda d: _field(d, "index") or 0)
+        vectors = [_field(d, "embedding") for d in items]
+        if len(vectors) != len(texts) or not all(isinstance(v, list) and v for v in vectors):
+            raise ProviderError(
+                "EmbeddingError", f"{model} returned {len(vectors)} usable embeddings for {len(texts)} inputs"
+            )
+        return vectors
+
     async def complete(self, model: str, messages: list[dict[str, Any]]) -> Completion:
         """A whole (streamed, then assembled) answer without tools: used by the summarizer."""
         final = Completion(model=model)
@@ -260,3 +286,8 @@ class ModelGateway:
             if isinstance(item, Completion):
                 final = item
         return final
+
+
+def _field(item: Any, name: str) -> Any:
+    """litellm's embedding items are dicts or objects depending on the provider route."""
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
