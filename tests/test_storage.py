@@ -59,8 +59,8 @@ async def test_blank_file_migrates_to_latest_tables_and_triggers(tmp_path: Path)
     assert versions == [(i, name) for i, (name, _) in enumerate(schema_mod.MIGRATIONS, start=1)]
 
 
-async def test_database_file_is_owner_only(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
+async def test_database_file_and_its_new_directory_are_owner_only(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "c.db"
     old = os.umask(0o022)
     try:
         store = await SQLiteStore.open(path)
@@ -69,6 +69,7 @@ async def test_database_file_is_owner_only(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path.parent).st_mode) == 0o700
 
 
 async def test_existing_world_readable_file_is_made_owner_only(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ class SQLiteBase:
         path = str(path)
         if path != ":memory:":
             p = Path(path)
-            p.parent.mkdir(parents=True, exist_ok=True)
+            p.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # new directories: owner-only too
             if not p.exists():
                 # Create the file owner-only before SQLite opens it.
                 fd = os.open(p, os.O_CREAT | os.O_WRONLY, 0o600)
