@@ -7,12 +7,15 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .runtime import Runtime
 from .service import ConversationService
 from .storage import SQLiteStore
+
+if TYPE_CHECKING:
+    from .embeddings import EmbeddingIndex
 
 log = logging.getLogger("mcp_server_conversations")
 
@@ -24,6 +27,7 @@ class App:
     service: ConversationService
     extras: dict[str, Any] = field(default_factory=dict)
     runtime: Runtime = field(default=None)  # type: ignore[assignment]  # set by open_app: runs of send_message
+    embeddings: EmbeddingIndex | None = None  # set by open_app with --embedding-model: the hybrid search index
 
 
 @asynccontextmanager
@@ -36,8 +40,15 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         log.info("database ready at %s", settings.resolved_db())
         await app.runtime.start()
         try:
+            if settings.embedding_model:
+                from .embeddings import EmbeddingIndex  # numpy: only loaded when hybrid search is on
+
+                app.embeddings = service.hybrid = EmbeddingIndex(settings, store, app.runtime.gateway)
+                await app.embeddings.start()
             yield app
         finally:
+            if app.embeddings is not None:
+                await app.embeddings.stop()
             await app.runtime.stop()
     finally:
         await store.close()

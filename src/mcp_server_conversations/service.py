@@ -4,7 +4,7 @@ validated once here. Tools and routes translate and delegate; SQL stays in stora
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .config import Settings
 from .errors import NotFoundError, ValidationError
@@ -22,6 +22,9 @@ from .models import (
 from .search import fts_query
 from .storage import SQLiteStore
 from .util import check_date_range, decode_cursor, encode_cursor, parse_date_bound
+
+if TYPE_CHECKING:
+    from .embeddings import EmbeddingIndex
 
 HANDLE = re.compile(r"^[A-Za-z0-9_.\-]+/\S+$")
 UNSET: Any = object()  # an omitted field in update_* calls (None means: clear it)
@@ -67,6 +70,9 @@ class ConversationService:
     def __init__(self, store: SQLiteStore, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        # Set by open_app when an embedding model is configured: search then fuses full-text and
+        # vector rankings (embeddings.py). None: full-text only, and nothing of it is imported.
+        self.hybrid: EmbeddingIndex | None = None
 
     # -- helpers --
 
@@ -414,11 +420,13 @@ class ConversationService:
         match = fts_query(query)
         if match is None:
             return SearchResults(results=[])
-        results = await self.store.search(
-            agent_id=agent_id, match=match, roles=roles or None, start=start, end=end,
-            conversation_id=conversation_id, limit=limit,
-        )
-        return SearchResults(results=results)
+        scope: dict[str, Any] = {
+            "agent_id": agent_id, "roles": roles or None, "start": start, "end": end,
+            "conversation_id": conversation_id, "limit": limit,
+        }  # fmt: skip
+        if self.hybrid is not None:
+            return SearchResults(results=await self.hybrid.search(query=query, match=match, **scope))
+        return SearchResults(results=await self.store.search(match=match, **scope))
 
 
 __all__ = ["ConversationService", "NotFoundError", "UNSET", "check_handle"]
