@@ -140,3 +140,15 @@ def test_prompt_merges_text_with_its_tool_calls_and_drops_unpaired_ones() -> Non
     assert chat[3] == {"role": "assistant", "content": "done"}
     assert chat[4]["role"] == "user" and chat[4]["content"].endswith("earlier")
     assert chat[5:] == [{"role": "user", "content": "again"}]
+
+
+async def test_a_second_app_on_the_same_loop_still_reaches_the_provider(
+    model_settings: Settings, fake_provider: FakeProvider
+) -> None:
+    from mcp_server_conversations.app import open_app
+
+    for turn in range(2):  # the first app's shutdown must not leave litellm's shared clients closed
+        async with open_app(model_settings) as app:
+            conv = await app.service.create_conversation()
+            run = await app.runtime.send(conv.id, content=f"turn {turn}")
+            assert run.status == "completed" and run.messages[-1].content == f"Fake reply to: turn {turn}"

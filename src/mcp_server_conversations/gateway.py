@@ -98,6 +98,8 @@ def _clean_message(error: BaseException) -> str:
 class ModelGateway:
     """Streaming chat completions over litellm, with the server's timeouts, retries and error mapping."""
 
+    _open = 0  # gateways of this process between open() and close()
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._litellm: ModuleType | None = None
@@ -118,12 +120,20 @@ class ModelGateway:
         except Exception:  # a broken install must not take the server down; the first send reports it
             log.warning("importing litellm failed", exc_info=True)
 
+    def open(self) -> None:
+        """Count this gateway as in use (litellm's HTTP clients are shared by the whole process)."""
+        ModelGateway._open += 1
+
     async def close(self) -> None:
-        """Close litellm's cached HTTP clients before the event loop goes away."""
-        if self._litellm is None:
+        """When the last gateway of the process closes, close litellm's cached HTTP clients (else
+        "Unclosed client session" at loop end) and forget them, so a later gateway on the same loop
+        gets fresh ones instead of "Cannot send a request, as the client has been closed"."""
+        ModelGateway._open = max(0, ModelGateway._open - 1)
+        if self._litellm is None or ModelGateway._open:
             return
         try:
             await self._litellm.close_litellm_async_clients()
+            self._litellm.in_memory_llm_clients_cache.flush_cache()
         except Exception:
             log.debug("closing litellm clients failed", exc_info=True)
 

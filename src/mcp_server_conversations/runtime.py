@@ -81,6 +81,7 @@ class Runtime:
 
     async def start(self, *, warm: bool = True) -> None:
         """Mark runs a dead process left unfinished as interrupted; warm litellm shortly after."""
+        self.gateway.open()
         for run_id, conversation_id in await self.store.unfinished_runs():
             await self.store.finish_run(
                 run_id, conversation_id, {"status": "interrupted", "stop_reason": "interrupted",
