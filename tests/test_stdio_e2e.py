@@ -160,3 +160,31 @@ def test_nothing_heavy_is_imported_before_initialize(tmp_path: Path, code: str) 
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "field"),
+    [
+        (["--log-level", "loud"], {}, "log_level"),
+        (["--max-message-chars", "0"], {}, "max_message_chars"),
+        ([], {"CONVERSATIONS_TRANSPORT": "http"}, "transport"),
+    ],
+)
+def test_bad_configuration_exits_2_naming_the_setting(tmp_path: Path, args: list[str], env: dict, field: str) -> None:
+    assert SCRIPT
+    out = subprocess.run(
+        [SCRIPT, "--db", str(tmp_path / "x.db"), *args], capture_output=True, text=True, timeout=HANG_GUARD,
+        stdin=subprocess.DEVNULL, env={**os.environ, **ENV, **env},
+    )
+    assert out.returncode == 2
+    assert "bad configuration" in out.stderr and field in out.stderr
+    assert out.stdout == ""
+
+
+def test_log_level_is_accepted_in_any_case(tmp_path: Path) -> None:
+    from mcp_server_conversations.cli import parse_args, settings_from_args
+    from mcp_server_conversations.server import build_server
+
+    settings = settings_from_args(parse_args(["--db", str(tmp_path / "x.db"), "--log-level", "debug"]))
+    assert settings.log_level == "DEBUG"
+    build_server(settings)  # the SDK accepts only upper case; this raised before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,7 +35,7 @@ class Settings(BaseSettings):
     model_retries: int = Field(default=0, ge=0, le=10, description="Retries litellm makes on a failed call")
     embedding_model: str | None = Field(default=None, description="Optional embedding model for hybrid search")
     # HTTP transport
-    transport: str = Field(default="stdio", description="stdio or streamable-http")
+    transport: Literal["stdio", "streamable-http"] = Field(default="stdio", description="stdio or streamable-http")
     host: str = "127.0.0.1"
     port: int = Field(default=8283, ge=0, le=65535)
     stateless: bool = False
