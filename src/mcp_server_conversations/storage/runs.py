@@ -68,35 +68,33 @@ class RunStore(SQLiteBase):
     async def finish_run(
         self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool
     ) -> None:
-        """End a run in one transaction: its final fields, the conversation's last_run_completion and,
-        for a run that did not complete (`abandon`), every row it wrote taken out of the context window
-        with its user input marked is_err, so the context is as it was before the run."""
+        """End a run in one transaction: for a run that did not complete (`abandon`), every row it wrote
+        leaves the context window and its user input is marked is_err, so the context is as it was before
+        the run; then the conversation's last_run_completion and the run's final fields. The run row is
+        written last: reads share the store's one connection and can see a transaction in progress, so
+        whoever sees the run ended also sees the context cleaned."""
         fields = {k: v for k, v in fields.items() if k in RUN_FIELDS}
         completed_at = fields.get("completed_at") or now_iso()
         fields["completed_at"] = completed_at
         sets = ", ".join(f"{k} = ?" for k in fields)
         async with self.write() as db:
-            await db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+            if abandon:
+                cur = await db.execute("SELECT rowid FROM messages WHERE run_id = ?", (run_id,))
+                drop = {r["rowid"] for r in await cur.fetchall()}
+                cur = await db.execute("SELECT context FROM conversations WHERE id = ?", (conversation_id,))
+                conv = await cur.fetchone()
+                if drop and conv is not None:
+                    context = [i for i in unpack(conv["context"]) if i not in drop]
+                    await db.execute(
+                        "UPDATE conversations SET context = ? WHERE id = ?", (pack(context), conversation_id)
+                    )
+                await db.execute(
+                    "UPDATE messages SET is_err = 1 WHERE run_id = ? AND message_type = 'user_message'", (run_id,)
+                )
             await db.execute(
                 "UPDATE conversations SET last_run_completion = ? WHERE id = ?", (completed_at, conversation_id)
             )
-            if not abandon:
-                return
-            cur = await db.execute("SELECT rowid, message_type FROM messages WHERE run_id = ?", (run_id,))
-            rows = list(await cur.fetchall())
-            if not rows:
-                return
-            drop = {r["rowid"] for r in rows}
-            cur = await db.execute("SELECT context FROM conversations WHERE id = ?", (conversation_id,))
-            conv = await cur.fetchone()
-            if conv is not None:
-                context = [i for i in unpack(conv["context"]) if i not in drop]
-                await db.execute(
-                    "UPDATE conversations SET context = ? WHERE id = ?", (pack(context), conversation_id)
-                )
-            await db.execute(
-                "UPDATE messages SET is_err = 1 WHERE run_id = ? AND message_type = 'user_message'", (run_id,)
-            )
+            await db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
 
     async def mark_run_started(self, run_id: str, *, model: str, started_at: str) -> None:
         """queued -> running, with the model this run uses (the store keeps it for get_run)."""
