@@ -46,3 +46,14 @@ def fts_query(text: str) -> str | None:
     if not found:
         return None
     return " OR ".join(f'"{t}"' for t in found)
+
+
+_OR_OF_TERMS = re.compile(r'^"[^"\s]+"(?: OR "[^"\s]+")*$')
+
+
+def or_terms(match: str) -> list[str] | None:
+    """The quoted terms of an expression `fts_query` built (`"a" OR "b"`), each still quoted;
+    None for any other expression (which storage then runs as it is)."""
+    if not _OR_OF_TERMS.match(match):
+        return None
+    return match.split(" OR ")

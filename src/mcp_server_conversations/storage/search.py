@@ -2,9 +2,37 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..models import SearchResult
+from ..search import or_terms
 from .base import SQLiteBase
 from .rows import unpack
+
+
+def _result(r: Any, rank: float) -> SearchResult:
+    return SearchResult(
+        message_id=r["id"],
+        conversation_id=r["home_conversation_id"],
+        role=r["role"],
+        message_type=r["message_type"],
+        content=r["content"] if r["content"] is not None else r["reasoning"],
+        snippet=r["snip"] or "",
+        created_at=r["created_at"],
+        score=round(-float(rank), 6),
+    )
+
+
+# BM25 over every match of a very common word is slow (a word found in most of 1M messages
+# took seconds), so each term of an OR query is ranked over at most its newest `cap` matches
+# within the search's scope, and a message's score is the sum of its per-term scores — which
+# is exactly how FTS5's bm25() scores an OR of terms. The result is therefore exact unless a
+# term has more than `cap` matches in scope; then that (low-IDF, little-weight) word adds its
+# score only to its newest matches. Rare words, which decide the ranking, are always exact.
+RANK_BUDGET = 6000  # per-term matches ranked in all, shared by the query's terms
+MIN_CAP = 500
+RESULT_COLUMNS = "m.rowid, m.id, m.home_conversation_id, m.role, m.message_type, m.content, m.reasoning, m.created_at"
+SNIPPET = "snippet(messages_fts, 0, '', '', '…', 24) AS snip"
 
 
 class SearchStore(SQLiteBase):
@@ -21,28 +49,49 @@ class SearchStore(SQLiteBase):
     ) -> list[SearchResult]:
         """`match` is an FTS5 expression built by the search module (never raw user text)."""
         where, params = await self.message_filters(agent_id, roles, start, end, conversation_id)
-        where.insert(0, "messages_fts MATCH :match")
-        params.update(match=match, limit=limit)
-        sql = (
-            "SELECT m.id, m.home_conversation_id, m.role, m.message_type, m.content, m.reasoning, m.created_at, "
-            "snippet(messages_fts, 0, '', '', '…', 24) AS snip, messages_fts.rank AS rank "
-            "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
-            f"WHERE {' AND '.join(where)} ORDER BY messages_fts.rank LIMIT :limit"
-        )
-        rows = await self.all(sql, params)
-        return [
-            SearchResult(
-                message_id=r["id"],
-                conversation_id=r["home_conversation_id"],
-                role=r["role"],
-                message_type=r["message_type"],
-                content=r["content"] if r["content"] is not None else r["reasoning"],
-                snippet=r["snip"] or "",
-                created_at=r["created_at"],
-                score=round(-float(r["rank"]), 6),
+        terms = or_terms(match)
+        if not terms:
+            where.insert(0, "messages_fts MATCH :match")
+            params.update(match=match, limit=limit)
+            rows = await self.all(
+                f"SELECT {RESULT_COLUMNS}, {SNIPPET}, messages_fts.rank AS rank "
+                "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
+                f"WHERE {' AND '.join(where)} ORDER BY messages_fts.rank LIMIT :limit",
+                params,
             )
-            for r in rows
-        ]
+            return [_result(r, r["rank"]) for r in rows]
+        ranks = await self._ranked(terms, where, params, limit)
+        if not ranks:
+            return []
+        marks = ",".join("?" * len(ranks))
+        rows = await self.all(
+            f"SELECT {RESULT_COLUMNS}, {SNIPPET} FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
+            f"WHERE messages_fts MATCH ? AND messages_fts.rowid IN ({marks})",
+            [match, *ranks],
+        )
+        by_rowid = {r["rowid"]: r for r in rows}
+        return [_result(by_rowid[i], rank) for i, rank in ranks.items() if i in by_rowid]
+
+    async def _ranked(
+        self, terms: list[str], where: list[str], params: dict[str, object], limit: int
+    ) -> dict[int, float]:
+        """rowid -> summed BM25 rank (lower is better) of the best `limit` messages, best first."""
+        scope = " AND ".join(where)
+        parts = []
+        for i, term in enumerate(terms):
+            params[f"t{i}"] = term
+            parts.append(
+                "SELECT * FROM (SELECT messages_fts.rowid AS rowid, messages_fts.rank AS score "
+                "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
+                f"WHERE messages_fts MATCH :t{i} AND {scope} ORDER BY messages_fts.rowid DESC LIMIT :cap)"
+            )
+        params.update(cap=max(MIN_CAP, limit, RANK_BUDGET // len(terms)), limit=limit)
+        rows = await self.all(
+            f"WITH hits(rowid, score) AS ({' UNION ALL '.join(parts)}) "
+            "SELECT rowid, sum(score) AS rank FROM hits GROUP BY rowid ORDER BY rank, rowid DESC LIMIT :limit",
+            params,
+        )
+        return {r["rowid"]: r["rank"] for r in rows}
 
     async def message_filters(
         self, agent_id: str, roles: list[str] | None, start: str | None, end: str | None, conversation_id: str | None
