@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import aiosqlite
+
 from ..errors import NotFoundError, ValidationError
 from ..models import Conversation
 from ..util import new_id, now_iso
@@ -32,16 +34,7 @@ class ForkStore(ConversationStore):
                         "pick one of its in-context messages (list_messages shows in_context)",
                     )
                 body = body[: body.index(row["rowid"]) + 1]
-            counted = 0
-            if body:
-                for i in range(0, len(body), 900):
-                    part = body[i : i + 900]
-                    marks = ",".join("?" * len(part))
-                    cur = await db.execute(
-                        f"SELECT count(*) FROM messages WHERE rowid IN ({marks}) AND message_type != 'system_message'",
-                        part,
-                    )
-                    counted += (await cur.fetchone())[0]
+            counted = len(body) - await self._system_rows_among(db, body)
             await db.execute(
                 "INSERT INTO conversations (id, agent_id, summary, model, created_at, forked_from_conversation_id, "
                 "forked_from_message_id, inherited, message_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -53,6 +46,23 @@ class ForkStore(ConversationStore):
                 (rowid, pack([rowid, *body]), fork_id),
             )
         return await self.get_conversation(fork_id)
+
+    @staticmethod
+    async def _system_rows_among(db: aiosqlite.Connection, rowids: list[int]) -> int:
+        """How many of `rowids` are system messages: the system rows in their rowid range come
+        from the partial index (m004), so the cost follows the conversations made meanwhile,
+        not the length of the context."""
+        if not rowids:
+            return 0
+        found = await db.execute_fetchall(
+            "SELECT rowid FROM messages INDEXED BY messages_system_rows "
+            "WHERE message_type = 'system_message' AND rowid BETWEEN ? AND ?",
+            (min(rowids), max(rowids)),
+        )
+        if not found:
+            return 0
+        wanted = set(rowids)
+        return sum(1 for (rowid,) in found if rowid in wanted)
 
     async def delete_conversation(self, conv_id: str) -> None:
         """Delete a conversation and its rows, except rows a fork still holds: those stay,
