@@ -6,6 +6,9 @@ import asyncio
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import anyio
@@ -151,15 +154,50 @@ async def test_a_file_from_a_newer_release_is_refused(tmp_path: Path) -> None:
         await SQLiteStore.open(path)
 
 
-async def test_two_stores_opening_a_blank_file_at_once_both_work(tmp_path: Path) -> None:
-    path = tmp_path / "c.db"
-    stores = await asyncio.gather(SQLiteStore.open(path), SQLiteStore.open(path))
-    try:
-        _, conv_id = await make_conversation(stores[0])
-        assert (await stores[1].get_conversation(conv_id)).id == conv_id
-    finally:
-        for s in stores:
-            await s.close()
+async def test_stores_opening_a_blank_file_at_once_all_work(tmp_path: Path) -> None:
+    for round_ in range(30):
+        path = tmp_path / f"c{round_}.db"
+        stores = await asyncio.gather(*(SQLiteStore.open(path) for _ in range(4)))
+        try:
+            _, conv_id = await make_conversation(stores[0])
+            assert (await stores[3].get_conversation(conv_id)).id == conv_id
+        finally:
+            for s in stores:
+                await s.close()
+
+
+OPENER = """
+import asyncio, os, sys, time
+from mcp_server_conversations.storage import SQLiteStore
+async def main():
+    while not os.path.exists(sys.argv[2]):
+        time.sleep(0.001)
+    store = await SQLiteStore.open(sys.argv[1])
+    await store.create_agent(name="p", model=None, system="s", context_window_limit=None, blocks=[])
+    await store.close()
+asyncio.run(main())
+"""
+
+
+def test_processes_starting_together_on_a_blank_file_all_start(tmp_path: Path) -> None:
+    """Replicas or several stdio clients launched at once: SQLite answers "database is locked"
+    without waiting while one of them switches the new file to WAL; none may crash for it."""
+    for round_ in range(2):
+        go = tmp_path / f"go{round_}"
+        db = tmp_path / f"p{round_}.db"
+        procs = [
+            subprocess.Popen([sys.executable, "-c", OPENER, str(db), str(go)], stderr=subprocess.PIPE, text=True)
+            for _ in range(4)
+        ]
+        time.sleep(0.5)  # let them all reach the barrier
+        go.touch()
+        for p in procs:
+            _, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
+        assert sqlite_objects(db)["table"] >= M001_TABLES
+        con = sqlite3.connect(db)
+        assert con.execute("SELECT count(*) FROM agents").fetchone()[0] == 4
+        con.close()
 
 
 async def test_fts_follows_insert_update_and_delete(store: SQLiteStore) -> None:

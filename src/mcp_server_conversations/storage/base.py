@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,6 +14,8 @@ import aiosqlite
 import anyio
 
 from .schema import migrate
+
+OPEN_ATTEMPTS = 40  # about 16 s of backoff in all
 
 
 class SQLiteBase:
@@ -38,18 +41,33 @@ class SQLiteBase:
         db = await aiosqlite.connect(path, isolation_level=None)
         try:
             db.row_factory = aiosqlite.Row
-            # busy_timeout first: switching to WAL needs a lock another process may hold.
             await db.execute("PRAGMA busy_timeout=10000")
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA foreign_keys=ON")
-            await db.execute("PRAGMA temp_store=MEMORY")
-            await db.execute("PRAGMA cache_size=-65536")
-            await migrate(db)
+            for attempt in range(OPEN_ATTEMPTS):
+                try:
+                    await cls._prepare(db)
+                    break
+                except sqlite3.OperationalError as e:
+                    # Processes opening a blank file together race on the switch to WAL and on
+                    # the first DDL; SQLite answers "locked" at once there instead of waiting.
+                    if "locked" not in str(e) and "busy" not in str(e) or attempt == OPEN_ATTEMPTS - 1:
+                        raise
+                    if db.in_transaction:
+                        await db.rollback()
+                    await asyncio.sleep(0.02 * (attempt + 1))
         except BaseException:
             await db.close()
             raise
         return cls(db, path)
+
+    @staticmethod
+    async def _prepare(db: aiosqlite.Connection) -> None:
+        """Pragmas, then pending migrations (safe to repeat)."""
+        await db.execute("PRAGMA journal_mode=WAL")
+        await db.execute("PRAGMA synchronous=NORMAL")
+        await db.execute("PRAGMA foreign_keys=ON")
+        await db.execute("PRAGMA temp_store=MEMORY")
+        await db.execute("PRAGMA cache_size=-65536")
+        await migrate(db)
 
     async def close(self) -> None:
         try:
