@@ -6,12 +6,16 @@ a dimension, so a vector match without a shared word can be shown."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
+import os
+import shutil
 import subprocess
 import sys
 from array import array
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -142,6 +146,18 @@ async def test_a_backlog_is_embedded_in_batches_when_the_flag_is_turned_on(
         assert await app.store.count_embeddings() == 150
 
 
+async def test_switching_the_embedding_model_re_embeds_everything(hybrid: Settings) -> None:
+    async with open_app(hybrid) as app:
+        await conversation(app, CERAMICS, *FILLER)
+        await indexed(hybrid)
+    other = hybrid.model_copy(update={"embedding_model": "openai/fake-embed-2"})
+    async with open_app(other) as app:
+        sql = "SELECT count(*) FROM message_embeddings WHERE model = 'openai/fake-embed-2'"
+        await eventually(lambda: db_rows(other, sql)[0][0] == 1 + len(FILLER), "every message re-embedded")
+        assert await app.store.count_embeddings() == 1 + len(FILLER)  # replaced, not added
+        assert contents(await app.service.search("pottery", limit=1)) == [CERAMICS]
+
+
 async def test_a_message_the_provider_refuses_does_not_block_the_others(
     hybrid: Settings, fake_provider: FakeProvider
 ) -> None:
@@ -236,20 +252,20 @@ async def test_filters_hold_on_the_vector_side(hybrid: Settings) -> None:
 
 async def test_deleted_conversations_leave_vector_results(hybrid: Settings) -> None:
     async with open_app(hybrid) as app:
-        gone = await conversation(app, CERAMICS)
+        closer = [f"ceramics {i}" for i in range(60)]  # nearer to the query than anything kept: the top 50
+        gone = await conversation(app, CERAMICS, *closer)
         held = await conversation(app, "Ceramic tiles for the kitchen")
         fork = await app.service.fork_conversation(held)
         await conversation(app, *FILLER)
         await indexed(hybrid)
-        found = contents(await app.service.search("pottery", limit=2))
-        assert set(found) == {CERAMICS, "Ceramic tiles for the kitchen"}  # the agent's matrix is now cached
+        found = contents(await app.service.search("pottery", limit=100))
+        assert set(found[:60]) == set(closer) and "Ceramic tiles for the kitchen" in found  # the matrix is cached
 
         await app.service.delete_conversation(gone)
         await app.service.delete_conversation(held)
-        results = (await app.service.search("pottery", limit=100)).results
-        assert CERAMICS not in [r.content for r in results]
+        results = (await app.service.search("pottery", limit=len(FILLER) + 1)).results  # ranks 50 deep
         assert [(r.content, r.conversation_id) for r in results][0] == ("Ceramic tiles for the kitchen", fork.id)
-        assert len(results) == len(FILLER) + 1
+        assert len(results) == len(FILLER) + 1  # nothing of the deleted conversation
         assert db_rows(hybrid, "SELECT count(*) FROM message_embeddings e JOIN messages m ON m.rowid = "
                                "e.message_rowid WHERE m.content = ?", (CERAMICS,))[0][0] == 0  # fmt: skip
         agent = await app.service.create_agent(name="short-lived")
@@ -364,3 +380,62 @@ async def test_rest_search_fuses(settings: Settings, fake_provider: FakeProvider
         await indexed(settings)
         agent = await app.service.resolve_agent(None)
         assert await sdk(rest_search, served.base_url, agent) == [CERAMICS]
+
+
+# -- end to end over stdio --
+
+SCRIPT = shutil.which("mcp-server-conversations", path=os.path.dirname(sys.executable))
+
+
+async def test_stdio_server_with_an_embedding_model_fuses_and_keeps_stdout_clean(
+    tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """The console script with --embedding-model and debug logging: the indexer embeds what
+    send_message stored, search finds it by meaning, and stdout carries nothing but JSON-RPC."""
+    assert SCRIPT
+    db = tmp_path / "stdio.db"
+    proc = await asyncio.create_subprocess_exec(
+        SCRIPT, "--db", str(db), "--model", "openai/fake-model", "--embedding-model", EMBED, "--log-level", "debug",
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHON_DOTENV_DISABLED": "1"},
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    lines: list[bytes] = []
+
+    async def rpc(id_: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params}).encode() + b"\n")
+        await proc.stdin.drain()
+        while True:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert line, "the server closed stdout"
+            lines.append(line)
+            message = json.loads(line)
+            if message.get("id") == id_:
+                return message["result"]
+
+    async def tool(id_: int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        result = await rpc(id_, "tools/call", {"name": name, "arguments": arguments})
+        assert result["isError"] is False, result["content"]
+        return result["structuredContent"]
+
+    try:
+        await rpc(1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                                    "clientInfo": {"name": "hybrid", "version": "0"}})  # fmt: skip
+        proc.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+        conv = (await tool(2, "create_conversation", {}))["id"]
+        await tool(3, "send_message", {"conversation_id": conv, "content": CERAMICS})
+        await indexed(Settings(db=db))
+        found = await tool(4, "conversation_search", {"query": "pottery", "limit": 1})
+        assert [r["content"] for r in found["results"]] == [CERAMICS]
+    finally:
+        proc.stdin.close()
+        try:
+            rest, err = await asyncio.wait_for(proc.communicate(), 60)
+        except TimeoutError:
+            proc.kill()
+            raise
+    lines += [line for line in rest.splitlines(keepends=True) if line.strip()]
+    for line in lines:
+        assert json.loads(line)["jsonrpc"] == "2.0", line
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in err

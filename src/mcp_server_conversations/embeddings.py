@@ -44,6 +44,7 @@ CANDIDATES = 50  # depth of each ranking fed to the fusion
 BATCH = 64  # messages per embedding request
 MAX_EMBED_CHARS = 8000  # about 2,000 tokens: within every common embedding model's input limit
 SNIPPET_CHARS = 160
+THREAD_AT = 1 << 20  # matrix elements above which scoring runs in a worker thread (~1k x 1024 floats)
 
 
 def fuse(full_text: list[SearchResult], vector: list[SearchResult], limit: int, k: int = RRF_K) -> list[SearchResult]:
@@ -267,8 +268,8 @@ class EmbeddingIndex:
             raise
         except Exception as e:
             self._down_until = time.monotonic() + self.cooldown
-            log.warning("hybrid search fell back to full-text only for %.0f s: embedding the query with %s "
-                        "failed: %s", self.cooldown, self.model, getattr(e, "message", None) or repr(e))  # fmt: skip
+            log.warning("hybrid search fell back to full-text only for %.0f s: the vector side (%s) failed: %s",
+                        self.cooldown, self.model, getattr(e, "message", None) or repr(e))  # fmt: skip
             return full_text[:limit]
         if not vector:
             return full_text[:limit]
@@ -298,16 +299,20 @@ class EmbeddingIndex:
             matrix = await self._matrix(agent_id, len(q))
             if matrix is None:
                 return []
-            if filtered:
-                allowed = await self.store.embedded_rowids(agent_id=agent_id, model=self.model, **filters)
-                rows = np.flatnonzero(np.isin(matrix.rowids, np.asarray(allowed, dtype=np.int64)))
-                best = rows[top_k(matrix.vectors[rows] @ q, k)]
+            if matrix.vectors.size > THREAD_AT:  # numpy releases the GIL: keep the event loop free
+                sims = await asyncio.to_thread(np.matmul, matrix.vectors, q)
             else:
-                best = top_k(matrix.vectors @ q, k)
+                sims = matrix.vectors @ q
+            if filtered:
+                allowed = np.asarray(await self.store.scoped_rowids(agent_id=agent_id, **filters), dtype=np.int64)
+                rows = np.flatnonzero(np.isin(matrix.rowids, allowed, assume_unique=True))
+                best = rows[top_k(sims[rows], k)]
+            else:
+                best = top_k(sims, k)
             rowids = [int(r) for r in matrix.rowids[best]]
             hits = {h.rowid: h.result for h in await self.store.vector_hits(rowids, self.model)}
             if len(hits) == len(rowids) or filtered:
-                return [hits[r] for r in rowids if r in hits]
+                break
             self._cache.pop(agent_id, None)  # rows were deleted since the matrix was loaded: reload once
         return [hits[r] for r in rowids if r in hits]
 

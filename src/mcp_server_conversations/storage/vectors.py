@@ -77,23 +77,20 @@ class VectorStore(SearchStore):
         )
         return [r[0] for r in rows], b"".join(r[1] for r in rows)
 
-    async def embedded_rowids(
+    async def scoped_rowids(
         self,
         *,
         agent_id: str,
-        model: str,
         roles: list[str] | None,
         start: str | None,
         end: str | None,
         conversation_id: str | None,
     ) -> list[int]:
-        """Rowids of the agent's embedded messages inside a search's scope (the filtered vector side)."""
+        """Rowids of the agent's searchable messages inside a search's scope (the filtered vector
+        side). Messages only: joining the vectors' table would read a page per row for nothing."""
         where, params = await self.message_filters(agent_id, roles, start, end, conversation_id)
-        params["model"] = model
         rows = await self.all(
-            "SELECT m.rowid FROM messages m JOIN message_embeddings e ON e.message_rowid = m.rowid "
-            f"WHERE e.model = :model AND e.dim > 0 AND {' AND '.join(where)}",
-            params,
+            f"SELECT m.rowid FROM messages m WHERE m.search_text IS NOT NULL AND {' AND '.join(where)}", params
         )
         return [r[0] for r in rows]
 
