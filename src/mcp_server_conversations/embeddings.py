@@ -27,6 +27,7 @@ import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -44,6 +45,7 @@ CANDIDATES = 50  # depth of each ranking fed to the fusion
 BATCH = 64  # messages per embedding request
 MAX_EMBED_CHARS = 8000  # about 2,000 tokens: within every common embedding model's input limit
 SNIPPET_CHARS = 160
+OVERSAMPLE = 10  # a filtered search first checks the nearest OVERSAMPLE x k rows against its scope
 THREAD_AT = 1 << 20  # matrix elements above which scoring runs in a worker thread (~1k x 1024 floats)
 
 
@@ -292,9 +294,13 @@ class EmbeddingIndex:
                 self._queries.popitem(last=False)
         return vector
 
-    async def _rank(self, q: np.ndarray, k: int, *, agent_id: str, **filters: object) -> list[SearchResult]:
-        """The agent's k messages nearest to `q` within the search's scope, nearest first."""
-        filtered = any(filters.values())
+    async def _rank(self, q: np.ndarray, k: int, *, agent_id: str, **filters: Any) -> list[SearchResult]:
+        """The agent's k messages nearest to `q` within the search's scope, nearest first.
+
+        With filters, the nearest OVERSAMPLE×k rows are checked against the scope first: if k of
+        them are inside, they are exactly the k nearest inside (every row left out is farther).
+        Only a narrow scope falls through to listing the scope's rowids, which is then short."""
+        scope = {"agent_id": agent_id, **filters} if any(filters.values()) else None
         for _ in range(2):
             matrix = await self._matrix(agent_id, len(q))
             if matrix is None:
@@ -303,18 +309,20 @@ class EmbeddingIndex:
                 sims = await asyncio.to_thread(np.matmul, matrix.vectors, q)
             else:
                 sims = matrix.vectors @ q
-            if filtered:
-                allowed = np.asarray(await self.store.scoped_rowids(agent_id=agent_id, **filters), dtype=np.int64)
-                rows = np.flatnonzero(np.isin(matrix.rowids, allowed, assume_unique=True))
-                best = rows[top_k(sims[rows], k)]
-            else:
-                best = top_k(sims, k)
+            best = top_k(sims, k if scope is None else OVERSAMPLE * k)
             rowids = [int(r) for r in matrix.rowids[best]]
-            hits = {h.rowid: h.result for h in await self.store.vector_hits(rowids, self.model)}
-            if len(hits) == len(rowids) or filtered:
+            present = await self.store.present_rowids(rowids, self.model, scope)
+            if scope is not None and len(present) < k and len(best) < len(sims):
+                allowed = np.asarray(await self.store.scoped_rowids(**scope), dtype=np.int64)
+                rows = np.flatnonzero(np.isin(matrix.rowids, allowed, assume_unique=True))
+                rowids = [int(r) for r in matrix.rowids[rows[top_k(sims[rows], k)]]]
+                present = await self.store.present_rowids(rowids, self.model)
+            if scope is not None or len(present) == len(rowids):
                 break
             self._cache.pop(agent_id, None)  # rows were deleted since the matrix was loaded: reload once
-        return [hits[r] for r in rowids if r in hits]
+        nearest = [r for r in rowids if r in present][:k]
+        hits = await self.store.vector_hits(nearest)
+        return [hits[r] for r in nearest if r in hits]
 
     async def _matrix(self, agent_id: str, dim: int) -> _Matrix | None:
         """The agent's cached matrix for `dim`-sized vectors, loaded on first use."""

@@ -3,7 +3,9 @@ them back with the same scope filters full-text search applies (storage/search.p
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from ..models import SearchResult
 from .search import SearchStore
@@ -17,14 +19,6 @@ class PendingMessage:
     id: str
     agent_id: str
     text: str
-
-
-@dataclass(frozen=True, slots=True)
-class VectorHit:
-    """A stored message found by the vector side, with what a search result needs."""
-
-    rowid: int
-    result: SearchResult
 
 
 class VectorStore(SearchStore):
@@ -94,32 +88,42 @@ class VectorStore(SearchStore):
         )
         return [r[0] for r in rows]
 
-    async def vector_hits(self, rowids: list[int], model: str) -> list[VectorHit]:
-        """The messages behind vector candidates that still exist with a `model` vector (a cached
-        matrix may hold rows deleted since), in no particular order."""
+    async def present_rowids(self, rowids: list[int], model: str, scope: dict[str, Any] | None = None) -> set[int]:
+        """Which vector candidates still exist with a `model` vector (a cached matrix may hold rows
+        deleted since) and, given a `scope` (message_filters' arguments), lie inside it."""
+        where: list[str] = []
+        params: dict[str, object] = {}
+        if scope is not None:
+            where, params = await self.message_filters(**scope)
+        params.update(candidates=json.dumps(rowids), model=model)
+        rows = await self.all(
+            "SELECT m.rowid FROM messages m JOIN message_embeddings e ON e.message_rowid = m.rowid "
+            "WHERE m.rowid IN (SELECT value FROM json_each(:candidates)) AND e.model = :model"
+            + "".join(f" AND {w}" for w in where),
+            params,
+        )
+        return {r[0] for r in rows}
+
+    async def vector_hits(self, rowids: list[int]) -> dict[int, SearchResult]:
+        """Search results (without snippet or score yet) for the messages at `rowids`."""
         rows = await self.all_in(
             "SELECT m.rowid, m.id, m.home_conversation_id, m.role, m.message_type, m.content, m.reasoning, "
-            "m.created_at, e.model FROM messages m JOIN message_embeddings e ON e.message_rowid = m.rowid "
-            "WHERE m.rowid IN ({ids})",
+            "m.created_at FROM messages m WHERE m.rowid IN ({ids})",
             rowids,
         )
-        return [
-            VectorHit(
-                rowid=r["rowid"],
-                result=SearchResult(
-                    message_id=r["id"],
-                    conversation_id=r["home_conversation_id"],
-                    role=r["role"],
-                    message_type=r["message_type"],
-                    content=r["content"] if r["content"] is not None else r["reasoning"],
-                    snippet="",
-                    created_at=r["created_at"],
-                    score=0.0,
-                ),
+        return {
+            r["rowid"]: SearchResult(
+                message_id=r["id"],
+                conversation_id=r["home_conversation_id"],
+                role=r["role"],
+                message_type=r["message_type"],
+                content=r["content"] if r["content"] is not None else r["reasoning"],
+                snippet="",
+                created_at=r["created_at"],
+                score=0.0,
             )
             for r in rows
-            if r["model"] == model
-        ]
+        }
 
     async def count_embeddings(self, model: str | None = None) -> int:
         """How many messages have a (non-empty) vector, for `model` or any."""
