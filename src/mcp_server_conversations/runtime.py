@@ -206,7 +206,7 @@ class Runtime:
         if background:
             await state.admitted.wait()
             return await self.store.get_run(run_id)
-        return await self._await_foreground(state, owner=True)
+        return await self._await_foreground(state, owner=True, listener=listener)
 
     async def _replay(self, run_id: str, background: bool, listener: Listener | None) -> Run:
         """The run a repeated idempotency key names: now (background) or when it ends (foreground)."""
@@ -216,18 +216,20 @@ class Runtime:
                 state.listeners.append(listener)
             if background:
                 return await self.get_run(run_id)
-            return await self._await_foreground(state, owner=False)
+            return await self._await_foreground(state, owner=False, listener=listener)
         run = await self.store.get_run(run_id)
         if not background:
             self._raise_for(run, state)
         return run
 
-    async def _await_foreground(self, state: RunState, *, owner: bool) -> Run:
-        """Wait for the run; if this request is cancelled, cancel the run it owns and let it settle."""
+    async def _await_foreground(self, state: RunState, *, owner: bool, listener: Listener | None) -> Run:
+        """Wait for the run; if this request is cancelled, cancel the run it owns and let it settle
+        (a request that only waits for another's run, by idempotency key, just stops listening)."""
         try:
             await state.done.wait()
         except BaseException:
-            state.listeners.clear()
+            if listener in state.listeners:
+                state.listeners.remove(listener)
             if owner:
                 self._cancel(state)
                 with anyio.CancelScope(shield=True):
