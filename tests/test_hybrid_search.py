@@ -250,6 +250,18 @@ async def test_filters_hold_on_the_vector_side(hybrid: Settings) -> None:
         assert [(r.content, r.conversation_id != mine) for r in found.results] == [(CERAMICS, True)]
 
 
+async def test_a_narrow_scope_finds_its_nearest_rows_behind_many_nearer_ones(hybrid: Settings) -> None:
+    async with open_app(hybrid) as app:
+        crowd = await conversation(app)
+        await app.store.import_messages([(crowd, [NewMessage("user_message", "user", content=f"ceramics {i}")
+                                                  for i in range(600)])])  # fmt: skip
+        mine = await conversation(app, "Ceramic tiles for the kitchen", *FILLER)
+        await indexed(hybrid)
+        assert "Ceramic tiles for the kitchen" not in contents(await app.service.search("pottery", limit=100))
+        found = await app.service.search("pottery", conversation_id=mine, limit=1)
+        assert [(r.content, r.conversation_id) for r in found.results] == [("Ceramic tiles for the kitchen", mine)]
+
+
 async def test_deleted_conversations_leave_vector_results(hybrid: Settings) -> None:
     async with open_app(hybrid) as app:
         closer = [f"ceramics {i}" for i in range(60)]  # nearer to the query than anything kept: the top 50
