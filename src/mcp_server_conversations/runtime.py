@@ -106,7 +106,10 @@ class Runtime:
         threading.Thread(target=load, name="litellm-warm", daemon=True).start()
 
     async def stop(self) -> None:
-        """End in-flight runs as interrupted (they record it), then close litellm's clients."""
+        """End in-flight runs as interrupted (they record it), then close litellm's clients. Idempotent
+        (the HTTP server stops the runtime before its sessions, and open_app again on exit)."""
+        if self._closing:
+            return
         self._closing = True
         if self._warm is not None:
             self._warm.cancel()
