@@ -152,10 +152,14 @@ class EmbeddingIndex:
         self._task = asyncio.create_task(self._run(), name="embedding-indexer")
 
     async def stop(self) -> None:
+        """Cancel the indexer (a batch in flight is rolled back and embedded again next start)."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                try:
+                    await self._task
+                except Exception:  # it died on its own earlier: shutting down must still succeed
+                    log.warning("the embedding indexer had stopped with an error", exc_info=True)
             self._task = None
 
     async def _run(self) -> None:
@@ -177,7 +181,7 @@ class EmbeddingIndex:
                     if self.failures == 1 or self.failures % 20 == 0:
                         log.warning("embedding messages with %s failed (%s attempt(s)): %s", self.model,
                                     self.failures, getattr(e, "message", None) or repr(e))  # fmt: skip
-                    await asyncio.sleep(min(self.max_backoff, self.poll * 2**self.failures))
+                    await asyncio.sleep(min(self.max_backoff, self.poll * 2 ** min(self.failures, 16)))
                     continue
                 if self.failures:
                     log.warning("embedding messages with %s works again", self.model)
