@@ -21,7 +21,7 @@ from .agent_tools import AgentTools
 from .compaction import Compactor, effective_window, over_threshold
 from .errors import ContextWindowError
 from .events import RunEvent
-from .gateway import Completion, Delta, ModelGateway
+from .gateway import Completion, ModelGateway
 from .memory import compile_system
 from .models import Message, Run, Usage
 from .prompt import estimate_tokens, to_chat
@@ -201,4 +201,4 @@ class AgentLoop:
             await self.state.emit(RunEvent("message", self.state.run_id, m.id, message=m))
 
 
-__all__ = ["AgentLoop", "Delta", "Listener", "RunState"]
+__all__ = ["AgentLoop", "Listener", "RunState"]

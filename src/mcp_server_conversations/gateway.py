@@ -112,6 +112,18 @@ class ModelGateway:
             self._litellm = await asyncio.to_thread(_load_litellm)
         return self._litellm
 
+    def warm_in_background(self) -> None:
+        """Start importing litellm in a daemon thread (not the loop's executor, so shutting the loop down
+        never waits for an import); the first call then finds it imported or waits for the same import."""
+
+        def load() -> None:
+            try:
+                _load_litellm()
+            except Exception:  # reported again, with its cause, by the first model call
+                log.warning("importing litellm failed", exc_info=True)
+
+        threading.Thread(target=load, name="litellm-warm", daemon=True).start()
+
     async def warm(self) -> None:
         """Import litellm in the background after start-up; failures are logged, not raised."""
         try:

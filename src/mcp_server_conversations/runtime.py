@@ -93,17 +93,7 @@ class Runtime:
             self._warm = asyncio.get_running_loop().call_later(WARM_DELAY, self._start_warming)
 
     def _start_warming(self) -> None:
-        import threading
-
-        from .gateway import _load_litellm
-
-        def load() -> None:
-            try:
-                _load_litellm()
-            except Exception:  # reported again, with its cause, by the first model call
-                log.warning("importing litellm failed", exc_info=True)
-
-        threading.Thread(target=load, name="litellm-warm", daemon=True).start()
+        self.gateway.warm_in_background()
 
     async def stop(self) -> None:
         """End in-flight runs as interrupted (they record it), then close litellm's clients. Idempotent
