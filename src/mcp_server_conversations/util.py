@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import uuid
 from datetime import UTC, date, datetime, time
+from time import time_ns
 from typing import Any
 
 from .errors import ValidationError
@@ -14,8 +16,13 @@ ID_PREFIXES = ("agent", "conv", "message", "block", "run")
 
 
 def new_id(prefix: str) -> str:
-    """A prefixed UUID such as `conv-6f1c…`."""
-    return f"{prefix}-{uuid.uuid4()}"
+    """A prefixed UUID such as `conv-019ab3c1-…`: version 7 (RFC 9562: a millisecond timestamp,
+    then random bits), so new rows land at the end of the id indexes instead of on random
+    pages; that keeps inserts cheap as the database grows (bench/: ingest at 1M messages)."""
+    value = (time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    return f"{prefix}-{uuid.UUID(int=value)}"
 
 
 def now_iso() -> str:

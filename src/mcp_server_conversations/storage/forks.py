@@ -80,8 +80,13 @@ class ForkStore(ConversationStore):
             for row in await cur.fetchall():
                 for rowid in unpack(row["inherited"]):
                     holders.setdefault(rowid, row["id"])
-            cur = await db.execute("SELECT rowid FROM messages WHERE home_conversation_id = ?", (conv_id,))
-            homed = [r[0] for r in await cur.fetchall()]
+            rows = await db.execute_fetchall(  # its own rows that stayed home, and rows it took over (m005)
+                "SELECT rowid FROM messages WHERE conversation_id = ?1 AND home_conversation_id = ?1 UNION ALL "
+                "SELECT rowid FROM messages INDEXED BY messages_home_moved "
+                "WHERE home_conversation_id = ?1 AND home_conversation_id != conversation_id",
+                (conv_id,),
+            )
+            homed = [r[0] for r in rows]
             drop = [r for r in homed if r not in holders]
             for i in range(0, len(drop), 900):
                 part = drop[i : i + 900]
