@@ -15,10 +15,11 @@ import threading
 import pytest
 from fake_provider import FakeProvider
 from mcp import Client
-from runtime_helpers import call, call_error, call_text, history, new_conversation, run_ids
+from runtime_helpers import call, call_error, call_text, eventually, history, new_conversation, run_ids
 
-from mcp_server_conversations.app import open_app
+from mcp_server_conversations.app import App, open_app
 from mcp_server_conversations.config import Settings
+from mcp_server_conversations.models import Run
 from mcp_server_conversations.server import build_server
 
 
@@ -182,3 +183,28 @@ async def test_runs_left_running_by_a_crash_are_interrupted_at_next_start(
         assert (await app.store.get_conversation(conv_id)).last_run_completion == run.completed_at
         assert await app.store.unfinished_runs() == []
     assert json.dumps(run.model_dump(mode="json"))
+
+
+async def test_a_replica_starting_leaves_another_replicas_runs_alone(
+    model_settings: Settings, fake_provider: FakeProvider
+) -> None:
+    gate = threading.Event()
+    fake_provider.enqueue("answered by replica one", wait_for=gate)
+    async with open_app(model_settings) as one:  # two servers on one database file, as behind a load balancer
+        conv = await one.service.create_conversation()
+        run = await one.runtime.send(conv.id, content="hello", background=True)
+        await fake_provider.await_requests(1)
+        async with open_app(model_settings) as two:
+            assert (await two.runtime.get_run(run.id)).status == "running"  # not taken for a dead process's
+            gate.set()
+            final = await eventually(lambda: _ended(two, run.id), "replica one to finish its run")
+            assert final.status == "completed" and final.messages[-1].content == "answered by replica one"
+        listed = (await one.service.list_messages(conv.id)).messages
+        assert [(m.content, m.is_err, m.in_context) for m in listed] == [
+            ("hello", False, True), ("answered by replica one", False, True),
+        ]  # fmt: skip
+
+
+async def _ended(app: App, run_id: str) -> Run | None:
+    run = await app.runtime.get_run(run_id)
+    return run if run.status not in ("queued", "running") else None

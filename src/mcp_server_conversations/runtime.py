@@ -39,6 +39,7 @@ from .errors import (
 from .events import RunEvent
 from .gateway import ModelGateway
 from .models import CompactResult, Conversation, Run
+from .presence import Presence
 from .service import ConversationService, check_handle
 from .storage import NewMessage, SQLiteStore
 from .util import new_id, now_iso
@@ -76,12 +77,18 @@ class Runtime:
         self._admit = asyncio.Lock()
         self._warm: asyncio.TimerHandle | None = None
         self._closing = False
+        self._presence = Presence(store.path)
 
     # -- lifecycle --
 
     async def start(self, *, warm: bool = True) -> None:
-        """Mark runs a dead process left unfinished as interrupted; warm litellm shortly after."""
+        """Mark runs a dead process left unfinished as interrupted (unless another live process, a
+        replica, has the database open: its runs look the same); warm litellm shortly after."""
         self.gateway.open()
+        if not self._presence.join():
+            log.info("another server process uses %s; leaving unfinished runs to it", self.store.path)
+            self._schedule_warm(warm)
+            return
         for run_id, conversation_id in await self.store.unfinished_runs():
             await self.store.finish_run(
                 run_id, conversation_id, {"status": "interrupted", "stop_reason": "interrupted",
@@ -89,6 +96,9 @@ class Runtime:
                 abandon=True,
             )  # fmt: skip
             log.warning("run %s was left unfinished by a previous process; marked interrupted", run_id)
+        self._schedule_warm(warm)
+
+    def _schedule_warm(self, warm: bool) -> None:
         if warm:
             self._warm = asyncio.get_running_loop().call_later(WARM_DELAY, self._start_warming)
 
@@ -112,6 +122,7 @@ class Runtime:
                 for state in states:
                     await state.done.wait()
             await self.gateway.close()
+        self._presence.leave()
 
     # -- model selection --
 
