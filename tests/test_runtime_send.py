@@ -14,6 +14,13 @@ from mcp_server_conversations.config import Settings
 from mcp_server_conversations.server import build_server
 
 
+@pytest.fixture
+def mode() -> str:
+    """Most of these behaviours do not depend on the MCP era; the tests marked otherwise run in both."""
+    return "legacy"
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # results and progress travel differently per era
 async def test_model_priority_override_conversation_agent_default(
     settings: Settings, fake_provider: FakeProvider, mode: str
 ) -> None:
@@ -76,6 +83,7 @@ async def test_bad_input_is_a_clear_tool_error(connect) -> None:
         assert await call_error(client, "send_message", {"conversation_id": conv, "content": "x", "max_steps": 0})
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # results and progress travel differently per era
 async def test_context_is_system_then_history_then_new_messages(connect, fake_provider: FakeProvider) -> None:
     async with connect() as client:
         conv = await new_conversation(client)
@@ -236,6 +244,7 @@ async def test_conversation_search_tool_searches_the_agents_pooled_history(
         assert any("pottery class starts on Tuesday" in h["content"] and h["conversation_id"] == a for h in hits)
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # results and progress travel differently per era
 async def test_progress_notifications_carry_the_deltas_in_order(connect, fake_provider: FakeProvider) -> None:
     async with connect() as client:
         conv = await new_conversation(client)
@@ -255,6 +264,7 @@ async def test_progress_notifications_carry_the_deltas_in_order(connect, fake_pr
         assert [p for p, _ in seen] == sorted(p for p, _ in seen)  # progress increases
 
 
+@pytest.mark.parametrize("mode", ["auto", "legacy"])  # results and progress travel differently per era
 async def test_tools_are_listed_with_schemas_and_annotations(connect) -> None:
     async with connect() as client:
         tools = {t.name: t for t in (await client.list_tools()).tools}
