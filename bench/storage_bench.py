@@ -22,7 +22,7 @@ from mcp_server_conversations.storage import NewMessage, SQLiteStore
 from .common import RESULTS, Figure, Sizes, median, ms, now, percentile
 from .corpus import Corpus, CorpusMessage
 
-CORPUS_VERSION = 1  # bump when corpus.py or the load changes what a cached database holds
+CORPUS_VERSION = 2  # bump when corpus.py or the load changes what a cached database holds
 SEED = 7
 BATCH = 10_000  # messages per import transaction
 
