@@ -23,7 +23,7 @@ from mcp_server_conversations.storage import NewMessage, SQLiteStore
 from .common import RESULTS, Figure, Sizes, median, ms, now, percentile
 from .corpus import Corpus, CorpusMessage
 
-CORPUS_VERSION = 3  # bump when corpus.py or the load changes what a cached database holds
+CORPUS_VERSION = 4  # bump when corpus.py or the load changes what a cached database holds
 SEED = 7
 BATCH = 20_000  # messages per import transaction
 
@@ -81,6 +81,7 @@ async def build(path: Path, total: int, conversations: int) -> dict[str, Any]:
         system = await service.system_text(agent_id)
         batch = ours.recv()
         loaded, started = 0, now()
+        progress: list[tuple[int, float]] = []  # (messages loaded, seconds): shows how the rate holds up
         while batch:
             pairs = []
             for conv in batch:
@@ -88,6 +89,7 @@ async def build(path: Path, total: int, conversations: int) -> dict[str, Any]:
                 msgs = [NewMessage(message_type=t, role=r, content=x, created_at=at) for r, t, x, at in conv]
                 pairs.append((c.id, msgs))
             loaded += await store.import_messages(pairs)
+            progress.append((loaded, round(now() - started, 2)))
             batch = ours.recv()
         await store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         wall = now() - started
@@ -96,7 +98,7 @@ async def build(path: Path, total: int, conversations: int) -> dict[str, Any]:
         producer.join(timeout=10)
     return {
         "messages": loaded, "conversations": conversations, "batch": BATCH, "wall_s": round(wall, 3),
-        "rate": loaded / wall, "bytes": os.path.getsize(path),
+        "rate": loaded / wall, "bytes": os.path.getsize(path), "progress": progress[:: max(1, len(progress) // 10)],
     }
 
 

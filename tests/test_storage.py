@@ -206,7 +206,7 @@ async def test_fts_follows_insert_update_and_delete(store: SQLiteStore) -> None:
     row = await store.one("SELECT rowid FROM messages WHERE id = ?", (msg.id,))
     assert await fts_rowids(store, "kumquat") == {row[0]}
     async with store.write() as db:
-        await db.execute("UPDATE messages SET search_text = 'a durian pie' WHERE rowid = ?", (row[0],))
+        await db.execute("UPDATE messages SET content = 'a durian pie' WHERE rowid = ?", (row[0],))
     assert await fts_rowids(store, "kumquat") == set()
     assert await fts_rowids(store, "durian") == {row[0]}
     assert_fts_in_sync(store.path)

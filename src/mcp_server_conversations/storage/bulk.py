@@ -11,7 +11,7 @@ from .rows import NewMessage, pack, unpack
 
 INSERT_WITH_ROWID = (
     "INSERT INTO messages (rowid, id, agent_id, conversation_id, home_conversation_id, message_type, role, "
-    "content, reasoning, tool_calls, tool_call_id, status, model, run_id, is_err, created_at, search_text) "
+    "content, reasoning, tool_calls, tool_call_id, status, model, run_id, is_err, created_at, search_extra) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 

@@ -113,7 +113,7 @@ class ConversationStore(SQLiteBase):
                 c = await db.execute(
                     "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
                     "content, reasoning, tool_calls, tool_call_id, status, model, run_id, is_err, created_at, "
-                    "search_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "search_extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     params,
                 )
                 rowids.append(int(c.lastrowid or 0))
@@ -137,7 +137,7 @@ class ConversationStore(SQLiteBase):
                 (
                     m.id or new_id("message"), agent_id, conv_id, conv_id, m.message_type, m.role, m.content,
                     m.reasoning, json.dumps(m.tool_calls) if m.tool_calls else None, m.tool_call_id, m.status,
-                    m.model, m.run_id, int(m.is_err), m.created_at or now_iso(), m.search_text(),
+                    m.model, m.run_id, int(m.is_err), m.created_at or now_iso(), m.search_extra(),
                 )
             )
         return out
@@ -192,7 +192,7 @@ class ConversationStore(SQLiteBase):
             c = await db.execute(
                 "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
                 "content, reasoning, tool_calls, tool_call_id, status, model, run_id, is_err, created_at, "
-                "search_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "search_extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 params,
             )
             summary_rowid = int(c.lastrowid or 0)

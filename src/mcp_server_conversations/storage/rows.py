@@ -49,6 +49,13 @@ class NewMessage:
             parts.append(f"{call.get('name', '')} {call.get('arguments', '')}")
         return "\n".join(parts) if parts else None
 
+    def search_extra(self) -> str | None:
+        """What the `search_extra` column stores: the indexed text only where it is not simply the
+        content (the database computes `search_text` as that, else the content; schema m006)."""
+        if self.message_type == "system_message" or not self.reasoning and not self.tool_calls:
+            return None
+        return self.search_text()
+
 
 def block_from_row(r: Any) -> Block:
     return Block(

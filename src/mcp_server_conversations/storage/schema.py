@@ -178,12 +178,43 @@ INSERT INTO messages_fts(messages_fts, rank) VALUES ('hashsize', 8388608);
 """
 
 
+# `search_text` repeated `content` for nearly every message: a third of the file at 1M
+# messages, written twice (WAL, then the database). It is now computed (a VIRTUAL generated
+# column, read by the FTS index as before) from `search_extra`, which is stored only when the
+# indexed text is not simply the content (reasoning, tool calls). The triggers are made again
+# for the computed column; the index itself does not change (same text for every row).
+M006_COMPUTED_SEARCH_TEXT = """
+DROP TRIGGER messages_fts_ai;
+DROP TRIGGER messages_fts_ad;
+DROP TRIGGER messages_fts_au;
+ALTER TABLE messages RENAME COLUMN search_text TO search_extra;
+UPDATE messages SET search_extra = NULL WHERE search_extra = content;
+ALTER TABLE messages ADD COLUMN search_text TEXT GENERATED ALWAYS AS (
+    CASE WHEN message_type = 'system_message' THEN NULL ELSE coalesce(search_extra, nullif(content, '')) END
+) VIRTUAL;
+CREATE TRIGGER messages_fts_ai AFTER INSERT ON messages
+WHEN new.search_text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM fts_deferred) BEGIN
+    INSERT INTO messages_fts(rowid, search_text) VALUES (new.rowid, new.search_text);
+END;
+CREATE TRIGGER messages_fts_ad AFTER DELETE ON messages WHEN old.search_text IS NOT NULL BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, search_text) VALUES ('delete', old.rowid, old.search_text);
+END;
+CREATE TRIGGER messages_fts_au AFTER UPDATE OF content, search_extra, message_type ON messages BEGIN
+    INSERT INTO messages_fts(messages_fts, rowid, search_text)
+        SELECT 'delete', old.rowid, old.search_text WHERE old.search_text IS NOT NULL;
+    INSERT INTO messages_fts(rowid, search_text)
+        SELECT new.rowid, new.search_text WHERE new.search_text IS NOT NULL;
+END;
+"""
+
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_bulk_fts", M002_BULK_FTS),
     ("m003_message_embeddings", M003_MESSAGE_EMBEDDINGS),
     ("m004_system_rows", M004_SYSTEM_ROWS),
     ("m005_cheaper_inserts", M005_CHEAPER_INSERTS),
+    ("m006_computed_search_text", M006_COMPUTED_SEARCH_TEXT),
 ]
 
 
