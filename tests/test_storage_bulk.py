@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from foundation_helpers import assert_fts_in_sync
 
 from mcp_server_conversations.errors import NotFoundError
 from mcp_server_conversations.storage import NewMessage, SQLiteStore
@@ -68,3 +69,17 @@ async def test_imported_rows_can_be_listed_forked_and_deleted(store: SQLiteStore
     rows = await store.search(agent_id=agent_id, match='"number"', roles=None, start=None, end=None,
                               conversation_id=None, limit=100)
     assert len(rows) == 30 and {r.conversation_id for r in rows} == {fork.id}
+
+
+async def test_bulk_load_pauses_fts_merging_and_restores_settings_at_the_end(store: SQLiteStore) -> None:
+    _, a, b = await two_conversations(store)
+    before = [(await store.one(f"PRAGMA {p}"))[0] for p in ("wal_autocheckpoint", "cache_size")]
+    async with store.bulk_load():
+        assert (await store.one("SELECT v FROM messages_fts_config WHERE k = 'automerge'"))[0] == 0
+        for i in range(5):
+            await store.import_messages([(a, [user(f"batch {i} pottery")]), (b, [user(f"batch {i} glaze")])])
+    assert (await store.one("SELECT v FROM messages_fts_config WHERE k = 'automerge'"))[0] == 4
+    assert [(await store.one(f"PRAGMA {p}"))[0] for p in ("wal_autocheckpoint", "cache_size")] == before
+    assert_fts_in_sync(store.path)
+    assert len(await store.search(agent_id=(await store.get_conversation(a)).agent_id, match='"pottery"',
+                                  roles=None, start=None, end=None, conversation_id=None, limit=10)) == 5
