@@ -71,15 +71,34 @@ async def test_imported_rows_can_be_listed_forked_and_deleted(store: SQLiteStore
     assert len(rows) == 30 and {r.conversation_id for r in rows} == {fork.id}
 
 
-async def test_bulk_load_pauses_fts_merging_and_restores_settings_at_the_end(store: SQLiteStore) -> None:
+async def test_bulk_load_keeps_search_in_sync_and_restores_its_settings(store: SQLiteStore) -> None:
     _, a, b = await two_conversations(store)
     before = [(await store.one(f"PRAGMA {p}"))[0] for p in ("wal_autocheckpoint", "cache_size")]
     async with store.bulk_load():
-        assert (await store.one("SELECT v FROM messages_fts_config WHERE k = 'automerge'"))[0] == 0
+        assert (await store.one("PRAGMA wal_autocheckpoint"))[0] > before[0]
         for i in range(5):
             await store.import_messages([(a, [user(f"batch {i} pottery")]), (b, [user(f"batch {i} glaze")])])
-    assert (await store.one("SELECT v FROM messages_fts_config WHERE k = 'automerge'"))[0] == 4
     assert [(await store.one(f"PRAGMA {p}"))[0] for p in ("wal_autocheckpoint", "cache_size")] == before
     assert_fts_in_sync(store.path)
     assert len(await store.search(agent_id=(await store.get_conversation(a)).agent_id, match='"pottery"',
                                   roles=None, start=None, end=None, conversation_id=None, limit=10)) == 5
+
+
+async def test_import_mixes_plain_and_structured_messages_in_order(store: SQLiteStore) -> None:
+    agent_id, a, _ = await two_conversations(store)
+    call = {"tool_call_id": "call_1", "name": "core_memory_append", "arguments": '{"label": "human"}'}
+    await store.import_messages([(a, [
+        user("plain first"),
+        NewMessage("reasoning_message", "assistant", reasoning="pondering kumquats", model="openai/x"),
+        NewMessage("tool_call_message", "assistant", tool_calls=[call], run_id="run-1"),
+        user("plain last"),
+    ])])  # fmt: skip
+    page, _ = await store.list_history(a, limit=10, after=None, desc=False, types=None, include_system=False)
+    assert [m.message_type for m in page] == ["user_message", "reasoning_message", "tool_call_message", "user_message"]
+    assert page[1].reasoning == "pondering kumquats" and page[1].model == "openai/x"
+    assert page[2].tool_calls and page[2].tool_calls[0].name == "core_memory_append" and page[2].run_id == "run-1"
+    for word, kind in (("kumquat", "reasoning_message"), ("core_memory_append", "tool_call_message")):
+        (hit,) = await store.search(agent_id=agent_id, match=f'"{word}"', roles=None, start=None, end=None,
+                                    conversation_id=None, limit=10)
+        assert hit.message_type == kind
+    assert_fts_in_sync(store.path)

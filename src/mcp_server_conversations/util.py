@@ -18,11 +18,20 @@ def new_id(prefix: str) -> str:
     """A prefixed UUID such as `conv-019ab3c1-…`: version 7 (RFC 9562: a millisecond timestamp,
     then random bits), so new rows land at the end of the id indexes instead of on random
     pages; that keeps inserts cheap as the database grows (bench/: ingest at 1M messages)."""
-    value = (time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
-    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
-    h = f"{value:032x}"  # the text of uuid.UUID(int=value), without building the object (bulk loads)
-    return f"{prefix}-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    return new_ids(prefix, 1)[0]
+
+
+def new_ids(prefix: str, n: int) -> list[str]:
+    """`n` ids as `new_id` makes them, with one clock read and one call for random bytes."""
+    t = f"{time_ns() // 1_000_000:012x}"  # 48-bit millisecond timestamp
+    head = f"{prefix}-{t[:8]}-{t[8:]}-7"  # ... then the version nibble
+    noise = os.urandom(10 * n).hex()  # 80 random bits per id: 12 (rand_a) + 2 replaced by the variant + 62
+    out = []
+    for i in range(0, 20 * n, 20):
+        r = noise[i : i + 20]
+        variant = "89ab"[int(r[3], 16) & 3]  # RFC 9562 variant bits 10
+        out.append(f"{head}{r[:3]}-{variant}{r[4:7]}-{r[7:19]}")
+    return out
 
 
 def now_iso() -> str:

@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from ..errors import NotFoundError
+from ..util import new_ids, now_iso
 from .conversations import ConversationStore
 from .rows import NewMessage, pack, unpack
 
@@ -15,7 +16,16 @@ INSERT_WITH_ROWID = (
     "content, reasoning, tool_calls, tool_call_id, status, model, run_id, is_err, created_at, search_extra) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+INSERT_PLAIN = (
+    "INSERT INTO messages (rowid, id, agent_id, conversation_id, home_conversation_id, message_type, role, "
+    "content, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 _PRAGMAS = ("wal_autocheckpoint", "cache_size")
+
+
+def _plain(m: NewMessage) -> bool:
+    """A message with only text: every other column keeps its default (search_extra NULL: m006)."""
+    return not (m.reasoning or m.tool_calls or m.tool_call_id or m.status or m.model or m.run_id or m.is_err)
 
 
 @dataclass
@@ -28,23 +38,16 @@ class _Target:
 class BulkStore(ConversationStore):
     @asynccontextmanager
     async def bulk_load(self) -> AsyncIterator[None]:
-        """Settings for loading many `import_messages` batches in a row (imports, benchmarks):
-        FTS5 stops merging its segments as it goes and merges them all once at the end
-        ('optimize'); SQLite checkpoints its WAL every 256 MiB instead of 4 MiB and keeps a
-        256 MiB page cache. About a quarter less work at 1M messages (bench/). If the process
-        dies inside, FTS5 still merges when a level reaches 16 segments ('crisismerge'), and the
-        next bulk load (or any 'optimize') restores the rest."""
+        """For loading many `import_messages` batches in a row (imports, benchmarks): SQLite
+        checkpoints its WAL every 256 MiB instead of 4 MiB (pages rewritten by several batches,
+        as FTS5 segments are, are copied to the database once) and keeps a 256 MiB page cache.
+        Both settings are this connection's and are put back at the end, after a checkpoint."""
         (checkpoint,), (cache,) = [(await self.db.execute_fetchall(f"PRAGMA {p}"))[0] for p in _PRAGMAS]
         await self.db.execute("PRAGMA wal_autocheckpoint = 65536")
         await self.db.execute("PRAGMA cache_size = -262144")
-        async with self.write() as db:
-            await db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('automerge', 0)")
         try:
             yield
         finally:
-            async with self.write() as db:
-                await db.execute("INSERT INTO messages_fts (messages_fts, rank) VALUES ('automerge', 4)")
-                await db.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
             await self.db.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
             await self.db.execute(f"PRAGMA cache_size = {int(cache)}")
             await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -59,10 +62,12 @@ class BulkStore(ConversationStore):
         messages were stored."""
         if not any(messages for _, messages in batches):
             return 0
+        stamp = now_iso()
         async with self.write() as db:
             cur = await db.execute("SELECT coalesce(max(rowid), 0) FROM messages")
             first = next_rowid = (await cur.fetchone())[0] + 1
             targets: dict[str, _Target] = {}
+            plain: list[tuple] = []  # text-only messages: 9 columns to bind instead of 17
             rows: list[tuple] = []
             for conv_id, messages in batches:
                 t = targets.get(conv_id)
@@ -72,13 +77,19 @@ class BulkStore(ConversationStore):
                     if conv is None:
                         raise NotFoundError("conversation", conv_id)
                     t = targets[conv_id] = _Target(conv["agent_id"], unpack(conv["context"]))
-                for params in self._message_rows(conv_id, t.agent_id, messages):
-                    rows.append((next_rowid, *params))
+                ids = iter(new_ids("message", sum(1 for m in messages if not m.id)))
+                for m in messages:
+                    if _plain(m):
+                        plain.append((next_rowid, m.id or next(ids), t.agent_id, conv_id, conv_id, m.message_type,
+                                      m.role, m.content, m.created_at or stamp))  # fmt: skip
+                    else:
+                        rows.append((next_rowid, *self._message_rows(conv_id, t.agent_id, [m])[0]))
                     if in_context:
                         t.context.append(next_rowid)
                     next_rowid += 1
                 t.added += sum(1 for m in messages if m.message_type != "system_message")
             await db.execute("INSERT INTO fts_deferred (one) VALUES (1)")
+            await db.executemany(INSERT_PLAIN, plain)
             await db.executemany(INSERT_WITH_ROWID, rows)
             await db.execute(
                 "INSERT INTO messages_fts (rowid, search_text) SELECT rowid, search_text FROM messages "
@@ -90,4 +101,4 @@ class BulkStore(ConversationStore):
                 "UPDATE conversations SET context = ?, message_count = message_count + ? WHERE id = ?",
                 [(pack(t.context), t.added, conv_id) for conv_id, t in targets.items()],
             )
-        return len(rows)
+        return len(plain) + len(rows)
