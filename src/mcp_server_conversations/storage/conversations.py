@@ -154,7 +154,14 @@ class ConversationStore(SQLiteBase):
         return await self.messages_by_rowids(context, set(context))
 
     async def set_system_text(self, conv_id: str, text: str) -> None:
-        """Refresh the stored system message with the prompt compiled for this call."""
+        """Refresh the stored system message with the prompt compiled for this call. Usually it
+        has not changed: one read then, instead of a write transaction on every model call."""
+        current = await self.one(
+            "SELECT content FROM messages WHERE rowid = (SELECT system_rowid FROM conversations WHERE id = ?)",
+            (conv_id,),
+        )
+        if current is not None and current[0] == text:
+            return
         async with self.write() as db:
             await db.execute(
                 "UPDATE messages SET content = ? WHERE rowid = (SELECT system_rowid FROM conversations WHERE id = ?) "
