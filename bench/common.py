@@ -125,6 +125,46 @@ def rss_mib(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for pid {pid}")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_idle(pid: int, timeout: float = 30.0) -> float:
+    """Wait until a process is idle (under 5% of a core over half a second): the server imports
+    litellm in the background after start-up, which would otherwise be timed with the first
+    requests. Returns the seconds waited."""
+    started = time.perf_counter()
+    last = cpu_seconds(pid)
+    while time.perf_counter() - started < timeout:
+        time.sleep(0.5)
+        used = cpu_seconds(pid)
+        if used - last < 0.025:
+            break
+        last = used
+    return time.perf_counter() - started
+
+
+def child_pid(marker: bytes) -> int:
+    """The pid of this process's child whose command line contains `marker`."""
+    me = str(os.getpid())
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = f.read().rsplit(")", 1)[1].split()[1]
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if ppid == me and marker in cmd:
+            return int(entry)
+    raise RuntimeError(f"no child process running {marker!r}")
+
+
 def child_env(**extra: str) -> dict[str, str]:
     """The environment for spawned servers: ours, minus CONVERSATIONS_* leftovers, plus `extra`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSATIONS_")}
