@@ -28,6 +28,7 @@ from .common import (
     Sizes,
     child_env,
     child_pid,
+    cpu_seconds,
     ms,
     now,
     percentile,
@@ -132,16 +133,22 @@ class Session:
 async def send_overhead(s: Session, provider: Provider, sizes: Sizes) -> Figure:
     convs = [await s.conversation() for _ in range(10)]
     sends, direct = [], []
+    server, server_cpu, own_cpu = server_pid(), 0.0, 0.0
     for i in range(sizes.send_samples):  # interleaved, so load drift hits both alike
+        before = cpu_seconds(server)
         sends.append(ms(await s.timed_send(convs[i % len(convs)], f"hello number {i}")))
+        server_cpu += cpu_seconds(server) - before
+        before = time.process_time()
         direct.append(ms(await direct_completion(provider)))
+        own_cpu += time.process_time() - before
     p50, base = percentile(sends, 50), percentile(direct, 50)
     over = p50 - base
     return Figure(
         "send overhead per turn (send_message p50 − direct litellm p50)", over, "ms", "≤ 10 ms", over <= 10,
         baseline=base, baseline_label="direct `litellm.acompletion`",
         details={"send_p50_ms": p50, "send_p99_ms": percentile(sends, 99), "direct_p50_ms": base,
-                 "samples": len(sends)},
+                 "samples": len(sends), "server_cpu_ms_per_send": 1000 * server_cpu / len(sends),
+                 "litellm_cpu_ms_per_direct_call": 1000 * own_cpu / len(direct)},
     )
 
 
