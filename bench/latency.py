@@ -1,7 +1,7 @@
 """Tool latency: stdio round trips to the spawned console script through a real MCP client
-(`mcp.Client`, which validates every structured result against the tool's output schema),
-and through a bare JSON-RPC client on the same pipes (the server's own share), each beside
-the round trip of an MCP `ping` (the transport's floor) in the same session."""
+(`mcp.Client`, which validates every structured result against the tool's output schema with
+jsonschema), beside the same call from a bare JSON-RPC client on the pipes (the server's own
+share), itself beside an MCP `ping` (the stdio transport's floor) in the same session."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import asyncio
 import json
 import subprocess
 import tempfile
-import warnings
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -144,29 +143,26 @@ async def run(sizes: Sizes) -> list[Figure]:
                     await call()
                     return call
 
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # ping is deprecated in the 2026 protocol, fine on 2025-11-25
-                    floor = await timed(n, client.send_ping)
                 results = {
                     name: await timed(n, await tool(t, arguments(args, ids))) for name, (t, args) in TOOLS.items()
                 }
             templates = {name: (t, arguments(args, ids)) for name, (t, args) in TOOLS.items()}
             raw, raw_floor = await asyncio.to_thread(server_only_with, db, log, n, templates, not sizes.quick)
     figures = []
+    f50, f99 = percentile(raw_floor, 50), percentile(raw_floor, 99)
     for name, t in results.items():
         p50, p99 = percentile(t, 50), percentile(t, 99)
         r50, r99 = percentile(raw[name], 50), percentile(raw[name], 99)
         figures.append(Figure(
             f"tool latency {name} via mcp.Client ({n} calls)", p50, "ms", "p50 ≤ 2 ms, p99 ≤ 10 ms",
-            p50 <= 2 and p99 <= 10, baseline=percentile(floor, 50), shown=f"p50 {p50:.2f} / p99 {p99:.2f} ms",
-            shown_baseline=f"ping p50 {percentile(floor, 50):.2f} / p99 {percentile(floor, 99):.2f} ms",
-            details={"p50_ms": p50, "p99_ms": p99, "max_ms": max(t), "ping": percentile(floor, 50),
-                     "waited_for_idle_s": round(idle, 1)},
+            p50 <= 2 and p99 <= 10, baseline=r50, shown=f"p50 {p50:.2f} / p99 {p99:.2f} ms",
+            shown_baseline=f"server only p50 {r50:.2f} ms (the rest is the client's)",
+            details={"p50_ms": p50, "p99_ms": p99, "max_ms": max(t), "waited_for_idle_s": round(idle, 1)},
         ))
         figures.append(Figure(
             f"tool latency {name}, server only (raw JSON-RPC)", r50, "ms", "p50 ≤ 2 ms, p99 ≤ 10 ms",
-            r50 <= 2 and r99 <= 10, baseline=percentile(raw_floor, 50), shown=f"p50 {r50:.2f} / p99 {r99:.2f} ms",
-            shown_baseline=f"ping p50 {percentile(raw_floor, 50):.2f} / p99 {percentile(raw_floor, 99):.2f} ms",
+            r50 <= 2 and r99 <= 10, baseline=f50, shown=f"p50 {r50:.2f} / p99 {r99:.2f} ms",
+            shown_baseline=f"ping p50 {f50:.2f} / p99 {f99:.2f} ms",
             details={"p50_ms": r50, "p99_ms": r99, "max_ms": max(raw[name])},
         ))
     return figures
