@@ -30,16 +30,17 @@ class ConversationStore(SQLiteBase):
     ) -> Conversation:
         conv_id = new_id("conv")
         now = now_iso()
-        async with self.write() as db:
-            await db.execute(
-                "INSERT INTO conversations (id, agent_id, summary, model, created_at) VALUES (?, ?, ?, ?, ?)",
-                (conv_id, agent_id, summary, model, now),
-            )
+        async with self.write() as db:  # system message first: the conversation row is written once, whole
             rowid = await self._insert_system(db, conv_id, agent_id, system_text, now)
             await db.execute(
-                "UPDATE conversations SET system_rowid = ?, context = ? WHERE id = ?", (rowid, pack([rowid]), conv_id)
+                "INSERT INTO conversations (id, agent_id, summary, model, created_at, system_rowid, context) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (conv_id, agent_id, summary, model, now, rowid, pack([rowid])),
             )
-        return await self.get_conversation(conv_id)
+        return Conversation(
+            id=conv_id, agent_id=agent_id, summary=summary, model=model, created_at=now, last_run_completion=None,
+            forked_from=None, message_count=0,
+        )
 
     async def _insert_system(self, db: aiosqlite.Connection, conv_id: str, agent_id: str, text: str, now: str) -> int:
         cur = await db.execute(
