@@ -99,25 +99,26 @@ def conversation_from_row(r: Any) -> Conversation:
 
 
 def message_from_row(r: Any, in_context: bool) -> Message:
-    calls = None
-    if r["tool_calls"]:
-        calls = [ToolCall(**c) for c in json.loads(r["tool_calls"])]
+    """A row of `SELECT {MESSAGE_COLUMNS}` as a Message. Unpacked by position: looking the 16
+    columns up by name in sqlite3.Row cost more than building the model (list_messages(100))."""
+    (_, id_, agent_id, conversation_id, _, message_type, role, content, reasoning, tool_calls, tool_call_id,
+     status, model, run_id, is_err, created_at) = r  # fmt: skip
     return Message(
-        id=r["id"],
-        conversation_id=r["conversation_id"],
-        agent_id=r["agent_id"],
-        message_type=r["message_type"],
-        role=r["role"],
-        content=r["content"],
-        created_at=r["created_at"],
-        run_id=r["run_id"],
-        is_err=bool(r["is_err"]),
+        id=id_,
+        conversation_id=conversation_id,
+        agent_id=agent_id,
+        message_type=message_type,
+        role=role,
+        content=content,
+        created_at=created_at,
+        run_id=run_id,
+        is_err=bool(is_err),
         in_context=in_context,
-        model=r["model"],
-        reasoning=r["reasoning"],
-        tool_calls=calls,
-        tool_call_id=r["tool_call_id"],
-        status=r["status"],
+        model=model,
+        reasoning=reasoning,
+        tool_calls=[ToolCall(**c) for c in json.loads(tool_calls)] if tool_calls else None,
+        tool_call_id=tool_call_id,
+        status=status,
     )
 
 
