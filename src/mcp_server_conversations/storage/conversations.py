@@ -70,23 +70,33 @@ class ConversationStore(SQLiteBase):
     async def list_conversations(
         self, agent_id: str, *, order_by: str, desc: bool, limit: int, after: list[Any] | None
     ) -> list[Conversation]:
-        """Keyset pagination; ties broken by id; never-run conversations sort last in both orders."""
+        """Keyset pagination; ties broken by id; never-run conversations sort last in both orders.
+
+        Each part (with a value, then without) is read in its index's order, so a page costs its
+        own rows rather than a sort of all the agent's conversations (bench/: list_conversations)."""
         col = "created_at" if order_by == "created_at" else "last_run_completion"
         cmp, direction = ("<", "DESC") if desc else (">", "ASC")
-        where, params = ["agent_id = ?"], [agent_id]
-        if after is not None:
-            value, last_id = after
-            if value is None:
-                where.append(f"{col} IS NULL AND id {cmp} ?")
-                params.append(last_id)
-            else:
-                where.append(f"({col} IS NULL OR {col} {cmp} ? OR ({col} = ? AND id {cmp} ?))")
-                params += [value, value, last_id]
-        sql = (
-            f"SELECT {CONV_COLUMNS} FROM conversations WHERE {' AND '.join(where)} "
-            f"ORDER BY {col} IS NULL, {col} {direction}, id {direction} LIMIT ?"
-        )
-        rows = await self.all(sql, (*params, limit))
+        in_nulls = after is not None and after[0] is None
+        rows: list[Any] = []
+        if not in_nulls:
+            where, params = ["agent_id = ?", f"{col} IS NOT NULL"], [agent_id]
+            if after is not None:
+                where.append(f"({col}, id) {cmp} (?, ?)")
+                params += [after[0], after[1]]
+            rows = await self.all(
+                f"SELECT {CONV_COLUMNS} FROM conversations WHERE {' AND '.join(where)} "
+                f"ORDER BY {col} {direction}, id {direction} LIMIT ?",
+                (*params, limit),
+            )
+        if len(rows) < limit and col == "last_run_completion":
+            where, params = ["agent_id = ?", f"{col} IS NULL"], [agent_id]
+            if in_nulls:
+                where.append(f"id {cmp} ?")
+                params.append(after[1])  # type: ignore[index]
+            rows += await self.all(
+                f"SELECT {CONV_COLUMNS} FROM conversations WHERE {' AND '.join(where)} ORDER BY id {direction} LIMIT ?",
+                (*params, limit - len(rows)),
+            )
         return [conversation_from_row(r) for r in rows]
 
     async def conversation_state(self, conv_id: str) -> aiosqlite.Row:
