@@ -132,17 +132,17 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def wait_idle(pid: int, timeout: float = 30.0) -> float:
-    """Wait until a process is idle (under 5% of a core over half a second): the server imports
-    litellm in the background after start-up, which would otherwise be timed with the first
-    requests. Returns the seconds waited."""
+def wait_idle(pid: int, timeout: float = 40.0, quiet_for: float = 2.0) -> float:
+    """Wait until a process has been idle (under 5% of a core) for `quiet_for` seconds: the server
+    starts importing litellm in the background half a second after start-up, and that import
+    (seconds of CPU, holding the GIL) would otherwise be timed with the first requests.
+    Returns the seconds waited."""
     started = time.perf_counter()
-    last = cpu_seconds(pid)
-    while time.perf_counter() - started < timeout:
-        time.sleep(0.5)
+    last, quiet = cpu_seconds(pid), 0.0
+    while time.perf_counter() - started < timeout and quiet < quiet_for:
+        time.sleep(0.25)
         used = cpu_seconds(pid)
-        if used - last < 0.025:
-            break
+        quiet = quiet + 0.25 if used - last < 0.0125 else 0.0
         last = used
     return time.perf_counter() - started
 
