@@ -96,7 +96,7 @@ async def direct_completion(provider: Provider, first_delta: list[float] | None 
     t = now()
     stream = await litellm.acompletion(
         model=MODEL, api_base=provider.base_url, api_key="test", stream=True,
-        stream_options={"include_usage": True}, timeout=30, num_retries=0,
+        stream_options={"include_usage": True}, timeout=30, num_retries=1,  # as the server is run here
         messages=[{"role": "system", "content": "You are a helpful assistant."},
                   {"role": "user", "content": "hello there"}],
     )
@@ -272,7 +272,9 @@ async def run(sizes: Sizes) -> list[Figure]:
             db = Path(tmp) / "sends.db"
             params = StdioServerParameters(
                 command=str(SERVER_SCRIPT), args=["--db", str(db), "--model", MODEL],
-                env={**QUIET_ENV, **provider.env()},
+                # One retry, as a deployment would set: a keep-alive connection the fake provider closes
+                # just as litellm reuses it otherwise fails one send in a thousand ("Connection error").
+                env={**QUIET_ENV, **provider.env(), "CONVERSATIONS_MODEL_RETRIES": "1"},
             )
             with open(Path(tmp) / "server.log", "w") as log:  # noqa: ASYNC230 (once, before timing)
                 async with Client(stdio_client(params, errlog=log), mode="legacy") as client:
