@@ -148,8 +148,11 @@ def serve_http(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, note)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
-    print(f"mcp-server-conversations {__version__}: MCP at http://{host}:{settings.port}/mcp, Letta REST under /v1, "
-          f"database {settings.resolved_db()}{'' if auth_token(settings) else ' (no auth token)'}", file=sys.stderr)
+    banner = (
+        f"mcp-server-conversations {__version__}: MCP at http://{host}:{settings.port}/mcp, Letta REST under /v1, "
+        f"database {settings.resolved_db()}{'' if auth_token(settings) else ' (no auth token)'}"
+    )
+    print(banner, file=sys.stderr)
     asyncio.run(serve_app(settings, stop))
     if caught:
         log.info("stopped by %s", signal.Signals(caught[0]).name)
