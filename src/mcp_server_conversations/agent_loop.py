@@ -47,7 +47,7 @@ class RunState:
     override_model: str | None
     background: bool
     status: str = "queued"
-    partial_text: str = ""
+    partial: list[str] = field(default_factory=list)  # this step's text deltas; joined only when read
     usage: Usage = field(default_factory=Usage)
     listeners: list[Listener] = field(default_factory=list)
     subscribers: list[asyncio.Queue[RunEvent]] = field(default_factory=list)
@@ -58,6 +58,11 @@ class RunState:
     end_as: str = "cancelled"  # what a cancellation means: cancelled (by a client) or interrupted (shutdown)
     error: ConversationsError | None = None
     final: Run | None = None
+
+    @property
+    def partial_text(self) -> str:
+        """The assistant text streamed so far in the current step."""
+        return "".join(self.partial)
 
     def add_usage(self, usage: Usage) -> None:
         self.usage = Usage(
@@ -147,13 +152,13 @@ class AgentLoop:
         """Stream one model call to the listeners; return the whole message and its message ids."""
         state = self.state
         ids = {"reasoning": new_id("message"), "text": new_id("message"), "call": new_id("message")}
-        state.partial_text = ""
+        state.partial.clear()
         completion: Completion | None = None
         async for item in self.gateway.stream(state.model, prompt, self.tools.schemas):
             if isinstance(item, Completion):
                 completion = item
             elif item.kind == "text":
-                state.partial_text += item.text
+                state.partial.append(item.text)
                 await state.emit(RunEvent("text_delta", state.run_id, ids["text"], item.text))
             elif item.kind == "reasoning":
                 await state.emit(RunEvent("reasoning_delta", state.run_id, ids["reasoning"], item.text))
@@ -178,7 +183,7 @@ class AgentLoop:
             new.append(NewMessage("tool_call_message", "assistant", tool_calls=completion.tool_calls,
                                   id=ids["call"], **common))  # fmt: skip
         stored = await self.store.append_messages(state.conversation_id, new)
-        state.partial_text = ""
+        state.partial.clear()
         await self._emit_stored(stored)
 
     async def run_tools(self, calls: list[dict[str, str]]) -> None:

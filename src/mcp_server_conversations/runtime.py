@@ -332,7 +332,7 @@ class Runtime:
         }
         await self.store.finish_run(state.run_id, state.conversation_id, fields, abandon=status != "completed")
         state.status = status
-        state.partial_text = ""
+        state.partial.clear()
         try:
             state.final = await self.store.get_run(state.run_id)
         except NotFoundError:  # the conversation was deleted while the run went on
