@@ -212,7 +212,10 @@ class FakeProvider:
         return {"OPENAI_API_BASE": self.base_url, "OPENAI_BASE_URL": self.base_url, "OPENAI_API_KEY": "test"}
 
     def start(self) -> FakeProvider:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP, not 0: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP;
+        # without it Nagle holds each SSE chunk behind the headers until the client's delayed ACK (~40 ms
+        # per request on a kept-alive connection, which real providers do not add).
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self._requested_port))
         sock.listen(128)
