@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from mcp.server.mcpserver import MCPServer
 
-from . import __version__, tools, tools_runs
+from . import __version__, schemas, tools, tools_runs
 from .app import App, open_app
 from .config import Settings
 
@@ -39,4 +39,14 @@ def build_server(settings: Settings, shared: App | None = None) -> MCPServer:
     )
     tools.register(mcp)
     tools_runs.register(mcp)
+    _lean_output_schemas(mcp)
     return mcp
+
+
+def _lean_output_schemas(mcp: MCPServer) -> None:
+    """Publish each tool's output schema in its cheap-to-validate form (schemas.lean). The SDK reads
+    `fn_metadata.output_schema` live; results are still validated against the pydantic model."""
+    for tool in mcp._tool_manager.list_tools():  # no public setter for a registered tool's schema
+        meta = tool.fn_metadata
+        if meta.output_schema is not None:
+            meta.output_schema = schemas.lean(meta.output_schema)
