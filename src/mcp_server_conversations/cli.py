@@ -8,6 +8,8 @@ import logging
 import sys
 from typing import Any
 
+import anyio
+
 from . import __version__
 
 
@@ -66,4 +68,13 @@ def main(argv: list[str] | None = None) -> None:
 
     server = build_server(settings)
     gc.freeze()  # the imports so far live as long as the process: spare the collector's full passes
-    server.run()
+    anyio.run(serve_stdio, server)
+
+
+async def serve_stdio(server: Any) -> None:
+    """MCPServer.run_stdio_async, over fast_stdio's loop-driven pipes where those are usable."""
+    from .fast_stdio import serve_stdio as streams
+
+    lowlevel = server._lowlevel_server  # what MCPServer.run_stdio_async drives
+    async with streams() as (read_stream, write_stream):
+        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
