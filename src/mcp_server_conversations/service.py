@@ -352,8 +352,7 @@ class ConversationService:
         bad = [t for t in message_types or [] if t not in ALL_TYPES]
         if bad:
             raise ValidationError("message_types", f"unknown type(s) {bad}; use any of {list(ALL_TYPES)}")
-        await self.store.get_conversation(conversation_id)
-        key = stop = None
+        key = stop = None  # an unknown conversation is reported by the history read itself
         types = set(message_types) if message_types else None
         if after:
             key = tuple(decode_cursor(after, key=(int, int), kind="messages", order=order, conv=conversation_id)["k"])

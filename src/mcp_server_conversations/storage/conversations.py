@@ -269,7 +269,7 @@ class ConversationStore(SQLiteBase):
             type_sql = f" AND message_type IN ({','.join('?' * len(want))})"
             type_params = sorted(want)
         if section == 0:
-            if start is not None or conv["system_rowid"] is None:
+            if start is not None or conv["system_rowid"] is None or (want is not None and "system_message" not in want):
                 return []
             rows = await self.all(
                 f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE rowid = ?{type_sql}",
