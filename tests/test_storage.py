@@ -356,3 +356,30 @@ async def test_a_writer_cancelled_mid_body_rolls_back_before_the_next_writer_run
     assert (await store.get_agent(agent_id)).name == "a"
     assert (await store.one("SELECT count(*) FROM schema_migrations WHERE version = -1"))[0] == 1
     assert not store.db.in_transaction
+
+
+async def test_reads_see_only_committed_rows_and_a_writer_sees_its_own(store: SQLiteStore) -> None:
+    _, conv_id = await make_conversation(store)
+    count = "SELECT count(*) FROM messages WHERE conversation_id = ?"
+    before = (await store.one(count, (conv_id,)))[0]
+    inside, outside = asyncio.Event(), asyncio.Event()
+    seen_by_writer: list[int] = []
+
+    async def writer() -> None:
+        async with store.write() as db:
+            await db.execute(
+                "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
+                "content, created_at) SELECT 'message-x', agent_id, id, id, 'user_message', 'user', 'half done', "
+                "created_at FROM conversations WHERE id = ?", (conv_id,),
+            )
+            seen_by_writer.append((await store.one(count, (conv_id,)))[0])  # its own transaction's row
+            inside.set()
+            await outside.wait()
+
+    task = asyncio.create_task(writer())
+    await inside.wait()
+    assert (await store.one(count, (conv_id,)))[0] == before  # another task: not yet committed
+    outside.set()
+    await task
+    assert seen_by_writer == [before + 1]
+    assert (await store.one(count, (conv_id,)))[0] == before + 1

@@ -71,14 +71,19 @@ async def test_imported_rows_can_be_listed_forked_and_deleted(store: SQLiteStore
     assert len(rows) == 30 and {r.conversation_id for r in rows} == {fork.id}
 
 
+async def writer_pragma(store: SQLiteStore, name: str) -> int:
+    """A setting of the writing connection (the one bulk_load tunes; reads use another)."""
+    return (await store.db.execute_fetchall(f"PRAGMA {name}"))[0][0]
+
+
 async def test_bulk_load_keeps_search_in_sync_and_restores_its_settings(store: SQLiteStore) -> None:
     _, a, b = await two_conversations(store)
-    before = [(await store.one(f"PRAGMA {p}"))[0] for p in ("wal_autocheckpoint", "cache_size")]
+    before = [await writer_pragma(store, p) for p in ("wal_autocheckpoint", "cache_size")]
     async with store.bulk_load():
-        assert (await store.one("PRAGMA wal_autocheckpoint"))[0] > before[0]
+        assert await writer_pragma(store, "wal_autocheckpoint") > before[0]
         for i in range(5):
             await store.import_messages([(a, [user(f"batch {i} pottery")]), (b, [user(f"batch {i} glaze")])])
-    assert [(await store.one(f"PRAGMA {p}"))[0] for p in ("wal_autocheckpoint", "cache_size")] == before
+    assert [await writer_pragma(store, p) for p in ("wal_autocheckpoint", "cache_size")] == before
     assert_fts_in_sync(store.path)
     assert len(await store.search(agent_id=(await store.get_conversation(a)).agent_id, match='"pottery"',
                                   roles=None, start=None, end=None, conversation_id=None, limit=10)) == 5

@@ -7,6 +7,7 @@ import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +18,20 @@ from .schema import migrate
 
 OPEN_ATTEMPTS = 40  # about 16 s of backoff in all
 
+# The write transaction the current task is inside, if any: its reads must see its own rows.
+_in_write: ContextVar[aiosqlite.Connection | None] = ContextVar("conversations_in_write", default=None)
+
 
 class SQLiteBase:
-    """One aiosqlite connection. Writes are serialized by an asyncio lock, each in
-    `BEGIN IMMEDIATE`, so a use case commits whole or not at all; reads need no lock."""
+    """Two aiosqlite connections to one file: `db` writes, serialized by an asyncio lock, each in
+    `BEGIN IMMEDIATE`, so a use case commits whole or not at all; `reader` serves every read made
+    outside a write transaction. A read therefore sees only committed rows (never another task's
+    half-done turn), and it neither waits behind writes in the writer's thread nor holds them up
+    (WAL lets the two run at once)."""
 
-    def __init__(self, db: aiosqlite.Connection, path: str) -> None:
+    def __init__(self, db: aiosqlite.Connection, path: str, reader: aiosqlite.Connection | None = None) -> None:
         self.db = db
+        self.reader = reader or db
         self.path = path
         self._write_lock = asyncio.Lock()
 
@@ -54,10 +62,26 @@ class SQLiteBase:
                     if db.in_transaction:
                         await db.rollback()
                     await asyncio.sleep(0.02 * (attempt + 1))
+            reader = None if path == ":memory:" else await cls._open_reader(path)
         except BaseException:
             await db.close()
             raise
-        return cls(db, path)
+        return cls(db, path, reader)
+
+    @staticmethod
+    async def _open_reader(path: str) -> aiosqlite.Connection:
+        """The read connection (after migrations): `query_only`, so it can never write by mistake."""
+        reader = await aiosqlite.connect(path, isolation_level=None)
+        try:
+            reader.row_factory = aiosqlite.Row
+            for pragma in (
+                "busy_timeout=10000", "query_only=ON", "foreign_keys=ON", "temp_store=MEMORY", "cache_size=-65536"
+            ):
+                await reader.execute(f"PRAGMA {pragma}")
+        except BaseException:
+            await reader.close()
+            raise
+        return reader
 
     @staticmethod
     async def _prepare(db: aiosqlite.Connection) -> None:
@@ -74,11 +98,16 @@ class SQLiteBase:
             await self.db.execute("PRAGMA optimize")
         except Exception:  # closing must not fail on a busy or broken file
             pass
-        await self.db.close()
+        try:
+            if self.reader is not self.db:
+                await self.reader.close()
+        finally:
+            await self.db.close()
 
     async def ping(self) -> None:
-        """A trivial read that fails if the database file is unreachable (for /healthz)."""
-        await self.one("SELECT count(*) FROM sqlite_master")
+        """A trivial read on each connection that fails if the database is unreachable (for /healthz)."""
+        for conn in {id(c): c for c in (self.db, self.reader)}.values():
+            await conn.execute_fetchall("SELECT count(*) FROM sqlite_master")
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -88,6 +117,7 @@ class SQLiteBase:
         let go, even under cancellation: otherwise a cancelled writer could leave a transaction
         open on the shared connection for the next writer to fail in or commit by accident."""
         async with self._write_lock:
+            token = _in_write.set(self.db)
             try:
                 await self.db.execute("BEGIN IMMEDIATE")
                 yield self.db
@@ -100,6 +130,8 @@ class SQLiteBase:
                 except BaseException:
                     await self._settle(self.db.rollback)  # a failed COMMIT leaves the transaction open
                     raise
+            finally:
+                _in_write.reset(token)
 
     @staticmethod
     async def _settle(op: Callable[[], Awaitable[None]]) -> None:
@@ -119,13 +151,17 @@ class SQLiteBase:
 
     # Reads take one trip to aiosqlite's thread (execute_fetchall) rather than three
     # (execute, fetch, close): each trip is a thread hand-off that dominates a small query.
+    def _reads(self) -> aiosqlite.Connection:
+        """Inside this task's write transaction its own connection, else the read connection."""
+        return _in_write.get() or self.reader
+
     async def one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> aiosqlite.Row | None:
         """The first row of a query meant to return at most one."""
-        rows = await self.db.execute_fetchall(sql, params)
+        rows = await self._reads().execute_fetchall(sql, params)
         return next(iter(rows), None)
 
     async def all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[aiosqlite.Row]:
-        return list(await self.db.execute_fetchall(sql, params))
+        return list(await self._reads().execute_fetchall(sql, params))
 
     async def all_in(self, sql: str, ids: Iterable[Any], chunk: int = 900) -> list[aiosqlite.Row]:
         """Run `sql` (with one `{ids}` placeholder) over ids in chunks under SQLite's variable limit."""
