@@ -109,6 +109,10 @@ class ModelGateway:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._litellm: ModuleType | None = None
+        # Per-model facts litellm derives from its static model table and the process environment, asked
+        # on every send; each answer walks litellm's provider logic (a tenth of a millisecond or more).
+        self._configured: set[str] = set()
+        self._windows: dict[str, int] = {}
 
     # -- loading --
 
@@ -158,8 +162,11 @@ class ModelGateway:
     # -- model facts --
 
     async def check_configured(self, model: str) -> None:
-        """Raise ModelNotConfiguredError if litellm says the provider's key is missing from the environment."""
+        """Raise ModelNotConfiguredError if litellm says the provider's key is missing from the environment.
+        A model found configured is not asked about again (keys are read from the environment at start)."""
         litellm = await self.load()
+        if model in self._configured:
+            return
         try:
             info = litellm.validate_environment(model=model)
         except Exception:  # an unknown provider: let the call itself report it
@@ -173,18 +180,24 @@ class ModelGateway:
                 "(litellm reads provider keys and base URLs from it); set it and restart the server, "
                 "or pick another model with override_model or the conversation's or agent's model"
             )
+        self._configured.add(model)
 
     def max_input_tokens(self, model: str) -> int:
         """The model's known input window, else the configured default (litellm must be loaded)."""
-        if self._litellm is not None:
+        if self._litellm is None:
+            return self.settings.default_context_window
+        known = self._windows.get(model)
+        if known is None:
+            known = self.settings.default_context_window
             try:
                 info = self._litellm.get_model_info(model)
                 value = info.get("max_input_tokens") or info.get("max_tokens")
                 if value:
-                    return int(value)
+                    known = int(value)
             except Exception:  # unknown to litellm (ModelNotMappedError is a plain Exception)
                 pass
-        return self.settings.default_context_window
+            self._windows[model] = known
+        return known
 
     # -- errors --
 
