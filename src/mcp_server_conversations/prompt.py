@@ -24,15 +24,28 @@ SUMMARY_PREFIX = (
 
 def estimate_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
     """Estimated prompt tokens of a chat-completions request."""
-    chars = 0
+    chars = tools_chars(tools) if tools else 0
     for m in messages:
         content = m.get("content")
         chars += len(content) if isinstance(content, str) else len(json.dumps(content)) if content else 0
         if m.get("tool_calls"):
             chars += len(json.dumps(m["tool_calls"]))
-    if tools:
-        chars += len(json.dumps(tools))
     return int(chars / CHARS_PER_TOKEN) + PER_MESSAGE_TOKENS * len(messages)
+
+
+_TOOLS_CHARS: dict[int, tuple[list[dict[str, Any]], int]] = {}
+
+
+def tools_chars(tools: list[dict[str, Any]]) -> int:
+    """Characters of a tools list as JSON, remembered per list: the agent's tool schemas are one
+    constant list, and encoding it again before every model call cost more than the rest of the estimate."""
+    known = _TOOLS_CHARS.get(id(tools))
+    if known is not None and known[0] is tools:
+        return known[1]
+    chars = len(json.dumps(tools))
+    if len(_TOOLS_CHARS) < 64:
+        _TOOLS_CHARS[id(tools)] = (tools, chars)  # holds the list, so its id is never reused meanwhile
+    return chars
 
 
 def message_tokens(m: Message) -> int:
@@ -43,37 +56,51 @@ def message_tokens(m: Message) -> int:
     return int(chars / CHARS_PER_TOKEN) + PER_MESSAGE_TOKENS
 
 
+# What a prompt needs of a stored message: (message_type, content, tool_calls as stored JSON, tool_call_id, run_id).
+ChatRow = tuple[str, str | None, str | None, str | None, str | None]
+
+
 def to_chat(messages: list[Message]) -> list[dict[str, Any]]:
-    """Chat-completions messages for in-context rows (without the conversation's system message).
+    """Chat-completions messages for in-context messages (without the conversation's system message)."""
+    return rows_to_chat([
+        (m.message_type, m.content,
+         json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None, m.tool_call_id, m.run_id)
+        for m in messages
+    ])  # fmt: skip
+
+
+def rows_to_chat(rows: list[ChatRow]) -> list[dict[str, Any]]:
+    """Chat-completions messages for in-context rows as stored (without the conversation's system message);
+    the send path builds its prompt from these without making a Message of every row.
 
     Reasoning is not sent back. An assistant text and the tool calls of the same step become one
     assistant message. Tool calls without a stored return (a fork cut between them) and returns
     without their call are dropped, since providers reject both."""
     out: list[dict[str, Any]] = []
     last_run: str | None = None
-    for m in messages:
-        t = m.message_type
+    for t, content, tool_calls, tool_call_id, run_id in rows:
         if t == "user_message":
-            out.append({"role": "user", "content": m.content or ""})
+            out.append({"role": "user", "content": content or ""})
         elif t == "system_message":
-            out.append({"role": "system", "content": m.content or ""})
+            out.append({"role": "system", "content": content or ""})
         elif t == "summary_message":
-            out.append({"role": "user", "content": SUMMARY_PREFIX + (m.content or "")})
+            out.append({"role": "user", "content": SUMMARY_PREFIX + (content or "")})
         elif t == "assistant_message":
-            out.append({"role": "assistant", "content": m.content or ""})
+            out.append({"role": "assistant", "content": content or ""})
         elif t == "tool_call_message":
-            calls = [_call(c.tool_call_id, c.name, c.arguments) for c in m.tool_calls or []]
+            stored = json.loads(tool_calls) if tool_calls else []
+            calls = [_call(c["tool_call_id"], c["name"], c.get("arguments", "")) for c in stored]
             prev = out[-1] if out else None
             if (
                 prev is not None and prev["role"] == "assistant" and "tool_calls" not in prev
-                and m.run_id is not None and m.run_id == last_run
+                and run_id is not None and run_id == last_run
             ):  # fmt: skip
                 prev["tool_calls"] = calls
             else:
-                out.append({"role": "assistant", "content": m.content, "tool_calls": calls})
+                out.append({"role": "assistant", "content": content, "tool_calls": calls})
         elif t == "tool_return_message":
-            out.append({"role": "tool", "tool_call_id": m.tool_call_id or "", "content": m.content or ""})
-        last_run = m.run_id
+            out.append({"role": "tool", "tool_call_id": tool_call_id or "", "content": content or ""})
+        last_run = run_id
     return _pair_tool_calls(out)
 
 
