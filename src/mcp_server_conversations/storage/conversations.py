@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from typing import Any
 
 import aiosqlite
 
 from ..errors import NotFoundError, ValidationError
-from ..models import Conversation, Message
+from ..models import Conversation, Message, ToolCall
 from ..util import new_id, now_iso
+from . import hop
 from .base import SQLiteBase
 from .rows import MESSAGE_COLUMNS, NewMessage, conversation_from_row, message_from_row, pack, unpack
 
 CONV_COLUMNS = (
     "id, agent_id, summary, model, created_at, last_run_completion, forked_from_conversation_id, "
     "forked_from_message_id, message_count"
+)
+INSERT_MESSAGE = (
+    "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, content, "
+    "reasoning, tool_calls, tool_call_id, status, model, run_id, is_err, created_at, search_extra) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 # History keys order a conversation's history: (0, 0) its system message, (1, i) the i-th
 # inherited row, (2, rowid) a row it wrote. They are what list cursors carry.
@@ -110,36 +117,32 @@ class ConversationStore(SQLiteBase):
     async def append_messages(
         self, conv_id: str, messages: list[NewMessage], *, in_context: bool = True
     ) -> list[Message]:
-        """Store messages written by this conversation and (by default) append them to its context."""
+        """Store messages written by this conversation and (by default) append them to its context.
+        One transaction in one trip to the database thread; the messages are returned as written."""
         if not messages:
             return []
-        async with self.write() as db:
-            cur = await db.execute("SELECT agent_id, context FROM conversations WHERE id = ?", (conv_id,))
-            conv = await cur.fetchone()
-            if conv is None:
-                raise NotFoundError("conversation", conv_id)
-            rows = self._message_rows(conv_id, conv["agent_id"], messages)
-            rowids: list[int] = []
-            for params in rows:
-                c = await db.execute(
-                    "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
-                    "content, reasoning, tool_calls, tool_call_id, status, model, run_id, is_err, created_at, "
-                    "search_extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    params,
-                )
-                rowids.append(int(c.lastrowid or 0))
-            counted = sum(1 for m in messages if m.message_type != "system_message")
-            if in_context:
-                context = unpack(conv["context"]) + rowids
-                await db.execute(
-                    "UPDATE conversations SET context = ?, message_count = message_count + ? WHERE id = ?",
-                    (pack(context), counted, conv_id),
-                )
-            else:
-                await db.execute(
-                    "UPDATE conversations SET message_count = message_count + ? WHERE id = ?", (counted, conv_id)
-                )
-        return await self.messages_by_rowids(rowids, in_context_of=set(rowids) if in_context else set())
+        return await hop.write(
+            self._write_lock, self.db, lambda db: self.append_rows(db, conv_id, messages, in_context)
+        )
+
+    def append_rows(
+        self, db: sqlite3.Connection, conv_id: str, messages: list[NewMessage], in_context: bool = True
+    ) -> list[Message]:
+        """append_messages' statements, inside a transaction the caller holds (in the database thread)."""
+        conv = db.execute("SELECT agent_id, context FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+        if conv is None:
+            raise NotFoundError("conversation", conv_id)
+        rows = self._message_rows(conv_id, conv[0], messages)
+        rowids = [int(db.execute(INSERT_MESSAGE, params).lastrowid or 0) for params in rows]
+        counted = sum(1 for m in messages if m.message_type != "system_message")
+        if in_context:
+            db.execute(
+                "UPDATE conversations SET context = ?, message_count = message_count + ? WHERE id = ?",
+                (pack(unpack(conv[1]) + rowids), counted, conv_id),
+            )
+        else:
+            db.execute("UPDATE conversations SET message_count = message_count + ? WHERE id = ?", (counted, conv_id))
+        return [_written(m, params, in_context) for m, params in zip(messages, rows, strict=True)]
 
     def _message_rows(self, conv_id: str, agent_id: str, messages: list[NewMessage]) -> list[tuple]:
         out = []
@@ -326,6 +329,16 @@ class ConversationStore(SQLiteBase):
         if row is None:
             raise NotFoundError("message", message_id)
         return message_from_row(row, False)
+
+
+def _written(m: NewMessage, params: tuple, in_context: bool) -> Message:
+    """The Message a row of `_message_rows` stored (what reading it back would give)."""
+    return Message(
+        id=params[0], conversation_id=params[2], agent_id=params[1], message_type=m.message_type, role=m.role,
+        content=m.content, created_at=params[14], run_id=m.run_id, is_err=m.is_err, in_context=in_context,
+        model=m.model, reasoning=m.reasoning, tool_call_id=m.tool_call_id, status=m.status,
+        tool_calls=[ToolCall(**c) for c in m.tool_calls] if m.tool_calls else None,
+    )
 
 
 ALL_TYPES = (
