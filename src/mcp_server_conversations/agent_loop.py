@@ -24,7 +24,7 @@ from .events import RunEvent
 from .gateway import Completion, ModelGateway
 from .memory import compile_system
 from .models import Message, Run, Usage
-from .prompt import estimate_tokens, to_chat
+from .prompt import estimate_tokens, rows_to_chat
 from .storage import NewMessage, SQLiteStore
 from .util import new_id
 
@@ -57,6 +57,7 @@ class RunState:
     cancel_requested: bool = False
     end_as: str = "cancelled"  # what a cancellation means: cancelled (by a client) or interrupted (shutdown)
     error: ConversationsError | None = None
+    created: Run | None = None  # the run as first stored (what a background send returns)
     final: Run | None = None
 
     @property
@@ -115,12 +116,12 @@ class AgentLoop:
 
     async def build_prompt(self) -> tuple[list[dict], int]:
         """The messages for the next call and the effective window for this call's model."""
-        agent = await self.store.get_agent(self.state.agent_id)
-        system = compile_system(agent)
-        await self.store.set_system_text(self.state.conversation_id, system)
-        context = await self.store.context_messages(self.state.conversation_id)
-        prompt = [{"role": "system", "content": system}, *to_chat(context[1:])]
-        return prompt, effective_window(agent, self.gateway, self.state.model)
+        rows = await self.store.prompt_rows(self.state.conversation_id, self.state.agent_id)
+        system = compile_system(rows.agent)
+        if rows.system_text != system:  # the memory changed since the last call (usually it has not)
+            await self.store.set_system_text(self.state.conversation_id, system)
+        prompt = [{"role": "system", "content": system}, *rows_to_chat(rows.context)]
+        return prompt, effective_window(rows.agent, self.gateway, self.state.model)
 
     async def compact(self, window: int) -> bool:
         result = await self.compactor.compact(

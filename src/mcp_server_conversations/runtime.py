@@ -11,6 +11,9 @@
   (store.finish_run, one transaction, done while the run still holds its turn).
 - At start, runs left queued/running by a dead process are marked interrupted the same way;
   at shutdown, in-flight runs end interrupted.
+- A send to an idle conversation (nothing of it running or queued here) is never queued: its run
+  row is written `running` together with its input, in one transaction. The database work of a
+  turn is one trip to the database thread per step (storage/hop.py); see bench/sends.py.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -32,16 +36,16 @@ from .errors import (
     ContextWindowError,
     ConversationsError,
     ModelNotConfiguredError,
-    NotFoundError,
     ProviderError,
     ValidationError,
 )
 from .events import RunEvent
 from .gateway import ModelGateway
-from .models import CompactResult, Conversation, Run
+from .models import CompactResult, Run
 from .presence import Presence
 from .service import ConversationService, check_handle
 from .storage import NewMessage, SQLiteStore
+from .storage.runs import SendTarget
 from .util import new_id, now_iso
 
 log = logging.getLogger("mcp_server_conversations.runtime")
@@ -50,6 +54,14 @@ WARM_DELAY = 0.5  # seconds after start before litellm is imported, so `initiali
 SHUTDOWN_GRACE = 10.0  # seconds runs get to record that they were interrupted
 MAX_STEPS = 100
 MAX_KEY_CHARS = 200
+
+
+@dataclass(slots=True)
+class _Turn:
+    """A conversation's turn: its runs (and compactions) hold `lock` one at a time, in arrival order."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0  # tasks holding the lock or waiting for it (or admitted and about to)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +85,8 @@ class Runtime:
         self.tools = AgentTools(service)
         self.compactor = Compactor(store, self.gateway)
         self._runs: dict[str, RunState] = {}
-        self._turns: dict[str, asyncio.Lock] = {}
+        self._turns: dict[str, _Turn] = {}
+        self._keys: dict[tuple[str, str], str] = {}  # (conversation, idempotency key) -> run admitted, not yet done
         self._admit = asyncio.Lock()
         self._warm: asyncio.TimerHandle | None = None
         self._closing = False
@@ -126,19 +139,13 @@ class Runtime:
 
     # -- model selection --
 
-    async def resolve_model(self, conversation: Conversation, override_model: str | None) -> str:
+    def _pick_model(self, conversation_id: str, override_model: str | None, target: SendTarget) -> str:
         """override_model > conversation model > agent model > server default."""
-        if override_model:
-            return override_model
-        if conversation.model:
-            return conversation.model
-        agent = await self.store.get_agent(conversation.agent_id)
-        if agent.model:
-            return agent.model
-        if self.settings.default_model:
-            return self.settings.default_model
+        model = override_model or target.conversation_model or target.agent_model or self.settings.default_model
+        if model:
+            return model
         raise ModelNotConfiguredError(
-            f"no model is set for conversation {conversation.id}: pass override_model to send_message, "
+            f"no model is set for conversation {conversation_id}: pass override_model to send_message, "
             "set a model on the conversation (update_conversation) or its agent (update_agent), "
             "or start the server with --model / CONVERSATIONS_DEFAULT_MODEL"
         )
@@ -186,30 +193,35 @@ class Runtime:
         override_model = check_handle("override_model", override_model)
         if idempotency_key is not None and not (0 < len(idempotency_key.strip()) <= MAX_KEY_CHARS):
             raise ValidationError("idempotency_key", f"must be 1-{MAX_KEY_CHARS} characters")
-        conversation = await self.store.get_conversation(conversation_id)
-        if idempotency_key is not None:
-            existing = await self.store.run_by_idempotency_key(conversation_id, idempotency_key)
-            if existing is not None:
-                return await self._replay(existing, background, listener)
-        model = await self.resolve_model(conversation, override_model)
+        target = await self.store.send_target(conversation_id, idempotency_key)
+        if target.existing_run is not None:
+            return await self._replay(target.existing_run, background, listener)
+        model = self._pick_model(conversation_id, override_model, target)
         await self.gateway.check_configured(model)
-        async with self._admit:  # key check, run row and task creation in arrival order
+        async with self._admit:  # key check and the run's place in its conversation's turn, in arrival order
             if idempotency_key is not None:
-                existing = await self.store.run_by_idempotency_key(conversation_id, idempotency_key)
+                key = (conversation_id, idempotency_key)
+                existing = self._keys.get(key) or await self.store.run_by_idempotency_key(*key)
                 if existing is not None:
                     return await self._replay(existing, background, listener)
-            run_id = new_id("run")
-            await self.store.create_run(
-                run_id, conversation_id, conversation.agent_id, status="queued", idempotency_key=idempotency_key
-            )
-            state = RunState(run_id, conversation_id, conversation.agent_id, model, override_model, background)
+                self._keys[key] = run_id = new_id("run")
+            else:
+                run_id = new_id("run")
+            state = RunState(run_id, conversation_id, target.agent_id, model, override_model, background)
             if listener is not None:
                 state.listeners.append(listener)
+            turn = self._turns.setdefault(conversation_id, _Turn())
+            turn.users += 1
             self._runs[run_id] = state
-            state.task = asyncio.create_task(self._execute(state, inputs, max_steps), name=f"run {run_id}")
+            state.task = asyncio.create_task(
+                self._execute(state, turn, inputs, max_steps, idle=turn.users == 1, key=idempotency_key),
+                name=f"run {run_id}",
+            )
         if background:
             await state.admitted.wait()
-            return await self.store.get_run(run_id)
+            if state.created is None:  # the run could not be stored
+                raise state.error or ConflictError("the run could not start; send again")
+            return state.created
         return await self._await_foreground(state, owner=True, listener=listener)
 
     async def _replay(self, run_id: str, background: bool, listener: Listener | None) -> Run:
@@ -219,6 +231,7 @@ class Runtime:
             if listener is not None:
                 state.listeners.append(listener)
             if background:
+                await state.admitted.wait()
                 return await self.get_run(run_id)
             return await self._await_foreground(state, owner=False, listener=listener)
         run = await self.store.get_run(run_id)
@@ -239,7 +252,11 @@ class Runtime:
                 with anyio.CancelScope(shield=True):
                     await state.done.wait()
             raise
-        run = state.final if state.final is not None else await self.store.get_run(state.run_id)
+        run = state.final
+        if run is None:
+            if state.error is not None:  # the run could not be stored, or its conversation went away
+                raise state.error
+            run = await self.store.get_run(state.run_id)
         self._raise_for(run, state)
         return run
 
@@ -252,8 +269,21 @@ class Runtime:
         name, _, message = (run.error or "ProviderError: the run failed").partition(": ")
         raise ProviderError(name, message)
 
-    def _turn_lock(self, conversation_id: str) -> asyncio.Lock:
-        return self._turns.setdefault(conversation_id, asyncio.Lock())
+    def _leave(self, conversation_id: str, turn: _Turn) -> None:
+        turn.users -= 1
+        if turn.users == 0 and self._turns.get(conversation_id) is turn:
+            del self._turns[conversation_id]
+
+    @asynccontextmanager
+    async def _holding_turn(self, conversation_id: str) -> AsyncIterator[None]:
+        """Wait for the conversation's turn and hold it (compaction on demand)."""
+        turn = self._turns.setdefault(conversation_id, _Turn())
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            self._leave(conversation_id, turn)
 
     def _cancel(self, state: RunState) -> None:
         if state.cancel_requested or state.done.is_set() or state.task is None:
@@ -261,19 +291,25 @@ class Runtime:
         state.cancel_requested = True
         state.task.cancel()
 
-    async def _execute(self, state: RunState, inputs: list[Input], max_steps: int) -> None:
-        """The run's task: wait for the conversation's turn, run it, record how it ended."""
-        lock = self._turn_lock(state.conversation_id)
+    async def _execute(
+        self, state: RunState, turn: _Turn, inputs: list[Input], max_steps: int, *, idle: bool, key: str | None
+    ) -> None:
+        """The run's task: store the run, wait for the conversation's turn, run it, record how it ended.
+        `idle`: nothing else held or awaited the turn at admission, so the run starts at once (never queued)."""
+        held = False
         try:
-            if lock.locked():
-                state.admitted.set()  # stays queued behind the conversation's earlier runs
             try:
-                await lock.acquire()
-            except asyncio.CancelledError:
-                await self._finish(state, state.end_as, state.end_as)
-                return
-            try:
-                await self._turn(state, inputs, max_steps)
+                if not idle:
+                    state.created = await self.store.create_run(
+                        state.run_id, state.conversation_id, state.agent_id, status="queued", idempotency_key=key
+                    )
+                    state.admitted.set()  # stays queued behind the conversation's earlier runs
+                await turn.lock.acquire()
+                held = True
+                await self._start(state, inputs, idle, key)
+                loop = AgentLoop(self.store, self.gateway, self.tools, self.compactor, state, max_steps)
+                stop_reason = await loop.run()
+                await self._finish(state, "completed", stop_reason)
             except asyncio.CancelledError:
                 await self._finish(state, state.end_as, state.end_as)
             except ContextWindowError as e:
@@ -283,38 +319,41 @@ class Runtime:
             except Exception as e:
                 log.exception("run %s crashed", state.run_id)
                 await self._finish(state, "failed", "error", ConversationsError(f"InternalError: {e}"))
-            finally:
-                lock.release()
         except Exception:  # recording the end itself failed (e.g. the database went away)
             log.exception("run %s could not record its end", state.run_id)
         finally:
+            if held:
+                turn.lock.release()  # only now: the run's end (and a clean context) is recorded first
+            self._leave(state.conversation_id, turn)
             state.admitted.set()
             state.done.set()
             self._runs.pop(state.run_id, None)
-            if not lock.locked() and not getattr(lock, "_waiters", None):
-                self._turns.pop(state.conversation_id, None)
+            if key is not None:
+                self._keys.pop((state.conversation_id, key), None)
 
-    async def _turn(self, state: RunState, inputs: list[Input], max_steps: int) -> None:
-        conversation = await self.store.get_conversation(state.conversation_id)
-        try:  # the conversation's or agent's model may have changed while this run was queued
-            state.model = await self.resolve_model(conversation, state.override_model)
-        except ModelNotConfiguredError:
-            pass
+    async def _start(self, state: RunState, inputs: list[Input], idle: bool, key: str | None) -> None:
+        """queued -> running (or straight to running when idle), the input entering the context with it."""
+        if not idle:  # the conversation's or agent's model may have changed while this run was queued
+            try:
+                state.model = self._pick_model(
+                    state.conversation_id, state.override_model, await self.store.send_target(state.conversation_id)
+                )
+            except ModelNotConfiguredError:
+                pass
         await self.gateway.load()
-        await self.store.mark_run_started(state.run_id, model=state.model, started_at=now_iso())
+        news = [
+            NewMessage("user_message" if i.role == "user" else "system_message", i.role, content=i.content,
+                       run_id=state.run_id)
+            for i in inputs
+        ]  # fmt: skip
+        run = await self.store.start_run(
+            state.run_id, state.conversation_id, news, model=state.model, started_at=now_iso(),
+            create=(state.agent_id, key) if idle else None,
+        )  # fmt: skip
+        if idle:
+            state.created = run
         state.status = "running"
         state.admitted.set()
-        await self.store.append_messages(
-            state.conversation_id,
-            [
-                NewMessage("user_message" if i.role == "user" else "system_message", i.role, content=i.content,
-                           run_id=state.run_id)
-                for i in inputs
-            ],
-        )  # fmt: skip
-        loop = AgentLoop(self.store, self.gateway, self.tools, self.compactor, state, max_steps)
-        stop_reason = await loop.run()
-        await self._finish(state, "completed", stop_reason)
 
     async def _finish(
         self, state: RunState, status: str, stop_reason: str, error: ConversationsError | None = None
@@ -330,13 +369,13 @@ class Runtime:
             "completion_tokens": state.usage.completion_tokens,
             "total_tokens": state.usage.total_tokens,
         }
-        await self.store.finish_run(state.run_id, state.conversation_id, fields, abandon=status != "completed")
+        # The final state comes back from the same trip; None if the run was never stored or its
+        # conversation was deleted while it went on.
+        state.final = await self.store.finish_run(
+            state.run_id, state.conversation_id, fields, abandon=status != "completed"
+        )
         state.status = status
         state.partial.clear()
-        try:
-            state.final = await self.store.get_run(state.run_id)
-        except NotFoundError:  # the conversation was deleted while the run went on
-            state.final = None
         if state.final is not None:
             await state.emit(RunEvent("done", state.run_id, run=state.final))
 
@@ -384,14 +423,14 @@ class Runtime:
 
     async def compact(self, conversation_id: str) -> CompactResult:
         """Compact a conversation now, in turn with its runs; no model call if nothing can go."""
-        conversation = await self.store.get_conversation(conversation_id)
-        async with self._turn_lock(conversation_id):
+        target = await self.store.send_target(conversation_id)
+        async with self._holding_turn(conversation_id):
             body = (await self.store.context_messages(conversation_id))[1:]
             if not choose_evicted(body):
                 return CompactResult(summary=None, messages_before=len(body), messages_after=len(body))
-            model = await self.resolve_model(conversation, None)
+            model = self._pick_model(conversation_id, None, target)
             await self.gateway.check_configured(model)
-            agent = await self.store.get_agent(conversation.agent_id)
+            agent = await self.store.get_agent(target.agent_id)
             result = await self.compactor.compact(conversation_id, model, effective_window(agent, self.gateway, model))
         return CompactResult(
             summary=result.summary.content if result.summary else None,

@@ -1,40 +1,99 @@
-"""Runs: one send_message each."""
+"""Runs: one send_message each.
+
+The send path's steps are one trip each to the database thread (storage/hop.py): what a send
+needs to know about its conversation, a run started with its input, a model call's prompt, a
+step's messages (append_messages), and a run's end with its final state."""
 
 from __future__ import annotations
 
+import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NotFoundError
 from ..models import Message, Run
 from ..util import now_iso
-from .base import SQLiteBase
-from .rows import MESSAGE_COLUMNS, message_from_row, pack, run_from_row, unpack
+from . import hop
+from .conversations import ConversationStore
+from .rows import (
+    MESSAGE_COLUMNS,
+    NewMessage,
+    agent_from_row,
+    block_from_row,
+    message_from_row,
+    pack,
+    run_from_row,
+    unpack,
+)  # fmt: skip
 
 RUN_FIELDS = {
     "model", "status", "stop_reason", "prompt_tokens", "completion_tokens", "total_tokens", "error",
     "started_at", "completed_at",
 }
+CHUNK = 900  # SQLite's default limit on bound variables is 999
 
 
-class RunStore(SQLiteBase):
+@dataclass(frozen=True, slots=True)
+class SendTarget:
+    """What a send needs to know about its conversation before it picks a model."""
+
+    agent_id: str
+    conversation_model: str | None
+    agent_model: str | None
+    existing_run: str | None  # the run an idempotency key already names
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRows:
+    """What one model call's prompt is built from, read together."""
+
+    agent: Any  # models.Agent, with its memory blocks
+    system_text: str | None  # the stored system message
+    context: list[tuple[str, str | None, str | None, str | None, str | None]]
+    # the in-context rows after the system message: (message_type, content, tool_calls as stored JSON,
+    # tool_call_id, run_id), what prompt.rows_to_chat takes
+
+
+class RunStore(ConversationStore):
     async def create_run(
         self, run_id: str, conversation_id: str, agent_id: str, *, status: str, idempotency_key: str | None
     ) -> Run:
-        async with self.write() as db:
-            await db.execute(
-                "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (run_id, conversation_id, agent_id, status, idempotency_key, now_iso()),
-            )
-        return await self.get_run(run_id, with_messages=False)
+        created_at = now_iso()
+        await hop.write(self._write_lock, self.db, lambda db: db.execute(
+            "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (run_id, conversation_id, agent_id, status, idempotency_key, created_at),
+        ))  # fmt: skip
+        return Run(id=run_id, run_id=run_id, conversation_id=conversation_id, agent_id=agent_id, status=status,
+                   created_at=created_at)  # fmt: skip
 
-    async def update_run(self, run_id: str, fields: dict[str, Any]) -> None:
-        fields = {k: v for k, v in fields.items() if k in RUN_FIELDS}
-        if not fields:
-            return
-        sets = ", ".join(f"{k} = ?" for k in fields)
-        async with self.write() as db:
-            await db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+    async def start_run(
+        self, run_id: str, conversation_id: str, inputs: list[NewMessage], *, model: str, started_at: str,
+        create: tuple[str, str | None] | None = None,
+    ) -> Run:
+        """The run becomes `running` with `model`, and its input enters the conversation, in one transaction.
+        With `create` (agent_id, idempotency_key) the run row is made here (a send to an idle conversation,
+        which is never queued); otherwise it is the queued row create_run made. Returns the run as it is now."""
+
+        def run(db: sqlite3.Connection) -> Run:
+            self.append_rows(db, conversation_id, inputs)  # first: NotFoundError if the conversation is gone
+            if create is not None:
+                db.execute(
+                    "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, model, "
+                    "started_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
+                    (run_id, conversation_id, create[0], create[1], started_at, model, started_at),
+                )
+            else:
+                db.execute(
+                    "UPDATE runs SET status = 'running', model = ?, started_at = ? WHERE id = ?",
+                    (model, started_at, run_id),
+                )
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise NotFoundError("run", run_id)
+            return run_from_row(row)
+
+        return await hop.write(self._write_lock, self.db, run)
 
     async def get_run(self, run_id: str, *, with_messages: bool = True) -> Run:
         row = await self.one("SELECT * FROM runs WHERE id = ?", (run_id,))
@@ -60,6 +119,61 @@ class RunStore(SQLiteBase):
         context = set(unpack(conv["context"])) if conv else set()
         return [message_from_row(r, r["rowid"] in context) for r in rows]
 
+    async def send_target(self, conversation_id: str, idempotency_key: str | None = None) -> SendTarget:
+        """The conversation's agent and models, and the run `idempotency_key` names if any (one trip)."""
+
+        def read(db: sqlite3.Connection) -> SendTarget:
+            row = db.execute(
+                "SELECT c.agent_id, c.model, a.model FROM conversations c LEFT JOIN agents a ON a.id = c.agent_id "
+                "WHERE c.id = ?",
+                (conversation_id,),
+            ).fetchone()
+            if row is None:
+                raise NotFoundError("conversation", conversation_id)
+            existing = None
+            if idempotency_key is not None:
+                key = db.execute(
+                    "SELECT id FROM runs WHERE conversation_id = ? AND idempotency_key = ?",
+                    (conversation_id, idempotency_key),
+                ).fetchone()
+                existing = key[0] if key else None
+            return SendTarget(row[0], row[1], row[2], existing)
+
+        return await hop.in_thread(self._reads(), read)
+
+    async def prompt_rows(self, conversation_id: str, agent_id: str) -> PromptRows:
+        """The agent with its blocks, the stored system message and the in-context rows (one trip)."""
+
+        def read(db: sqlite3.Connection) -> PromptRows:
+            agent = db.execute("SELECT * FROM agents WHERE id = ?", (agent_id,)).fetchone()
+            if agent is None:
+                raise NotFoundError("agent", agent_id)
+            blocks = db.execute(
+                "SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, rowid", (agent_id,)
+            ).fetchall()
+            conv = db.execute(
+                "SELECT c.context, m.content FROM conversations c LEFT JOIN messages m ON m.rowid = c.system_rowid "
+                "WHERE c.id = ?",
+                (conversation_id,),
+            ).fetchone()
+            if conv is None:
+                raise NotFoundError("conversation", conversation_id)
+            context = unpack(conv[0])
+            by_rowid: dict[int, Any] = {}
+            for i in range(0, len(context), CHUNK):
+                part = context[i : i + CHUNK]
+                cur = db.execute(
+                    "SELECT rowid, message_type, content, tool_calls, tool_call_id, run_id FROM messages "
+                    f"WHERE rowid IN ({','.join('?' * len(part))})",
+                    part,
+                )
+                for r in cur:
+                    by_rowid[r[0]] = r
+            rows = [tuple(by_rowid[i])[1:] for i in context[1:] if i in by_rowid]
+            return PromptRows(agent_from_row(agent, [block_from_row(b) for b in blocks]), conv[1], rows)
+
+        return await hop.in_thread(self._reads(), read)
+
     async def unfinished_runs(self) -> list[tuple[str, str]]:
         """(run_id, conversation_id) of runs left queued or running (the process died)."""
         rows = await self.all("SELECT id, conversation_id FROM runs WHERE status IN ('queued', 'running')")
@@ -67,35 +181,43 @@ class RunStore(SQLiteBase):
 
     async def finish_run(
         self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool
-    ) -> None:
-        """End a run in one transaction: for a run that did not complete (`abandon`), every row it wrote
-        leaves the context window and its user input is marked is_err, so the context is as it was before
-        the run; then the conversation's last_run_completion and the run's final fields. The run row is
-        written last: reads share the store's one connection and can see a transaction in progress, so
-        whoever sees the run ended also sees the context cleaned."""
+    ) -> Run | None:
+        """End a run in one transaction: the run's final fields; for a run that did not complete (`abandon`),
+        every row it wrote leaves the context window and its user input is marked is_err, so the context is
+        as it was before the run; then the conversation's last_run_completion. Returns the run as it ended,
+        with its messages, read in the same trip (None if there is no such run: it was never stored, or
+        its conversation was deleted meanwhile)."""
         fields = {k: v for k, v in fields.items() if k in RUN_FIELDS}
         completed_at = fields.get("completed_at") or now_iso()
         fields["completed_at"] = completed_at
         sets = ", ".join(f"{k} = ?" for k in fields)
-        async with self.write() as db:
+
+        def end(db: sqlite3.Connection) -> Run | None:
+            if db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id)).rowcount == 0:
+                return None
+            conv = db.execute("SELECT context FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+            context = unpack(conv[0]) if conv is not None else []
             if abandon:
-                cur = await db.execute("SELECT rowid FROM messages WHERE run_id = ?", (run_id,))
-                drop = {r["rowid"] for r in await cur.fetchall()}
-                cur = await db.execute("SELECT context FROM conversations WHERE id = ?", (conversation_id,))
-                conv = await cur.fetchone()
+                drop = {r[0] for r in db.execute("SELECT rowid FROM messages WHERE run_id = ?", (run_id,))}
                 if drop and conv is not None:
-                    context = [i for i in unpack(conv["context"]) if i not in drop]
-                    await db.execute(
-                        "UPDATE conversations SET context = ? WHERE id = ?", (pack(context), conversation_id)
-                    )
-                await db.execute(
+                    context = [i for i in context if i not in drop]
+                    db.execute("UPDATE conversations SET context = ? WHERE id = ?", (pack(context), conversation_id))
+                db.execute(
                     "UPDATE messages SET is_err = 1 WHERE run_id = ? AND message_type = 'user_message'", (run_id,)
                 )
-            await db.execute(
+            db.execute(
                 "UPDATE conversations SET last_run_completion = ? WHERE id = ?", (completed_at, conversation_id)
             )
-            await db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id))
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            in_context = set(context)
+            messages = [
+                message_from_row(r, r[0] in in_context)
+                for r in db.execute(
+                    f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE run_id = ? AND message_type != 'user_message' "
+                    "AND message_type != 'system_message' ORDER BY rowid",
+                    (run_id,),
+                )
+            ]
+            return run_from_row(row, messages)
 
-    async def mark_run_started(self, run_id: str, *, model: str, started_at: str) -> None:
-        """queued -> running, with the model this run uses (the store keeps it for get_run)."""
-        await self.update_run(run_id, {"status": "running", "model": model, "started_at": started_at})
+        return await hop.write(self._write_lock, self.db, end)
