@@ -63,35 +63,40 @@ async def test_send_target_names_the_models_and_the_run_of_a_key(store: SQLiteSt
     assert (target.agent_id, target.conversation_model, target.agent_model, target.existing_run) == (
         agent_id, None, "m-agent", None,
     )  # fmt: skip
-    await store.start_run("run-1", conv_id, [], model="m", started_at="t", create=(agent_id, "key-1"))
+    await store.start_run("run-1", conv_id, agent_id, [], model="m", started_at="t",
+                          create=True, idempotency_key="key-1")  # fmt: skip
     assert (await store.send_target(conv_id, "key-1")).existing_run == "run-1"
     with pytest.raises(NotFoundError):
         await store.send_target("conv-missing")
 
 
-async def test_start_run_stores_the_run_running_with_its_input_or_nothing(store: SQLiteStore) -> None:
+async def test_start_run_stores_the_run_running_with_its_input_and_reads_the_prompt(store: SQLiteStore) -> None:
     agent_id, conv_id = await make_conversation(store)
     user = [NewMessage("user_message", "user", content="hi", run_id="run-1")]
     when = "2026-01-01T00:00:00Z"
-    run = await store.start_run("run-1", conv_id, user, model="m", started_at=when, create=(agent_id, None))
+    run, prompt = await store.start_run("run-1", conv_id, agent_id, user, model="m", started_at=when, create=True)
     assert (run.status, run.model, run.started_at) == ("running", "m", when)
     assert (await store.get_run("run-1")).model_dump() == run.model_dump()
     assert [m.content for m in await store.context_messages(conv_id)] == ["compiled", "hi"]
+    assert prompt == await store.prompt_rows(conv_id, agent_id) and prompt.context[-1][:2] == ("user_message", "hi")
     await store.create_run("run-2", conv_id, agent_id, status="queued", idempotency_key=None)
-    again = await store.start_run("run-2", conv_id, [], model="m2", started_at="t2")
+    again, _ = await store.start_run("run-2", conv_id, agent_id, [], model="m2", started_at="t2")
     assert (again.status, again.model) == ("running", "m2")
     with pytest.raises(NotFoundError):
-        await store.start_run("run-3", "conv-missing", user, model="m", started_at="t", create=(agent_id, None))
+        await store.start_run("run-3", "conv-missing", agent_id, user, model="m", started_at="t", create=True)
     assert await store.one("SELECT id FROM runs WHERE id = 'run-3'") is None
 
 
 async def test_finish_run_returns_the_final_run_and_ignores_a_run_never_stored(store: SQLiteStore) -> None:
     agent_id, conv_id = await make_conversation(store)
-    await store.start_run("run-1", conv_id, a_step("run-1")[:1], model="m", started_at="t", create=(agent_id, None))
-    await store.append_messages(conv_id, a_step("run-1")[1:])
-    final = await store.finish_run("run-1", conv_id, {"status": "completed", "stop_reason": "end_turn"}, abandon=False)
+    step = a_step("run-1")
+    await store.start_run("run-1", conv_id, agent_id, step[:1], model="m", started_at="t", create=True)
+    await store.append_messages(conv_id, step[1:4])
+    ended = {"status": "completed", "stop_reason": "end_turn"}
+    final = await store.finish_run("run-1", conv_id, ended, abandon=False, append=step[4:])
     assert final is not None and final.model_dump() == (await store.get_run("run-1")).model_dump()
-    assert final.messages[0].message_type == "reasoning_message" and all(m.in_context for m in final.messages)
+    assert [m.message_type for m in final.messages] == [m.message_type for m in step[1:]]
+    assert all(m.in_context for m in final.messages) and final.messages[-1].content == "OK"
     completion = (await store.get_conversation(conv_id)).last_run_completion
     assert completion == final.completed_at
     gone = await store.finish_run("run-never", conv_id, {"status": "cancelled"}, abandon=True)

@@ -6,7 +6,8 @@ memory blocks (so an edit made by any conversation is in the next call of every 
 then the conversation's in-context messages, which end with this turn's input and steps. Before a
 call the context is compacted when it nears the window; on a provider context-window error it is
 compacted once and the call retried. Deltas go to the run's listeners as they arrive and are
-kept only in memory (partial_text); a step's messages are stored when the step completes.
+kept only in memory (partial_text); a step's messages are stored when the step completes (the
+last step's by the runtime, with the run's end).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .memory import compile_system
 from .models import Message, Run, Usage
 from .prompt import estimate_tokens, rows_to_chat
 from .storage import NewMessage, SQLiteStore
+from .storage.runs import PromptRows
 from .util import new_id
 
 if TYPE_CHECKING:
@@ -96,6 +98,7 @@ class AgentLoop:
         compactor: Compactor,
         state: RunState,
         max_steps: int,
+        first_prompt: PromptRows | None = None,
     ) -> None:
         self.store = store
         self.gateway = gateway
@@ -103,20 +106,26 @@ class AgentLoop:
         self.compactor = compactor
         self.state = state
         self.max_steps = max_steps
+        self._preloaded = first_prompt  # read with the run's start, in the same trip
 
-    async def run(self) -> str:
-        """The stop reason: end_turn or max_steps. Raises ProviderError on a provider failure."""
+    async def run(self) -> tuple[str, list[NewMessage]]:
+        """The stop reason (end_turn or max_steps) and the last step's messages, not yet stored: the
+        runtime stores them with the run's end, in one transaction. Raises ProviderError on a provider failure."""
         for _ in range(self.max_steps):
             completion, ids = await self.step()
-            await self.store_step(completion, ids)
+            new = self.step_messages(completion, ids)
             if not completion.tool_calls:
-                return "end_turn"
+                return "end_turn", new
+            await self._emit_stored(await self.store.append_messages(self.state.conversation_id, new))
+            self.state.partial.clear()
             await self.run_tools(completion.tool_calls)
-        return "max_steps"
+        return "max_steps", []
 
     async def build_prompt(self) -> tuple[list[dict], int]:
         """The messages for the next call and the effective window for this call's model."""
-        rows = await self.store.prompt_rows(self.state.conversation_id, self.state.agent_id)
+        rows, self._preloaded = self._preloaded, None
+        if rows is None:
+            rows = await self.store.prompt_rows(self.state.conversation_id, self.state.agent_id)
         system = compile_system(rows.agent)
         if rows.system_text != system:  # the memory changed since the last call (usually it has not)
             await self.store.set_system_text(self.state.conversation_id, system)
@@ -169,7 +178,8 @@ class AgentLoop:
         state.add_usage(completion.usage)
         return completion, ids
 
-    async def store_step(self, completion: Completion, ids: dict[str, str]) -> None:
+    def step_messages(self, completion: Completion, ids: dict[str, str]) -> list[NewMessage]:
+        """The messages a model call's answer is stored as: reasoning, text, tool calls."""
         state = self.state
         common = {"model": state.model, "run_id": state.run_id}
         new: list[NewMessage] = []
@@ -183,9 +193,7 @@ class AgentLoop:
         if completion.tool_calls:
             new.append(NewMessage("tool_call_message", "assistant", tool_calls=completion.tool_calls,
                                   id=ids["call"], **common))  # fmt: skip
-        stored = await self.store.append_messages(state.conversation_id, new)
-        state.partial.clear()
-        await self._emit_stored(stored)
+        return new
 
     async def run_tools(self, calls: list[dict[str, str]]) -> None:
         state = self.state
@@ -203,6 +211,7 @@ class AgentLoop:
             await self._emit_stored(stored)
 
     async def _emit_stored(self, stored: list[Message]) -> None:
+        """A `message` event for each stored message, in order."""
         for m in stored:
             await self.state.emit(RunEvent("message", self.state.run_id, m.id, message=m))
 

@@ -12,8 +12,9 @@
 - At start, runs left queued/running by a dead process are marked interrupted the same way;
   at shutdown, in-flight runs end interrupted.
 - A send to an idle conversation (nothing of it running or queued here) is never queued: its run
-  row is written `running` together with its input, in one transaction. The database work of a
-  turn is one trip to the database thread per step (storage/hop.py); see bench/sends.py.
+  row is written `running` together with its input, in one transaction that also reads the first
+  prompt; the last step's messages are stored with the run's end. A one-step turn is three trips
+  to the database thread (storage/hop.py; bench/sends.py).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from .models import CompactResult, Run
 from .presence import Presence
 from .service import ConversationService, check_handle
 from .storage import NewMessage, SQLiteStore
-from .storage.runs import SendTarget
+from .storage.runs import PromptRows, SendTarget
 from .util import new_id, now_iso
 
 log = logging.getLogger("mcp_server_conversations.runtime")
@@ -306,10 +307,10 @@ class Runtime:
                     state.admitted.set()  # stays queued behind the conversation's earlier runs
                 await turn.lock.acquire()
                 held = True
-                await self._start(state, inputs, idle, key)
-                loop = AgentLoop(self.store, self.gateway, self.tools, self.compactor, state, max_steps)
-                stop_reason = await loop.run()
-                await self._finish(state, "completed", stop_reason)
+                prompt = await self._start(state, inputs, idle, key)
+                loop = AgentLoop(self.store, self.gateway, self.tools, self.compactor, state, max_steps, prompt)
+                stop_reason, last_step = await loop.run()
+                await self._finish(state, "completed", stop_reason, last_step=last_step)
             except asyncio.CancelledError:
                 await self._finish(state, state.end_as, state.end_as)
             except ContextWindowError as e:
@@ -331,8 +332,9 @@ class Runtime:
             if key is not None:
                 self._keys.pop((state.conversation_id, key), None)
 
-    async def _start(self, state: RunState, inputs: list[Input], idle: bool, key: str | None) -> None:
-        """queued -> running (or straight to running when idle), the input entering the context with it."""
+    async def _start(self, state: RunState, inputs: list[Input], idle: bool, key: str | None) -> PromptRows:
+        """queued -> running (or straight to running when idle), the input entering the context with it;
+        returns what the first model call's prompt is built from (read in the same trip)."""
         if not idle:  # the conversation's or agent's model may have changed while this run was queued
             try:
                 state.model = self._pick_model(
@@ -346,19 +348,22 @@ class Runtime:
                        run_id=state.run_id)
             for i in inputs
         ]  # fmt: skip
-        run = await self.store.start_run(
-            state.run_id, state.conversation_id, news, model=state.model, started_at=now_iso(),
-            create=(state.agent_id, key) if idle else None,
+        run, prompt = await self.store.start_run(
+            state.run_id, state.conversation_id, state.agent_id, news, model=state.model, started_at=now_iso(),
+            create=idle, idempotency_key=key,
         )  # fmt: skip
         if idle:
             state.created = run
         state.status = "running"
         state.admitted.set()
+        return prompt
 
     async def _finish(
-        self, state: RunState, status: str, stop_reason: str, error: ConversationsError | None = None
+        self, state: RunState, status: str, stop_reason: str, error: ConversationsError | None = None,
+        last_step: list[NewMessage] | None = None,
     ) -> None:
-        """Record the run's end (cleaning the context unless it completed) and tell listeners."""
+        """Record the run's end (cleaning the context unless it completed; storing a completed run's last
+        step with it) and tell listeners."""
         state.error = error
         fields = {
             "status": status,
@@ -372,11 +377,15 @@ class Runtime:
         # The final state comes back from the same trip; None if the run was never stored or its
         # conversation was deleted while it went on.
         state.final = await self.store.finish_run(
-            state.run_id, state.conversation_id, fields, abandon=status != "completed"
+            state.run_id, state.conversation_id, fields, abandon=status != "completed", append=last_step
         )
         state.status = status
         state.partial.clear()
         if state.final is not None:
+            stored = {m.id for m in last_step or []}
+            for m in state.final.messages:
+                if m.id in stored:
+                    await state.emit(RunEvent("message", state.run_id, m.id, message=m))
             await state.emit(RunEvent("done", state.run_id, run=state.final))
 
     # -- reading and stopping runs --

@@ -68,20 +68,21 @@ class RunStore(ConversationStore):
                    created_at=created_at)  # fmt: skip
 
     async def start_run(
-        self, run_id: str, conversation_id: str, inputs: list[NewMessage], *, model: str, started_at: str,
-        create: tuple[str, str | None] | None = None,
-    ) -> Run:
-        """The run becomes `running` with `model`, and its input enters the conversation, in one transaction.
-        With `create` (agent_id, idempotency_key) the run row is made here (a send to an idle conversation,
-        which is never queued); otherwise it is the queued row create_run made. Returns the run as it is now."""
+        self, run_id: str, conversation_id: str, agent_id: str, inputs: list[NewMessage], *, model: str,
+        started_at: str, create: bool = False, idempotency_key: str | None = None,
+    ) -> tuple[Run, PromptRows]:
+        """The run becomes `running` with `model`, and its input enters the conversation, in one transaction;
+        with `create` the run row is made here (a send to an idle conversation, which is never queued),
+        otherwise it is the queued row create_run made. Returns the run as it is now and, read in the same
+        trip, what its first model call's prompt is built from."""
 
-        def run(db: sqlite3.Connection) -> Run:
+        def run(db: sqlite3.Connection) -> tuple[Run, PromptRows]:
             self.append_rows(db, conversation_id, inputs)  # first: NotFoundError if the conversation is gone
-            if create is not None:
+            if create:
                 db.execute(
                     "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, model, "
                     "started_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
-                    (run_id, conversation_id, create[0], create[1], started_at, model, started_at),
+                    (run_id, conversation_id, agent_id, idempotency_key, started_at, model, started_at),
                 )
             else:
                 db.execute(
@@ -91,7 +92,7 @@ class RunStore(ConversationStore):
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
                 raise NotFoundError("run", run_id)
-            return run_from_row(row)
+            return run_from_row(row), _prompt_rows(db, conversation_id, agent_id)
 
         return await hop.write(self._write_lock, self.db, run)
 
@@ -143,36 +144,7 @@ class RunStore(ConversationStore):
 
     async def prompt_rows(self, conversation_id: str, agent_id: str) -> PromptRows:
         """The agent with its blocks, the stored system message and the in-context rows (one trip)."""
-
-        def read(db: sqlite3.Connection) -> PromptRows:
-            agent = db.execute("SELECT * FROM agents WHERE id = ?", (agent_id,)).fetchone()
-            if agent is None:
-                raise NotFoundError("agent", agent_id)
-            blocks = db.execute(
-                "SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, rowid", (agent_id,)
-            ).fetchall()
-            conv = db.execute(
-                "SELECT c.context, m.content FROM conversations c LEFT JOIN messages m ON m.rowid = c.system_rowid "
-                "WHERE c.id = ?",
-                (conversation_id,),
-            ).fetchone()
-            if conv is None:
-                raise NotFoundError("conversation", conversation_id)
-            context = unpack(conv[0])
-            by_rowid: dict[int, Any] = {}
-            for i in range(0, len(context), CHUNK):
-                part = context[i : i + CHUNK]
-                cur = db.execute(
-                    "SELECT rowid, message_type, content, tool_calls, tool_call_id, run_id FROM messages "
-                    f"WHERE rowid IN ({','.join('?' * len(part))})",
-                    part,
-                )
-                for r in cur:
-                    by_rowid[r[0]] = r
-            rows = [tuple(by_rowid[i])[1:] for i in context[1:] if i in by_rowid]
-            return PromptRows(agent_from_row(agent, [block_from_row(b) for b in blocks]), conv[1], rows)
-
-        return await hop.in_thread(self._reads(), read)
+        return await hop.in_thread(self._reads(), lambda db: _prompt_rows(db, conversation_id, agent_id))
 
     async def unfinished_runs(self) -> list[tuple[str, str]]:
         """(run_id, conversation_id) of runs left queued or running (the process died)."""
@@ -180,11 +152,13 @@ class RunStore(ConversationStore):
         return [(r["id"], r["conversation_id"]) for r in rows]
 
     async def finish_run(
-        self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool
+        self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
+        append: list[NewMessage] | None = None,
     ) -> Run | None:
         """End a run in one transaction: the run's final fields; for a run that did not complete (`abandon`),
         every row it wrote leaves the context window and its user input is marked is_err, so the context is
-        as it was before the run; then the conversation's last_run_completion. Returns the run as it ended,
+        as it was before the run; then the conversation's last_run_completion. `append`: messages to store
+        with the end (a completed run's last step: one transaction for both). Returns the run as it ended,
         with its messages, read in the same trip (None if there is no such run: it was never stored, or
         its conversation was deleted meanwhile)."""
         fields = {k: v for k, v in fields.items() if k in RUN_FIELDS}
@@ -195,6 +169,8 @@ class RunStore(ConversationStore):
         def end(db: sqlite3.Connection) -> Run | None:
             if db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id)).rowcount == 0:
                 return None
+            if append:
+                self.append_rows(db, conversation_id, append)
             conv = db.execute("SELECT context FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
             context = unpack(conv[0]) if conv is not None else []
             if abandon:
@@ -221,3 +197,30 @@ class RunStore(ConversationStore):
             return run_from_row(row, messages)
 
         return await hop.write(self._write_lock, self.db, end)
+
+
+def _prompt_rows(db: sqlite3.Connection, conversation_id: str, agent_id: str) -> PromptRows:
+    agent = db.execute("SELECT * FROM agents WHERE id = ?", (agent_id,)).fetchone()
+    if agent is None:
+        raise NotFoundError("agent", agent_id)
+    blocks = db.execute("SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, rowid", (agent_id,)).fetchall()
+    conv = db.execute(
+        "SELECT c.context, m.content FROM conversations c LEFT JOIN messages m ON m.rowid = c.system_rowid "
+        "WHERE c.id = ?",
+        (conversation_id,),
+    ).fetchone()
+    if conv is None:
+        raise NotFoundError("conversation", conversation_id)
+    context = unpack(conv[0])
+    by_rowid: dict[int, Any] = {}
+    for i in range(0, len(context), CHUNK):
+        part = context[i : i + CHUNK]
+        cur = db.execute(
+            "SELECT rowid, message_type, content, tool_calls, tool_call_id, run_id FROM messages "
+            f"WHERE rowid IN ({','.join('?' * len(part))})",
+            part,
+        )
+        for r in cur:
+            by_rowid[r[0]] = r
+    rows = [tuple(by_rowid[i])[1:] for i in context[1:] if i in by_rowid]
+    return PromptRows(agent_from_row(agent, [block_from_row(b) for b in blocks]), conv[1], rows)
