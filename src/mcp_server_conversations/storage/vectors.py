@@ -55,11 +55,13 @@ class VectorStore(SearchStore):
                 "SELECT rowid, agent_id, ?, ?, ? FROM messages WHERE id = ?",
                 [(model, dim, blob, message_id) for message_id, dim, blob in vectors],
             )
-        rows = await self.all_in(
-            "SELECT e.message_rowid, e.agent_id FROM message_embeddings e JOIN messages m ON m.rowid = e.message_rowid "
-            "WHERE m.id IN ({ids})",
-            [message_id for message_id, _, _ in vectors],
-        )
+            # Read in the transaction (its own rows), so the caller updates its cached matrices as soon
+            # as the vectors are visible to other readers, not one database trip later.
+            rows = await self.all_in(
+                "SELECT e.message_rowid, e.agent_id FROM message_embeddings e "
+                "JOIN messages m ON m.rowid = e.message_rowid WHERE m.id IN ({ids})",
+                [message_id for message_id, _, _ in vectors],
+            )
         return [(r[0], r[1]) for r in rows]
 
     async def load_vectors(self, agent_id: str, model: str, dim: int) -> tuple[list[int], bytes]:
