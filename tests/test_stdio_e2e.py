@@ -188,3 +188,13 @@ def test_log_level_is_accepted_in_any_case(tmp_path: Path) -> None:
     settings = settings_from_args(parse_args(["--db", str(tmp_path / "x.db"), "--log-level", "debug"]))
     assert settings.log_level == "DEBUG"
     build_server(settings)  # the SDK accepts only upper case; this raised before
+
+
+def test_model_retries_flag_and_its_bounds(tmp_path: Path) -> None:
+    from mcp_server_conversations.cli import parse_args, settings_from_args
+
+    assert settings_from_args(parse_args(["--model-retries", "2"])).model_retries == 2
+    assert SCRIPT
+    out = subprocess.run([SCRIPT, "--db", str(tmp_path / "x.db"), "--model-retries", "11"], capture_output=True,
+                         text=True, env={**os.environ, **ENV}, timeout=60)
+    assert out.returncode == 2 and "model_retries" in out.stderr and out.stdout == ""

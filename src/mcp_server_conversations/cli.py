@@ -25,6 +25,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-message-chars", type=int, help="largest accepted message (default 200000)")
     p.add_argument("--default-context-window", type=int, help="window for models litellm does not know")
     p.add_argument("--model-timeout", type=float, help="idle-read timeout of model calls in seconds")
+    p.add_argument("--model-retries", type=int, help="retries of a failed model call (default 0)")
     p.add_argument("--embedding-model", help="embedding model handle for hybrid search")
     p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default 8283)")
