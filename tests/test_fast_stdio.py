@@ -89,3 +89,29 @@ def test_server_over_pipes_answers_a_request_larger_than_the_read_buffer(tmp_pat
     assert not created.get("isError"), created
     assert created["structuredContent"]["summary"] == summary
     assert replies[3]["result"] == {}
+
+
+def test_server_exits_when_the_client_stops_reading(tmp_path) -> None:
+    """A client that closes its end of our stdout and then stdin: the server notices the broken
+    pipe, closes its database (whose threads would otherwise keep the process alive) and exits."""
+    assert SCRIPT
+    proc = subprocess.Popen(
+        [SCRIPT, "--db", str(tmp_path / "x.db")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, env=ENV,
+    )
+    assert proc.stdin and proc.stdout and proc.stderr
+    hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": hello}
+    proc.stdin.write(json.dumps(init).encode() + b"\n")
+    proc.stdin.flush()
+    proc.stdout.readline()
+    proc.stdout.close()
+    proc.stdin.write(b'{"jsonrpc": "2.0", "id": 2, "method": "ping"}\n')  # its answer meets a closed pipe
+    proc.stdin.flush()
+    proc.stdin.close()
+    try:
+        code = proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert code == 0, proc.stderr.read().decode()[-2000:]

@@ -9,6 +9,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import anyio
+
 from .config import Settings
 from .runtime import Runtime
 from .service import ConversationService
@@ -47,8 +49,12 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
                 await app.embeddings.start()
             yield app
         finally:
-            if app.embeddings is not None:
-                await app.embeddings.stop()
-            await app.runtime.stop()
+            # Shielded: when the transport fails (the client stopped reading), this runs inside a
+            # cancelled scope, and a close cut short leaves aiosqlite's threads keeping the process alive.
+            with anyio.CancelScope(shield=True):
+                if app.embeddings is not None:
+                    await app.embeddings.stop()
+                await app.runtime.stop()
     finally:
-        await store.close()
+        with anyio.CancelScope(shield=True):
+            await store.close()

@@ -77,5 +77,8 @@ async def serve_stdio(server: Any) -> None:
     from .fast_stdio import serve_stdio as streams
 
     lowlevel = server._lowlevel_server  # what MCPServer.run_stdio_async drives
-    async with streams() as (read_stream, write_stream):
-        await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+    try:
+        async with streams() as (read_stream, write_stream):
+            await lowlevel.run(read_stream, write_stream, lowlevel.create_initialization_options())
+    except* (BrokenPipeError, ConnectionResetError):  # the client stopped reading: it is gone
+        logging.getLogger("mcp_server_conversations").info("the client closed its end of stdout; exiting")
