@@ -257,9 +257,11 @@ class ConversationService:
         model = check_handle("model", model)
         if summary is not None:
             self.check_text("summary", summary, allow_empty=True)
-        agent_id = await self.resolve_agent(agent_id)
+        if agent_id is None:
+            agent_id = await self.resolve_agent(None)
+        agent = await self.store.get_agent(agent_id)  # one read: that it exists, and what its system prompt is
         return await self.store.create_conversation(
-            agent_id, model=model, summary=summary, system_text=await self.system_text(agent_id)
+            agent_id, model=model, summary=summary, system_text=compile_system(agent)
         )
 
     async def get_conversation(self, conversation_id: str) -> Conversation:

@@ -24,6 +24,10 @@ INSERT_MESSAGE = (
     "reasoning, tool_calls, tool_call_id, status, model, run_id, is_err, created_at, search_extra) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+INSERT_SYSTEM = (
+    "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, content, "
+    "created_at) VALUES (?, ?, ?, ?, 'system_message', 'system', ?, ?)"
+)
 # History keys order a conversation's history: (0, 0) its system message, (1, i) the i-th
 # inherited row, (2, rowid) a row it wrote. They are what list cursors carry.
 HistoryKey = tuple[int, int]
@@ -37,24 +41,24 @@ class ConversationStore(SQLiteBase):
     ) -> Conversation:
         conv_id = new_id("conv")
         now = now_iso()
-        async with self.write() as db:  # system message first: the conversation row is written once, whole
-            rowid = await self._insert_system(db, conv_id, agent_id, system_text, now)
-            await db.execute(
+
+        def insert(db: sqlite3.Connection) -> None:  # system message first: the conversation row is written whole
+            rowid = int(db.execute(INSERT_SYSTEM, (new_id("message"), agent_id, conv_id, conv_id, system_text, now))
+                        .lastrowid or 0)  # fmt: skip
+            db.execute(
                 "INSERT INTO conversations (id, agent_id, summary, model, created_at, system_rowid, context) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (conv_id, agent_id, summary, model, now, rowid, pack([rowid])),
             )
+
+        await hop.write(self._write_lock, self.db, insert)  # one trip to the database thread
         return Conversation(
             id=conv_id, agent_id=agent_id, summary=summary, model=model, created_at=now, last_run_completion=None,
             forked_from=None, message_count=0,
         )
 
     async def _insert_system(self, db: aiosqlite.Connection, conv_id: str, agent_id: str, text: str, now: str) -> int:
-        cur = await db.execute(
-            "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
-            "content, created_at) VALUES (?, ?, ?, ?, 'system_message', 'system', ?, ?)",
-            (new_id("message"), agent_id, conv_id, conv_id, text, now),
-        )
+        cur = await db.execute(INSERT_SYSTEM, (new_id("message"), agent_id, conv_id, conv_id, text, now))
         return int(cur.lastrowid or 0)
 
     async def get_conversation(self, conv_id: str) -> Conversation:
