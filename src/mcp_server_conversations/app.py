@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .embeddings import EmbeddingIndex
 
 log = logging.getLogger("mcp_server_conversations")
+STOP_WITHIN = 30.0  # seconds for runs and the indexer to stop at shutdown before the database closes anyway
 
 
 @dataclass
@@ -51,7 +52,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         finally:
             # Shielded: when the transport fails (the client stopped reading), this runs inside a
             # cancelled scope, and a close cut short leaves aiosqlite's threads keeping the process alive.
-            with anyio.CancelScope(shield=True):
+            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + STOP_WITHIN):
                 if app.embeddings is not None:
                     await app.embeddings.stop()
                 await app.runtime.stop()
