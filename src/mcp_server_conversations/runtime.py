@@ -55,6 +55,7 @@ WARM_DELAY = 0.5  # seconds after start before litellm is imported, so `initiali
 SHUTDOWN_GRACE = 10.0  # seconds runs get to record that they were interrupted
 MAX_STEPS = 100
 MAX_KEY_CHARS = 200
+TURN_POLL_FIRST, TURN_POLL_MAX = 0.02, 0.25  # seconds between looks at a turn another process holds
 
 
 @dataclass(slots=True)
@@ -110,6 +111,7 @@ class Runtime:
                 abandon=True,
             )  # fmt: skip
             log.warning("run %s was left unfinished by a previous process; marked interrupted", run_id)
+        await self.store.clear_turns()
         self._schedule_warm(warm)
 
     def _schedule_warm(self, warm: bool) -> None:
@@ -348,11 +350,25 @@ class Runtime:
                        run_id=state.run_id)
             for i in inputs
         ]  # fmt: skip
-        run, prompt = await self.store.start_run(
-            state.run_id, state.conversation_id, state.agent_id, news, model=state.model, started_at=now_iso(),
-            create=idle, idempotency_key=key,
-        )  # fmt: skip
-        if idle:
+        delay = TURN_POLL_FIRST
+        while True:
+            started = await self.store.start_run(
+                state.run_id, state.conversation_id, state.agent_id, news, model=state.model, started_at=now_iso(),
+                create=idle, idempotency_key=key, owner=self._presence.owner, owner_alive=self._presence.alive,
+            )  # fmt: skip
+            if started is not None:
+                break
+            # Another process's run holds the conversation's turn: wait for it, stored as queued.
+            if idle:
+                state.created = await self.store.create_run(
+                    state.run_id, state.conversation_id, state.agent_id, status="queued", idempotency_key=key
+                )
+                state.admitted.set()
+                idle = False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, TURN_POLL_MAX)
+        run, prompt = started
+        if state.created is None:
             state.created = run
         state.status = "running"
         state.admitted.set()

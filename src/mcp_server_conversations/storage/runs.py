@@ -7,6 +7,7 @@ step's messages (append_messages), and a run's end with its final state."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,15 +70,26 @@ class RunStore(ConversationStore):
 
     async def start_run(
         self, run_id: str, conversation_id: str, agent_id: str, inputs: list[NewMessage], *, model: str,
-        started_at: str, create: bool = False, idempotency_key: str | None = None,
-    ) -> tuple[Run, PromptRows]:
-        """The run becomes `running` with `model`, and its input enters the conversation, in one transaction;
-        with `create` the run row is made here (a send to an idle conversation, which is never queued),
-        otherwise it is the queued row create_run made. Returns the run as it is now and, read in the same
-        trip, what its first model call's prompt is built from."""
+        started_at: str, create: bool = False, idempotency_key: str | None = None, owner: str = "",
+        owner_alive: Callable[[str], bool] = lambda _: False,
+    ) -> tuple[Run, PromptRows] | None:
+        """The run claims its conversation's turn for `owner` (this process), becomes `running` with `model`,
+        and its input enters the conversation, in one transaction; with `create` the run row is made here (a
+        send to an idle conversation, which is never queued), otherwise it is the queued row create_run made.
+        Returns the run as it is now and, read in the same trip, what its first model call's prompt is built
+        from — or None, writing nothing, while another live process's run holds the turn."""
 
-        def run(db: sqlite3.Connection) -> tuple[Run, PromptRows]:
-            self.append_rows(db, conversation_id, inputs)  # first: NotFoundError if the conversation is gone
+        def run(db: sqlite3.Connection) -> tuple[Run, PromptRows] | None:
+            holder = db.execute("SELECT owner FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
+            if holder is not None and holder[0] != owner and owner_alive(holder[0]):
+                return None
+            self.append_rows(db, conversation_id, inputs)  # first write: NotFoundError if the conversation is gone
+            db.execute(
+                "INSERT INTO turns (conversation_id, run_id, owner, claimed_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (conversation_id) DO UPDATE SET run_id = excluded.run_id, owner = excluded.owner, "
+                "claimed_at = excluded.claimed_at",
+                (conversation_id, run_id, owner, started_at),
+            )
             if create:
                 db.execute(
                     "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, model, "
@@ -146,6 +158,10 @@ class RunStore(ConversationStore):
         """The agent with its blocks, the stored system message and the in-context rows (one trip)."""
         return await hop.in_thread(self._reads(), lambda db: _prompt_rows(db, conversation_id, agent_id))
 
+    async def clear_turns(self) -> None:
+        """Forget every claimed turn (at a start that finds no other live process: their owners are gone)."""
+        await hop.write(self._write_lock, self.db, lambda db: db.execute("DELETE FROM turns"))
+
     async def unfinished_runs(self) -> list[tuple[str, str]]:
         """(run_id, conversation_id) of runs left queued or running (the process died)."""
         rows = await self.all("SELECT id, conversation_id FROM runs WHERE status IN ('queued', 'running')")
@@ -167,6 +183,7 @@ class RunStore(ConversationStore):
         sets = ", ".join(f"{k} = ?" for k in fields)
 
         def end(db: sqlite3.Connection) -> Run | None:
+            db.execute("DELETE FROM turns WHERE conversation_id = ? AND run_id = ?", (conversation_id, run_id))
             if db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id)).rowcount == 0:
                 return None
             if append:

@@ -208,6 +208,18 @@ END;
 """
 
 
+# Which run holds each conversation's turn, across processes sharing the file (replicas, or two clients each
+# spawning a stdio server on the default database): a run starts only when it can claim the row, and its
+# end releases it. `owner` names the holding process (presence.py tells whether it is still alive).
+M007_TURNS = """
+CREATE TABLE turns (
+    conversation_id TEXT PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+    run_id TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    claimed_at TEXT NOT NULL
+);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_bulk_fts", M002_BULK_FTS),
@@ -215,6 +227,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m004_system_rows", M004_SYSTEM_ROWS),
     ("m005_cheaper_inserts", M005_CHEAPER_INSERTS),
     ("m006_computed_search_text", M006_COMPUTED_SEARCH_TEXT),
+    ("m007_turns", M007_TURNS),
 ]
 
 

@@ -1,0 +1,62 @@
+"""Two server processes on one database (replicas, or two clients each spawning a stdio server on the
+default file) never interleave a conversation's turns: a run starts only once it holds the turn, which
+a run of a dead process does not keep."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+
+from fake_provider import FakeProvider
+from mcp import Client
+from runtime_helpers import call, call_text, eventually, history, new_conversation, run_ids
+
+from mcp_server_conversations.app import open_app
+from mcp_server_conversations.config import Settings
+from mcp_server_conversations.server import build_server
+
+
+async def test_two_servers_take_turns_on_one_conversation(
+    fake_provider: FakeProvider, model_settings: Settings
+) -> None:
+    gate = threading.Event()
+    fake_provider.enqueue("first", wait_for=gate)  # server A's turn holds the conversation
+    # Two apps on one file: two runtimes, two owners (as two processes would be).
+    async with open_app(model_settings) as a, open_app(model_settings) as b:
+        server_a, server_b = build_server(model_settings, shared=a), build_server(model_settings, shared=b)
+        async with Client(server_a) as ca, Client(server_b) as cb:
+            conv = await new_conversation(ca)
+            first = asyncio.create_task(call_text(ca, "send_message", {"conversation_id": conv, "content": "from A"}))
+            await fake_provider.await_requests(1)
+            second = asyncio.create_task(call_text(cb, "send_message", {"conversation_id": conv, "content": "from B"}))
+            await eventually(lambda: len(run_ids(model_settings, conv)) == 2, "B's run to be stored")
+            b_run = await call(cb, "get_run", {"run_id": run_ids(model_settings, conv)[1]})
+            assert b_run["status"] == "queued"
+            await asyncio.sleep(0.3)  # B keeps looking at the turn meanwhile
+            assert len(fake_provider.requests) == 1  # B did not call the model during A's turn
+            assert [m["content"] for m in await history(cb, conv)] == ["from A"]
+            gate.set()
+            assert (await first)[0] == "first"
+            assert (await second)[0] == "Fake reply to: from B"
+            listed = [(m["role"], m["content"]) for m in await history(ca, conv)]
+            assert listed == [("user", "from A"), ("assistant", "first"), ("user", "from B"),
+                              ("assistant", "Fake reply to: from B")]
+    assert fake_provider.max_in_flight == 1
+    assert fake_provider.requests[1].last_user == "from B"
+    assert [m["content"] for m in fake_provider.requests[1].messages[1:]] == ["from A", "first", "from B"]
+    with sqlite3.connect(model_settings.resolved_db()) as db:
+        assert db.execute("SELECT count(*) FROM turns").fetchone()[0] == 0  # every turn released
+
+
+async def test_a_dead_processs_turn_does_not_block(fake_provider: FakeProvider, model_settings: Settings) -> None:
+    async with open_app(model_settings) as a, open_app(model_settings) as b:  # b: another live process
+        async with Client(build_server(model_settings, shared=a)) as c:
+            conv = await new_conversation(c)
+            with sqlite3.connect(model_settings.resolved_db()) as db:  # held by an owner that no longer runs
+                db.execute("INSERT INTO turns VALUES (?, 'run-ghost', 'gone-owner', '2026-01-01T00:00:00Z')", (conv,))
+            text, run = await asyncio.wait_for(
+                call_text(c, "send_message", {"conversation_id": conv, "content": "hello"}), 30
+            )
+            assert run["status"] == "completed" and text == "Fake reply to: hello"
+        assert b.runtime is not None
