@@ -60,3 +60,20 @@ async def test_a_dead_processs_turn_does_not_block(fake_provider: FakeProvider, 
             )
             assert run["status"] == "completed" and text == "Fake reply to: hello"
         assert b.runtime is not None
+
+
+async def test_a_start_beside_a_live_process_interrupts_only_a_dead_ones_runs(model_settings: Settings) -> None:
+    async with open_app(model_settings) as live:
+        conv = await live.service.create_conversation()
+        store = live.store
+        await store.create_run("run-live", conv.id, conv.agent_id, status="running", idempotency_key=None,
+                               owner=live.runtime._presence.owner)  # fmt: skip
+        await store.create_run("run-ghost", conv.id, conv.agent_id, status="running", idempotency_key=None,
+                               owner="gone-owner")  # fmt: skip
+        await store.create_run("run-old", conv.id, conv.agent_id, status="queued", idempotency_key=None)
+        async with open_app(model_settings):  # a second process starting while `live` runs
+            pass
+        status = {r: (await store.get_run(r)).status for r in ("run-live", "run-ghost", "run-old")}
+        assert status == {"run-live": "running", "run-ghost": "interrupted", "run-old": "queued"}
+        await store.finish_run("run-live", conv.id, {"status": "completed"}, abandon=False)
+        await store.finish_run("run-old", conv.id, {"status": "cancelled"}, abandon=True)

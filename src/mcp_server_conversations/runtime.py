@@ -97,21 +97,24 @@ class Runtime:
     # -- lifecycle --
 
     async def start(self, *, warm: bool = True) -> None:
-        """Mark runs a dead process left unfinished as interrupted (unless another live process, a
-        replica, has the database open: its runs look the same); warm litellm shortly after."""
+        """Mark runs a dead process left unfinished as interrupted: all of them when no other process has
+        the database open, else those whose owner is gone (a live replica's runs in flight look the same
+        in storage, so they are told apart by their owner); warm litellm shortly after."""
         self.gateway.open()
-        if not self._presence.join():
-            log.info("another server process uses %s; leaving unfinished runs to it", self.store.path)
-            self._schedule_warm(warm)
-            return
-        for run_id, conversation_id in await self.store.unfinished_runs():
+        alone = self._presence.join()
+        if not alone:
+            log.info("another server process uses %s; leaving its unfinished runs to it", self.store.path)
+        for run_id, conversation_id, owner in await self.store.unfinished_runs_by_owner():
+            if not alone and (owner is None or self._presence.alive(owner)):
+                continue  # a live process's run (or one too old to know its owner)
             await self.store.finish_run(
                 run_id, conversation_id, {"status": "interrupted", "stop_reason": "interrupted",
                                           "error": "the server stopped before the run finished"},
                 abandon=True,
             )  # fmt: skip
-            log.warning("run %s was left unfinished by a previous process; marked interrupted", run_id)
-        await self.store.clear_turns()
+            log.warning("run %s was left unfinished by a process that stopped; marked interrupted", run_id)
+        if alone:
+            await self.store.clear_turns()
         self._schedule_warm(warm)
 
     def _schedule_warm(self, warm: bool) -> None:
@@ -304,7 +307,8 @@ class Runtime:
             try:
                 if not idle:
                     state.created = await self.store.create_run(
-                        state.run_id, state.conversation_id, state.agent_id, status="queued", idempotency_key=key
+                        state.run_id, state.conversation_id, state.agent_id, status="queued", idempotency_key=key,
+                        owner=self._presence.owner,
                     )
                     state.admitted.set()  # stays queued behind the conversation's earlier runs
                 await turn.lock.acquire()
@@ -361,7 +365,8 @@ class Runtime:
             # Another process's run holds the conversation's turn: wait for it, stored as queued.
             if idle:
                 state.created = await self.store.create_run(
-                    state.run_id, state.conversation_id, state.agent_id, status="queued", idempotency_key=key
+                    state.run_id, state.conversation_id, state.agent_id, status="queued", idempotency_key=key,
+                    owner=self._presence.owner,
                 )
                 state.admitted.set()
                 idle = False

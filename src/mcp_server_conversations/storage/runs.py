@@ -57,13 +57,14 @@ class PromptRows:
 
 class RunStore(ConversationStore):
     async def create_run(
-        self, run_id: str, conversation_id: str, agent_id: str, *, status: str, idempotency_key: str | None
+        self, run_id: str, conversation_id: str, agent_id: str, *, status: str, idempotency_key: str | None,
+        owner: str | None = None,
     ) -> Run:
         created_at = now_iso()
         await hop.write(self._write_lock, self.db, lambda db: db.execute(
-            "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (run_id, conversation_id, agent_id, status, idempotency_key, created_at),
+            "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, owner) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner),
         ))  # fmt: skip
         return Run(id=run_id, run_id=run_id, conversation_id=conversation_id, agent_id=agent_id, status=status,
                    created_at=created_at)  # fmt: skip
@@ -93,13 +94,13 @@ class RunStore(ConversationStore):
             if create:
                 db.execute(
                     "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, model, "
-                    "started_at) VALUES (?, ?, ?, 'running', ?, ?, ?, ?)",
-                    (run_id, conversation_id, agent_id, idempotency_key, started_at, model, started_at),
+                    "started_at, owner) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                    (run_id, conversation_id, agent_id, idempotency_key, started_at, model, started_at, owner),
                 )
             else:
                 db.execute(
-                    "UPDATE runs SET status = 'running', model = ?, started_at = ? WHERE id = ?",
-                    (model, started_at, run_id),
+                    "UPDATE runs SET status = 'running', model = ?, started_at = ?, owner = ? WHERE id = ?",
+                    (model, started_at, owner, run_id),
                 )
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -163,9 +164,13 @@ class RunStore(ConversationStore):
         await hop.write(self._write_lock, self.db, lambda db: db.execute("DELETE FROM turns"))
 
     async def unfinished_runs(self) -> list[tuple[str, str]]:
-        """(run_id, conversation_id) of runs left queued or running (the process died)."""
-        rows = await self.all("SELECT id, conversation_id FROM runs WHERE status IN ('queued', 'running')")
-        return [(r["id"], r["conversation_id"]) for r in rows]
+        """(run_id, conversation_id) of runs queued or running (in some process, or left by a dead one)."""
+        return [(run_id, conv) for run_id, conv, _ in await self.unfinished_runs_by_owner()]
+
+    async def unfinished_runs_by_owner(self) -> list[tuple[str, str, str | None]]:
+        """(run_id, conversation_id, owner) of runs queued or running; owner is null for runs stored before m007."""
+        rows = await self.all("SELECT id, conversation_id, owner FROM runs WHERE status IN ('queued', 'running')")
+        return [(r["id"], r["conversation_id"], r["owner"]) for r in rows]
 
     async def finish_run(
         self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,

@@ -210,7 +210,8 @@ END;
 
 # Which run holds each conversation's turn, across processes sharing the file (replicas, or two clients each
 # spawning a stdio server on the default database): a run starts only when it can claim the row, and its
-# end releases it. `owner` names the holding process (presence.py tells whether it is still alive).
+# end releases it. `owner` names the holding process (presence.py tells whether it is still alive); a run's
+# owner lets a starting process interrupt the runs of a dead one while others still use the file.
 M007_TURNS = """
 CREATE TABLE turns (
     conversation_id TEXT PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
@@ -218,6 +219,7 @@ CREATE TABLE turns (
     owner TEXT NOT NULL,
     claimed_at TEXT NOT NULL
 );
+ALTER TABLE runs ADD COLUMN owner TEXT;  -- the process that stored the run (null before m007)
 """
 
 MIGRATIONS: list[tuple[str, str]] = [
