@@ -77,3 +77,25 @@ async def test_a_start_beside_a_live_process_interrupts_only_a_dead_ones_runs(mo
         assert status == {"run-live": "running", "run-ghost": "interrupted", "run-old": "queued"}
         await store.finish_run("run-live", conv.id, {"status": "completed"}, abandon=False)
         await store.finish_run("run-old", conv.id, {"status": "cancelled"}, abandon=True)
+
+
+async def test_compaction_waits_for_another_processs_run(
+    fake_provider: FakeProvider, model_settings: Settings
+) -> None:
+    gate = threading.Event()
+    fake_provider.enqueue("held", wait_for=gate)
+    async with open_app(model_settings) as a, open_app(model_settings) as b:
+        server_a, server_b = build_server(model_settings, shared=a), build_server(model_settings, shared=b)
+        async with Client(server_a) as ca, Client(server_b) as cb:
+            conv = await new_conversation(ca)
+            run = asyncio.create_task(call_text(ca, "send_message", {"conversation_id": conv, "content": "hi"}))
+            await fake_provider.await_requests(1)
+            compaction = asyncio.create_task(call(cb, "compact_conversation", {"conversation_id": conv}))
+            await asyncio.sleep(0.3)
+            assert not compaction.done()  # it waits for A's turn
+            gate.set()
+            assert (await run)[0] == "held"
+            result = await asyncio.wait_for(compaction, 30)
+            assert result["messages_after"] == result["messages_before"] == 2
+    with sqlite3.connect(model_settings.resolved_db()) as db:
+        assert db.execute("SELECT count(*) FROM turns").fetchone()[0] == 0

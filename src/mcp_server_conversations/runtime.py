@@ -282,12 +282,24 @@ class Runtime:
 
     @asynccontextmanager
     async def _holding_turn(self, conversation_id: str) -> AsyncIterator[None]:
-        """Wait for the conversation's turn and hold it (compaction on demand)."""
+        """Wait for the conversation's turn, here and in the database (other processes' runs), and hold
+        it (compaction on demand)."""
         turn = self._turns.setdefault(conversation_id, _Turn())
         turn.users += 1
+        holder = new_id("compaction")
         try:
             async with turn.lock:
-                yield
+                delay = TURN_POLL_FIRST
+                while not await self.store.claim_turn(
+                    conversation_id, holder, self._presence.owner, self._presence.alive
+                ):
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, TURN_POLL_MAX)
+                try:
+                    yield
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await self.store.release_turn(conversation_id, holder)
         finally:
             self._leave(conversation_id, turn)
 

@@ -85,12 +85,7 @@ class RunStore(ConversationStore):
             if holder is not None and holder[0] != owner and owner_alive(holder[0]):
                 return None
             self.append_rows(db, conversation_id, inputs)  # first write: NotFoundError if the conversation is gone
-            db.execute(
-                "INSERT INTO turns (conversation_id, run_id, owner, claimed_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (conversation_id) DO UPDATE SET run_id = excluded.run_id, owner = excluded.owner, "
-                "claimed_at = excluded.claimed_at",
-                (conversation_id, run_id, owner, started_at),
-            )
+            _claim(db, conversation_id, run_id, owner, started_at)
             if create:
                 db.execute(
                     "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, model, "
@@ -159,6 +154,28 @@ class RunStore(ConversationStore):
         """The agent with its blocks, the stored system message and the in-context rows (one trip)."""
         return await hop.in_thread(self._reads(), lambda db: _prompt_rows(db, conversation_id, agent_id))
 
+    async def claim_turn(
+        self, conversation_id: str, holder: str, owner: str, owner_alive: Callable[[str], bool]
+    ) -> bool:
+        """Take the conversation's turn for `holder` (not a run: a compaction) unless another live process
+        holds it; the same claim start_run makes for a run. NotFoundError if there is no such conversation."""
+
+        def claim(db: sqlite3.Connection) -> bool:
+            if db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None:
+                raise NotFoundError("conversation", conversation_id)
+            held = db.execute("SELECT owner FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
+            if held is not None and held[0] != owner and owner_alive(held[0]):
+                return False
+            _claim(db, conversation_id, holder, owner, now_iso())
+            return True
+
+        return await hop.write(self._write_lock, self.db, claim)
+
+    async def release_turn(self, conversation_id: str, holder: str) -> None:
+        await hop.write(self._write_lock, self.db, lambda db: db.execute(
+            "DELETE FROM turns WHERE conversation_id = ? AND run_id = ?", (conversation_id, holder)
+        ))  # fmt: skip
+
     async def clear_turns(self) -> None:
         """Forget every claimed turn (at a start that finds no other live process: their owners are gone)."""
         await hop.write(self._write_lock, self.db, lambda db: db.execute("DELETE FROM turns"))
@@ -219,6 +236,15 @@ class RunStore(ConversationStore):
             return run_from_row(row, messages)
 
         return await hop.write(self._write_lock, self.db, end)
+
+
+def _claim(db: sqlite3.Connection, conversation_id: str, holder: str, owner: str, at: str) -> None:
+    db.execute(
+        "INSERT INTO turns (conversation_id, run_id, owner, claimed_at) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (conversation_id) DO UPDATE SET run_id = excluded.run_id, owner = excluded.owner, "
+        "claimed_at = excluded.claimed_at",
+        (conversation_id, holder, owner, at),
+    )
 
 
 def _prompt_rows(db: sqlite3.Connection, conversation_id: str, agent_id: str) -> PromptRows:
