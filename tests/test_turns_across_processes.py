@@ -99,3 +99,14 @@ async def test_compaction_waits_for_another_processs_run(
             assert result["messages_after"] == result["messages_before"] == 2
     with sqlite3.connect(model_settings.resolved_db()) as db:
         assert db.execute("SELECT count(*) FROM turns").fetchone()[0] == 0
+
+
+async def test_owner_files_of_dead_processes_are_removed_at_start(model_settings: Settings) -> None:
+    owners = model_settings.resolved_db().parent / f"{model_settings.resolved_db().name}-owners"
+    async with open_app(model_settings) as live:
+        ghost = owners / "killed-process.lock"
+        ghost.touch()  # what a killed process leaves behind: a file nobody holds a lock on
+        async with open_app(model_settings):
+            assert not ghost.exists()
+            assert (owners / f"{live.runtime._presence.owner}.lock").exists()  # a live process's file stays
+    assert list(owners.glob("*.lock")) == []  # each process removes its own on the way out

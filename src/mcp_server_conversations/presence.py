@@ -52,6 +52,8 @@ class Presence:
             alone = False
         fcntl.flock(fd, fcntl.LOCK_SH)  # stay registered, and let later processes in
         self._fd = fd
+        for path in self.owners.glob("*.lock"):  # files of processes that were killed: alive() removes them
+            self.alive(path.stem)
         return alone
 
     def alive(self, owner: str) -> bool:
