@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from fake_provider import FakeProvider
 from mcp import Client
@@ -17,31 +19,36 @@ from mcp_server_conversations.config import Settings
 from mcp_server_conversations.server import build_server
 
 
+@asynccontextmanager
+async def two_servers(settings: Settings) -> AsyncIterator[tuple[Client, Client]]:
+    """Clients of two apps on one file: two runtimes, two owners, as two processes would be."""
+    async with open_app(settings) as a, open_app(settings) as b:
+        async with Client(build_server(settings, shared=a)) as ca, Client(build_server(settings, shared=b)) as cb:
+            yield ca, cb
+
+
 async def test_two_servers_take_turns_on_one_conversation(
     fake_provider: FakeProvider, model_settings: Settings
 ) -> None:
     gate = threading.Event()
     fake_provider.enqueue("first", wait_for=gate)  # server A's turn holds the conversation
-    # Two apps on one file: two runtimes, two owners (as two processes would be).
-    async with open_app(model_settings) as a, open_app(model_settings) as b:
-        server_a, server_b = build_server(model_settings, shared=a), build_server(model_settings, shared=b)
-        async with Client(server_a) as ca, Client(server_b) as cb:
-            conv = await new_conversation(ca)
-            first = asyncio.create_task(call_text(ca, "send_message", {"conversation_id": conv, "content": "from A"}))
-            await fake_provider.await_requests(1)
-            second = asyncio.create_task(call_text(cb, "send_message", {"conversation_id": conv, "content": "from B"}))
-            await eventually(lambda: len(run_ids(model_settings, conv)) == 2, "B's run to be stored")
-            b_run = await call(cb, "get_run", {"run_id": run_ids(model_settings, conv)[1]})
-            assert b_run["status"] == "queued"
-            await asyncio.sleep(0.3)  # B keeps looking at the turn meanwhile
-            assert len(fake_provider.requests) == 1  # B did not call the model during A's turn
-            assert [m["content"] for m in await history(cb, conv)] == ["from A"]
-            gate.set()
-            assert (await first)[0] == "first"
-            assert (await second)[0] == "Fake reply to: from B"
-            listed = [(m["role"], m["content"]) for m in await history(ca, conv)]
-            assert listed == [("user", "from A"), ("assistant", "first"), ("user", "from B"),
-                              ("assistant", "Fake reply to: from B")]
+    async with two_servers(model_settings) as (ca, cb):
+        conv = await new_conversation(ca)
+        first = asyncio.create_task(call_text(ca, "send_message", {"conversation_id": conv, "content": "from A"}))
+        await fake_provider.await_requests(1)
+        second = asyncio.create_task(call_text(cb, "send_message", {"conversation_id": conv, "content": "from B"}))
+        await eventually(lambda: len(run_ids(model_settings, conv)) == 2, "B's run to be stored")
+        b_run = await call(cb, "get_run", {"run_id": run_ids(model_settings, conv)[1]})
+        assert b_run["status"] == "queued"
+        await asyncio.sleep(0.3)  # B keeps looking at the turn meanwhile
+        assert len(fake_provider.requests) == 1  # B did not call the model during A's turn
+        assert [m["content"] for m in await history(cb, conv)] == ["from A"]
+        gate.set()
+        assert (await first)[0] == "first"
+        assert (await second)[0] == "Fake reply to: from B"
+        listed = [(m["role"], m["content"]) for m in await history(ca, conv)]
+        assert listed == [("user", "from A"), ("assistant", "first"), ("user", "from B"),
+                          ("assistant", "Fake reply to: from B")]
     assert fake_provider.max_in_flight == 1
     assert fake_provider.requests[1].last_user == "from B"
     assert [m["content"] for m in fake_provider.requests[1].messages[1:]] == ["from A", "first", "from B"]
@@ -84,19 +91,17 @@ async def test_compaction_waits_for_another_processs_run(
 ) -> None:
     gate = threading.Event()
     fake_provider.enqueue("held", wait_for=gate)
-    async with open_app(model_settings) as a, open_app(model_settings) as b:
-        server_a, server_b = build_server(model_settings, shared=a), build_server(model_settings, shared=b)
-        async with Client(server_a) as ca, Client(server_b) as cb:
-            conv = await new_conversation(ca)
-            run = asyncio.create_task(call_text(ca, "send_message", {"conversation_id": conv, "content": "hi"}))
-            await fake_provider.await_requests(1)
-            compaction = asyncio.create_task(call(cb, "compact_conversation", {"conversation_id": conv}))
-            await asyncio.sleep(0.3)
-            assert not compaction.done()  # it waits for A's turn
-            gate.set()
-            assert (await run)[0] == "held"
-            result = await asyncio.wait_for(compaction, 30)
-            assert result["messages_after"] == result["messages_before"] == 2
+    async with two_servers(model_settings) as (ca, cb):
+        conv = await new_conversation(ca)
+        run = asyncio.create_task(call_text(ca, "send_message", {"conversation_id": conv, "content": "hi"}))
+        await fake_provider.await_requests(1)
+        compaction = asyncio.create_task(call(cb, "compact_conversation", {"conversation_id": conv}))
+        await asyncio.sleep(0.3)
+        assert not compaction.done()  # it waits for A's turn
+        gate.set()
+        assert (await run)[0] == "held"
+        result = await asyncio.wait_for(compaction, 30)
+        assert result["messages_after"] == result["messages_before"] == 2
     with sqlite3.connect(model_settings.resolved_db()) as db:
         assert db.execute("SELECT count(*) FROM turns").fetchone()[0] == 0
 
