@@ -81,8 +81,7 @@ class RunStore(ConversationStore):
         from — or None, writing nothing, while another live process's run holds the turn."""
 
         def run(db: sqlite3.Connection) -> tuple[Run, PromptRows] | None:
-            holder = db.execute("SELECT owner FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
-            if holder is not None and holder[0] != owner and owner_alive(holder[0]):
+            if _held_elsewhere(db, conversation_id, owner, owner_alive):
                 return None
             self.append_rows(db, conversation_id, inputs)  # first write: NotFoundError if the conversation is gone
             _claim(db, conversation_id, run_id, owner, started_at)
@@ -163,8 +162,7 @@ class RunStore(ConversationStore):
         def claim(db: sqlite3.Connection) -> bool:
             if db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None:
                 raise NotFoundError("conversation", conversation_id)
-            held = db.execute("SELECT owner FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
-            if held is not None and held[0] != owner and owner_alive(held[0]):
+            if _held_elsewhere(db, conversation_id, owner, owner_alive):
                 return False
             _claim(db, conversation_id, holder, owner, now_iso())
             return True
@@ -236,6 +234,12 @@ class RunStore(ConversationStore):
             return run_from_row(row, messages)
 
         return await hop.write(self._write_lock, self.db, end)
+
+
+def _held_elsewhere(db: sqlite3.Connection, conversation_id: str, owner: str, alive: Callable[[str], bool]) -> bool:
+    """Whether another live process holds the conversation's turn (a dead holder's claim does not count)."""
+    row = db.execute("SELECT owner FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
+    return row is not None and row[0] != owner and alive(row[0])
 
 
 def _claim(db: sqlite3.Connection, conversation_id: str, holder: str, owner: str, at: str) -> None:
