@@ -57,6 +57,20 @@ async def test_gateway_streams_deltas_then_the_assembled_message(
     assert fake_provider.requests[0].body["stream_options"] == {"include_usage": True}
 
 
+async def test_an_unpriced_model_is_priced_at_zero_for_litellm_only(
+    settings: Settings, fake_provider: FakeProvider
+) -> None:
+    """litellm has no price for local models and would search its table for one after every call;
+    the zero price it is given instead stays in litellm (the provider sees the plain request)."""
+    gateway = ModelGateway(settings)
+    await gateway.complete("openai/fake-model", [{"role": "user", "content": "q"}])
+    assert gateway._unpriced("openai/fake-model") and not gateway._unpriced("openai/gpt-4o-mini")
+    body = fake_provider.requests[0].body
+    assert not any("cost" in key for key in body), sorted(body)
+    assert set(body) <= {"model", "messages", "stream", "stream_options", "tools"}, sorted(body)
+    await gateway.close()
+
+
 async def test_gateway_closing_the_stream_hangs_up_on_the_provider(
     settings: Settings, fake_provider: FakeProvider
 ) -> None:

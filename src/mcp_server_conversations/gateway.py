@@ -112,7 +112,7 @@ class ModelGateway:
         # Per-model facts litellm derives from its static model table and the process environment, asked
         # on every send; each answer walks litellm's provider logic (a tenth of a millisecond or more).
         self._configured: set[str] = set()
-        self._windows: dict[str, int] = {}
+        self._infos: dict[str, dict[str, Any] | None] = {}
 
     # -- loading --
 
@@ -182,22 +182,29 @@ class ModelGateway:
             )
         self._configured.add(model)
 
+    def _info(self, model: str) -> dict[str, Any] | None:
+        """litellm's model-table entry for the model, None when it has none (litellm must be loaded)."""
+        if model not in self._infos:
+            try:
+                self._infos[model] = dict(self._litellm.get_model_info(model))  # type: ignore[union-attr]
+            except Exception:  # unknown to litellm (ModelNotMappedError is a plain Exception)
+                self._infos[model] = None
+        return self._infos[model]
+
     def max_input_tokens(self, model: str) -> int:
         """The model's known input window, else the configured default (litellm must be loaded)."""
         if self._litellm is None:
             return self.settings.default_context_window
-        known = self._windows.get(model)
-        if known is None:
-            known = self.settings.default_context_window
-            try:
-                info = self._litellm.get_model_info(model)
-                value = info.get("max_input_tokens") or info.get("max_tokens")
-                if value:
-                    known = int(value)
-            except Exception:  # unknown to litellm (ModelNotMappedError is a plain Exception)
-                pass
-            self._windows[model] = known
-        return known
+        info = self._info(model) or {}
+        value = info.get("max_input_tokens") or info.get("max_tokens")
+        return int(value) if value else self.settings.default_context_window
+
+    def _unpriced(self, model: str) -> bool:
+        """True when litellm has no price for the model (local and self-hosted models). litellm then
+        searches its whole price table again after every call (~3 ms of CPU each here) to report a
+        cost of nothing; the server reports no costs, so it is told the price is zero instead."""
+        info = self._info(model)
+        return info is None or info.get("input_cost_per_token") is None
 
     # -- errors --
 
@@ -233,6 +240,8 @@ class ModelGateway:
         }
         if tools:
             kwargs["tools"] = tools
+        if self._unpriced(model):
+            kwargs["input_cost_per_token"] = kwargs["output_cost_per_token"] = 0.0
         result = Completion(model=model)
         calls: dict[int, dict[str, str]] = {}
         try:
