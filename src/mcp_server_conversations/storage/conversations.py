@@ -246,72 +246,33 @@ class ConversationStore(SQLiteBase):
     ) -> tuple[list[Message], HistoryKey | None]:
         """One page of the whole history and the key to continue after it (None at the end).
         With `stop`, the page ends before that key (Letta's `before` cursor)."""
-        conv = await self.conversation_state(conv_id)
-        context = set(unpack(conv["context"]))
-        inherited = unpack(conv["inherited"])
         want = set(types) if types else None
         if not include_system:
             want = (want or set(ALL_TYPES)) - {"system_message"}
-        picked: list[tuple[HistoryKey, Any]] = []
-        need = limit + 1
-        for section in (2, 1, 0) if desc else (0, 1, 2):
-            if len(picked) >= need:
-                break
-            if after is not None and (section > after[0] if desc else section < after[0]):
-                continue
-            start = after[1] if after is not None and after[0] == section else None
-            picked += await self._section(conv, section, inherited, start, desc, want, need - len(picked))
+
+        def read(db: sqlite3.Connection) -> tuple[set[int], list[tuple[HistoryKey, Any]]]:
+            conv = db.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+            if conv is None:
+                raise NotFoundError("conversation", conv_id)
+            inherited = unpack(conv["inherited"])
+            picked: list[tuple[HistoryKey, Any]] = []
+            need = limit + 1
+            for section in (2, 1, 0) if desc else (0, 1, 2):
+                if len(picked) >= need:
+                    break
+                if after is not None and (section > after[0] if desc else section < after[0]):
+                    continue
+                start = after[1] if after is not None and after[0] == section else None
+                picked += _section(db, conv, section, inherited, start, desc, want, need - len(picked))
+            return set(unpack(conv["context"])), picked
+
+        # One trip to the database thread: the conversation and its messages read from one snapshot.
+        context, picked = await hop.in_thread(self._reads(), hop.snapshot(read))
         if stop is not None:
             picked = [p for p in picked if (p[0] > stop if desc else p[0] < stop)]
         page = picked[:limit]
         next_key = page[-1][0] if len(picked) > limit else None
         return [message_from_row(r, r["rowid"] in context) for _, r in page], next_key
-
-    async def _section(
-        self, conv: Any, section: int, inherited: list[int], start: int | None, desc: bool,
-        want: set[str] | None, need: int,
-    ) -> list[tuple[HistoryKey, Any]]:
-        type_sql, type_params = "", []
-        if want is not None:
-            type_sql = f" AND message_type IN ({','.join('?' * len(want))})"
-            type_params = sorted(want)
-        if section == 0:
-            if start is not None or conv["system_rowid"] is None or (want is not None and "system_message" not in want):
-                return []
-            rows = await self.all(
-                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE rowid = ?{type_sql}",
-                (conv["system_rowid"], *type_params),
-            )
-            return [((0, 0), r) for r in rows]
-        if section == 2:
-            op, direction = ("<", "DESC") if desc else (">", "ASC")
-            bound = start if start is not None else (2**62 if desc else 0)
-            rows = await self.all(
-                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND rowid {op} ? "
-                f"AND rowid IS NOT ?{type_sql} ORDER BY rowid {direction} LIMIT ?",
-                (conv["id"], bound, conv["system_rowid"], *type_params, need),
-            )
-            return [((2, r["rowid"]), r) for r in rows]
-        # inherited rows, walked by index in chunks
-        idx = list(range(len(inherited)))
-        if desc:
-            idx = [i for i in reversed(idx) if start is None or i < start]
-        else:
-            idx = [i for i in idx if start is None or i > start]
-        out: list[tuple[HistoryKey, Any]] = []
-        for c in range(0, len(idx), 500):
-            chunk = idx[c : c + 500]
-            rows = await self.all_in(
-                f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE rowid IN ({{ids}})", [inherited[i] for i in chunk]
-            )
-            by_rowid = {r["rowid"]: r for r in rows}
-            for i in chunk:
-                r = by_rowid.get(inherited[i])
-                if r is not None and (want is None or r["message_type"] in want):
-                    out.append(((1, i), r))
-                    if len(out) >= need:
-                        return out
-        return out
 
     async def history_key_of(self, conv_id: str, message_id: str) -> HistoryKey:
         """Where a message sits in a conversation's history (for cursors by message id)."""
@@ -349,3 +310,52 @@ ALL_TYPES = (
     "system_message", "user_message", "assistant_message", "reasoning_message",
     "tool_call_message", "tool_return_message", "summary_message",
 )
+
+
+def _section(
+    db: sqlite3.Connection, conv: Any, section: int, inherited: list[int], start: int | None, desc: bool,
+    want: set[str] | None, need: int,
+) -> list[tuple[HistoryKey, Any]]:
+    """Up to `need` rows of one part of a conversation's history, in the database thread: 0 the
+    system message, 1 a fork's inherited messages (by index), 2 its own messages (by rowid)."""
+    type_sql, type_params = "", []
+    if want is not None:
+        type_sql = f" AND message_type IN ({','.join('?' * len(want))})"
+        type_params = sorted(want)
+    if section == 0:
+        if start is not None or conv["system_rowid"] is None or (want is not None and "system_message" not in want):
+            return []
+        rows = db.execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE rowid = ?{type_sql}", (conv["system_rowid"], *type_params)
+        ).fetchall()
+        return [((0, 0), r) for r in rows]
+    if section == 2:
+        op, direction = ("<", "DESC") if desc else (">", "ASC")
+        bound = start if start is not None else (2**62 if desc else 0)
+        rows = db.execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? AND rowid {op} ? "
+            f"AND rowid IS NOT ?{type_sql} ORDER BY rowid {direction} LIMIT ?",
+            (conv["id"], bound, conv["system_rowid"], *type_params, need),
+        ).fetchall()
+        return [((2, r["rowid"]), r) for r in rows]
+    # inherited rows, walked by index in chunks (under SQLite's variable limit)
+    idx = list(range(len(inherited)))
+    if desc:
+        idx = [i for i in reversed(idx) if start is None or i < start]
+    else:
+        idx = [i for i in idx if start is None or i > start]
+    out: list[tuple[HistoryKey, Any]] = []
+    for c in range(0, len(idx), 500):
+        chunk = idx[c : c + 500]
+        ids = [inherited[i] for i in chunk]
+        rows = db.execute(
+            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE rowid IN ({','.join('?' * len(ids))})", ids
+        ).fetchall()
+        by_rowid = {r["rowid"]: r for r in rows}
+        for i in chunk:
+            r = by_rowid.get(inherited[i])
+            if r is not None and (want is None or r["message_type"] in want):
+                out.append(((1, i), r))
+                if len(out) >= need:
+                    return out
+    return out

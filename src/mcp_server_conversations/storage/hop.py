@@ -48,6 +48,23 @@ def transaction(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Conn
     return run
 
 
+def snapshot(fn: Callable[[sqlite3.Connection], T]) -> Callable[[sqlite3.Connection], T]:
+    """`fn`'s reads from one snapshot of the database (a read transaction), for `in_thread`: without
+    it each statement sees the file as it is when that statement runs. Inside a transaction already
+    open on the connection, `fn` simply runs in it."""
+
+    def run(db: sqlite3.Connection) -> T:
+        if db.in_transaction:
+            return fn(db)
+        db.execute("BEGIN")
+        try:
+            return fn(db)
+        finally:
+            db.execute("COMMIT")
+
+    return run
+
+
 async def write(lock: asyncio.Lock, conn: aiosqlite.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
     """`fn` as one write transaction on the writer connection, after the store's other writers
     (`lock` is the store's write lock: a multi-statement `write()` may have a transaction open)."""
