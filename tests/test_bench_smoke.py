@@ -35,5 +35,8 @@ def test_quick_bench_run_prints_the_table_and_writes_json(tmp_path: Path) -> Non
     assert len(lines) == 2 + len(names)  # header, rule, one row per figure
     for f in results["figures"]:
         assert f["measured"] == f["measured"], f"{f['name']} measured NaN"  # a number, whatever its value
+    for f in results["figures"]:  # each latency figure beside the same reply from the prebuilt stand-in
+        if f["name"].startswith("tool latency"):
+            assert f["details"]["prebuilt_reply_p50_ms"] > 0, f["name"]
     queue = next(f for f in results["figures"] if f["name"].startswith("same-conversation queue"))
     assert queue["details"]["in_order"] is True  # correctness, not speed: the queued turns kept their order
