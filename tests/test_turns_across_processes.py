@@ -115,3 +115,59 @@ async def test_owner_files_of_dead_processes_are_removed_at_start(model_settings
             assert not ghost.exists()
             assert (owners / f"{live.runtime._presence.owner}.lock").exists()  # a live process's file stays
     assert list(owners.glob("*.lock")) == []  # each process removes its own on the way out
+
+
+async def test_cancel_run_stops_a_run_another_process_owns(
+    fake_provider: FakeProvider, model_settings: Settings
+) -> None:
+    reply = fake_provider.enqueue("never finished", hold_after=1)  # streams one delta, then hangs
+    async with two_servers(model_settings) as (ca, cb):
+        conv = await new_conversation(ca)
+        started = await call(ca, "send_message", {"conversation_id": conv, "content": "long", "background": True})
+        await fake_provider.await_requests(1)
+        cancelled = await asyncio.wait_for(call(cb, "cancel_run", {"run_id": started["id"]}), 30)  # asked of B
+        assert (cancelled["status"], cancelled["stop_reason"]) == ("cancelled", "cancelled")
+        await asyncio.to_thread(reply.finished.wait, 10)
+        assert fake_provider.requests[0].disconnected  # A hung up on the provider
+        assert (await call(ca, "get_run", {"run_id": started["id"]}))["status"] == "cancelled"
+        listed = await history(cb, conv)
+        assert [(m["content"], m["is_err"], m["in_context"]) for m in listed] == [("long", True, False)]
+        again = await call(cb, "cancel_run", {"run_id": started["id"]})  # already ended: returned as it ended
+        assert again["status"] == "cancelled"
+        text, run = await call_text(ca, "send_message", {"conversation_id": conv, "content": "next"})
+        assert run["status"] == "completed" and text == "Fake reply to: next"  # the turn was released
+    assert fake_provider.requests[1].last_user == "next"
+    assert [m["content"] for m in fake_provider.requests[1].messages[1:]] == ["next"]  # the cancelled turn: gone
+
+
+async def test_cancel_run_of_a_run_queued_in_another_process_never_calls_the_model(
+    fake_provider: FakeProvider, model_settings: Settings
+) -> None:
+    gate = threading.Event()
+    fake_provider.enqueue("first", wait_for=gate)
+    async with two_servers(model_settings) as (ca, cb):
+        conv = await new_conversation(ca)
+        first = await call(ca, "send_message", {"conversation_id": conv, "content": "one", "background": True})
+        await fake_provider.await_requests(1)
+        queued = await call(ca, "send_message", {"conversation_id": conv, "content": "two", "background": True})
+        assert queued["status"] == "queued"
+        cancelled = await asyncio.wait_for(call(cb, "cancel_run", {"run_id": queued["id"]}), 30)
+        assert cancelled["status"] == "cancelled"
+        gate.set()
+        await eventually(lambda: _ended(ca, first["id"]), "the first run to end")
+        assert len(fake_provider.requests) == 1  # the cancelled run never reached the model
+
+
+async def _ended(c: Client, run_id: str) -> bool:
+    return (await call(c, "get_run", {"run_id": run_id}))["status"] not in ("queued", "running")
+
+
+async def test_cancel_run_ends_a_run_whose_process_is_gone(model_settings: Settings) -> None:
+    async with open_app(model_settings) as a:
+        async with Client(build_server(model_settings, shared=a)) as c:
+            conv = await new_conversation(c)
+            agent = (await call(c, "get_conversation", {"conversation_id": conv}))["agent_id"]
+            await a.store.create_run("run-ghost", conv, agent, status="running", idempotency_key=None,
+                                     owner="gone-owner")  # fmt: skip
+            cancelled = await asyncio.wait_for(call(c, "cancel_run", {"run_id": "run-ghost"}), 30)
+            assert (cancelled["status"], cancelled["stop_reason"]) == ("cancelled", "cancelled")

@@ -44,6 +44,7 @@ from .events import RunEvent
 from .gateway import ModelGateway
 from .models import CompactResult, Run
 from .presence import Presence
+from .remote_cancel import RemoteCancels
 from .service import ConversationService, check_handle
 from .storage import NewMessage, SQLiteStore
 from .storage.runs import PromptRows, SendTarget
@@ -93,6 +94,7 @@ class Runtime:
         self._warm: asyncio.TimerHandle | None = None
         self._closing = False
         self._presence = Presence(store.path)
+        self._remote = RemoteCancels(store, self._presence, self._runs, self._cancel)
 
     # -- lifecycle --
 
@@ -140,6 +142,7 @@ class Runtime:
             with anyio.move_on_after(SHUTDOWN_GRACE):
                 for state in states:
                     await state.done.wait()
+            await self._remote.stop()
             await self.gateway.close()
         self._presence.leave()
 
@@ -223,6 +226,7 @@ class Runtime:
                 self._execute(state, turn, inputs, max_steps, idle=turn.users == 1, key=idempotency_key),
                 name=f"run {run_id}",
             )
+            self._remote.watch()
         if background:
             await state.admitted.wait()
             if state.created is None:  # the run could not be stored
@@ -440,8 +444,8 @@ class Runtime:
             self._cancel(state)
             with anyio.CancelScope(shield=True):
                 await state.done.wait()
-        elif run.status in ("queued", "running"):
-            log.warning("run %s is %s but not owned by this process", run_id, run.status)
+        elif run.status in ("queued", "running"):  # another process's run
+            return await self._remote.cancel_elsewhere(run)
         return await self.store.get_run(run_id)
 
     async def subscribe(self, run_id: str) -> AsyncIterator[RunEvent]:

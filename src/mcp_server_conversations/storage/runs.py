@@ -187,6 +187,25 @@ class RunStore(ConversationStore):
         rows = await self.all("SELECT id, conversation_id, owner FROM runs WHERE status IN ('queued', 'running')")
         return [(r["id"], r["conversation_id"], r["owner"]) for r in rows]
 
+    async def run_owner(self, run_id: str) -> str | None:
+        """The process that stored the run (None for runs stored before m007, or no such run)."""
+        row = await self.one("SELECT owner FROM runs WHERE id = ?", (run_id,))
+        return None if row is None else row["owner"]
+
+    async def request_cancel(self, run_id: str) -> bool:
+        """Ask the process owning the run to stop it; False if the run has already ended."""
+        return await hop.write(self._write_lock, self.db, lambda db: db.execute(
+            "UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', 'running')", (run_id,)
+        ).rowcount > 0)  # fmt: skip
+
+    async def cancel_requests(self, owner: str) -> list[str]:
+        """Runs of `owner` still queued or running that another process asked to cancel."""
+        rows = await self.all(
+            "SELECT id FROM runs WHERE cancel_requested = 1 AND owner = ? AND status IN ('queued', 'running')",
+            (owner,),
+        )
+        return [r["id"] for r in rows]
+
     async def finish_run(
         self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
         append: list[NewMessage] | None = None,

@@ -222,6 +222,13 @@ CREATE TABLE turns (
 ALTER TABLE runs ADD COLUMN owner TEXT;  -- the process that stored the run (null before m007)
 """
 
+# cancel_run for a run another process owns: the request is stored on the run, and the owning process,
+# which looks for requests addressed to it while it has runs, stops the run as if cancelled locally.
+M008_CANCEL_REQUESTS = """
+ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX runs_cancel_requested ON runs(owner) WHERE cancel_requested = 1;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_bulk_fts", M002_BULK_FTS),
@@ -230,6 +237,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m005_cheaper_inserts", M005_CHEAPER_INSERTS),
     ("m006_computed_search_text", M006_COMPUTED_SEARCH_TEXT),
     ("m007_turns", M007_TURNS),
+    ("m008_cancel_requests", M008_CANCEL_REQUESTS),
 ]
 
 
