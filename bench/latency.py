@@ -35,15 +35,20 @@ async def seed(db: Path) -> dict[str, str]:
     return {"conversation_id": convs[0].id}
 
 
+def floor_command(db: Path, conversation_id: str) -> list[str]:
+    """The stand-in serving each timed tool's reply prebuilt (bench/floor_server.py), run from REPO."""
+    return [sys.executable, "-m", "bench.floor_server", str(db), conversation_id]
+
+
 def connect(db: Path, errlog: Any, floor: str | None = None) -> Client:
     """mcp.Client on the console script, or with `floor` (the seeded conversation's id) on the
     stand-in serving prebuilt replies."""
     if floor is None:
         params = StdioServerParameters(command=str(SERVER_SCRIPT), args=["--db", str(db)], env=dict(QUIET_ENV))
     else:
+        command, *args = floor_command(db, floor)
         params = StdioServerParameters(
-            command=sys.executable, args=["-m", "bench.floor_server", str(db), floor],
-            env={**QUIET_ENV, "PYTHONPATH": str(REPO)}, cwd=REPO,
+            command=command, args=args, env={**QUIET_ENV, "PYTHONPATH": str(REPO)}, cwd=REPO
         )
     return Client(stdio_client(params, errlog=errlog), mode="legacy")
 
@@ -127,7 +132,7 @@ def server_only_with(
     """Each tool from a bare JSON-RPC client, then the same reply prebuilt (bench/floor_server.py,
     its own process), alternating tool by tool; and ping, the transport's floor."""
     raw = RawStdio(db, log, settle)
-    floor = RawStdio(db, log, settle, [sys.executable, "-m", "bench.floor_server", str(db), conversation_id])
+    floor = RawStdio(db, log, settle, floor_command(db, conversation_id))
     try:
         times, floors = {}, {}
         for name, (tool, args) in calls.items():
