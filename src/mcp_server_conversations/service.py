@@ -257,11 +257,12 @@ class ConversationService:
         model = check_handle("model", model)
         if summary is not None:
             self.check_text("summary", summary, allow_empty=True)
-        if agent_id is None:
-            agent_id = await self.resolve_agent(None)
-        agent = await self.store.get_agent(agent_id)  # one read: that it exists, and what its system prompt is
+        # One read: that the agent exists, and what its system prompt is (made on first use for the default).
+        agent = await (self.store.get_agent(agent_id) if agent_id is not None else self.store.default_agent())
+        if agent is None:
+            agent = await self.store.get_agent(await self.resolve_agent(None))
         return await self.store.create_conversation(
-            agent_id, model=model, summary=summary, system_text=compile_system(agent)
+            agent.id, model=model, summary=summary, system_text=compile_system(agent)
         )
 
     async def get_conversation(self, conversation_id: str) -> Conversation:

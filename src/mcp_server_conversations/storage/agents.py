@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import NotFoundError
 from ..models import Agent, Block
 from ..util import new_id, now_iso
+from . import hop
 from .base import SQLiteBase
 from .rows import agent_from_row, block_from_row
 
@@ -65,10 +67,14 @@ class AgentStore(SQLiteBase):
         return agent_id
 
     async def get_agent(self, agent_id: str) -> Agent:
-        row = await self.one("SELECT * FROM agents WHERE id = ?", (agent_id,))
-        if row is None:
+        agent = await hop.in_thread(self._reads(), hop.snapshot(lambda db: _read_agent(db, "id = ?", (agent_id,))))
+        if agent is None:
             raise NotFoundError("agent", agent_id)
-        return agent_from_row(row, await self.list_blocks(agent_id))
+        return agent
+
+    async def default_agent(self) -> Agent | None:
+        """The default agent with its blocks, None before its first use (or after it was deleted)."""
+        return await hop.in_thread(self._reads(), hop.snapshot(lambda db: _read_agent(db, "is_default = 1", ())))
 
     async def default_agent_id(self) -> str | None:
         row = await self.one("SELECT id FROM agents WHERE is_default = 1")
@@ -182,3 +188,12 @@ class AgentStore(SQLiteBase):
                 "UPDATE blocks SET value = ?, updated_at = ? WHERE id = ?", (value, now_iso(), current.id)
             )
         return current.model_copy(update={"value": value})
+
+
+def _read_agent(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> Agent | None:
+    """An agent and its blocks in one trip to the database thread (the caller gives the snapshot)."""
+    row = db.execute(f"SELECT * FROM agents WHERE {where}", params).fetchone()
+    if row is None:
+        return None
+    blocks = db.execute("SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, rowid", (row["id"],))
+    return agent_from_row(row, [block_from_row(b) for b in blocks])
