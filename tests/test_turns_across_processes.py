@@ -171,3 +171,22 @@ async def test_cancel_run_ends_a_run_whose_process_is_gone(model_settings: Setti
                                      owner="gone-owner")  # fmt: skip
             cancelled = await asyncio.wait_for(call(c, "cancel_run", {"run_id": "run-ghost"}), 30)
             assert (cancelled["status"], cancelled["stop_reason"]) == ("cancelled", "cancelled")
+
+
+async def test_across_processes_the_turn_goes_in_the_order_runs_were_queued(
+    fake_provider: FakeProvider, model_settings: Settings
+) -> None:
+    gate = threading.Event()
+    fake_provider.enqueue("first", wait_for=gate)
+    async with two_servers(model_settings) as (ca, cb):
+        conv = await new_conversation(ca)
+        first = await call(ca, "send_message", {"conversation_id": conv, "content": "A1", "background": True})
+        await fake_provider.await_requests(1)
+        b1 = await call(cb, "send_message", {"conversation_id": conv, "content": "B1", "background": True})
+        assert b1["status"] == "queued"
+        a2 = await call(ca, "send_message", {"conversation_id": conv, "content": "A2", "background": True})
+        assert a2["status"] == "queued"  # queued after B1, though in the process that holds the turn
+        gate.set()
+        for run in (first, b1, a2):
+            await eventually(lambda run=run: _ended(ca, run["id"]), "the three runs to end")
+    assert [r.last_user for r in fake_provider.requests] == ["A1", "B1", "A2"]

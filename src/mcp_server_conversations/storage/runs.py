@@ -81,7 +81,9 @@ class RunStore(ConversationStore):
         from — or None, writing nothing, while another live process's run holds the turn."""
 
         def run(db: sqlite3.Connection) -> tuple[Run, PromptRows] | None:
-            if _held_elsewhere(db, conversation_id, owner, owner_alive):
+            if _held_elsewhere(db, conversation_id, owner, owner_alive) or _queued_earlier_elsewhere(
+                db, conversation_id, run_id, owner, owner_alive
+            ):
                 return None
             self.append_rows(db, conversation_id, inputs)  # first write: NotFoundError if the conversation is gone
             _claim(db, conversation_id, run_id, owner, started_at)
@@ -259,6 +261,20 @@ def _held_elsewhere(db: sqlite3.Connection, conversation_id: str, owner: str, al
     """Whether another live process holds the conversation's turn (a dead holder's claim does not count)."""
     row = db.execute("SELECT owner FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
     return row is not None and row[0] != owner and alive(row[0])
+
+
+def _queued_earlier_elsewhere(
+    db: sqlite3.Connection, conversation_id: str, run_id: str, owner: str, alive: Callable[[str], bool]
+) -> bool:
+    """Whether another live process queued a run for the conversation before `run_id` (before now, if
+    `run_id` is not stored yet) that still waits: across processes, as within one, the turn goes to the
+    runs in the order they were queued (the runs' rowid order)."""
+    rows = db.execute(
+        "SELECT DISTINCT owner FROM runs WHERE status = 'queued' AND conversation_id = ? AND owner IS NOT NULL "
+        "AND owner != ? AND rowid < coalesce((SELECT rowid FROM runs WHERE id = ?), 9223372036854775807)",
+        (conversation_id, owner, run_id),
+    ).fetchall()
+    return any(alive(r[0]) for r in rows)
 
 
 def _claim(db: sqlite3.Connection, conversation_id: str, holder: str, owner: str, at: str) -> None:
