@@ -88,7 +88,7 @@ async def test_stdio_server_streams_runs_in_background_and_cancels(
 
 LAZY = textwrap.dedent(
     """
-    import asyncio, sys, time
+    import asyncio, sys, threading, time
     from mcp import Client
     from mcp_server_conversations import runtime
     from mcp_server_conversations.config import Settings
@@ -104,7 +104,9 @@ LAZY = textwrap.dedent(
         runtime.WARM_DELAY = 0  # the background warm-up after start
         async with Client(build_server(settings), mode="legacy") as c:
             deadline = time.monotonic() + 60
-            while "litellm" not in sys.modules or not hasattr(sys.modules["litellm"], "acompletion"):
+            # until the warm-up thread is done: litellm has `acompletion` well before its import ends, and
+            # an interpreter that exits while a daemon thread still imports can abort (SIGABRT)
+            while "litellm" not in sys.modules or any(t.name == "litellm-warm" for t in threading.enumerate()):
                 if time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.05)
