@@ -13,6 +13,8 @@ from . import hop
 from .base import SQLiteBase
 from .rows import agent_from_row, block_from_row
 
+BLOCKS_OF = "SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, rowid"  # an agent's blocks, in order
+
 AGENT_FIELDS = {"name", "model", "system", "context_window_limit"}
 BLOCK_FIELDS = {"value": "value", "description": "description", "limit": "char_limit", "read_only": "read_only"}
 
@@ -123,7 +125,7 @@ class AgentStore(SQLiteBase):
     # -- blocks --
 
     async def list_blocks(self, agent_id: str) -> list[Block]:
-        rows = await self.all("SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, rowid", (agent_id,))
+        rows = await self.all(BLOCKS_OF, (agent_id,))
         return [block_from_row(r) for r in rows]
 
     async def _blocks_of(self, agent_ids: list[str]) -> dict[str, list[Block]]:
@@ -195,5 +197,5 @@ def _read_agent(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> 
     row = db.execute(f"SELECT * FROM agents WHERE {where}", params).fetchone()
     if row is None:
         return None
-    blocks = db.execute("SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, rowid", (row["id"],))
+    blocks = db.execute(BLOCKS_OF, (row["id"],))
     return agent_from_row(row, [block_from_row(b) for b in blocks])
