@@ -9,6 +9,7 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fake_provider import FakeProvider
 from mcp import Client
@@ -140,16 +141,29 @@ async def test_cancel_run_stops_a_run_another_process_owns(
     assert [m["content"] for m in fake_provider.requests[1].messages[1:]] == ["next"]  # the cancelled turn: gone
 
 
+async def send_background(c: Client, conv: str, content: str) -> dict[str, Any]:
+    return await call(c, "send_message", {"conversation_id": conv, "content": content, "background": True})
+
+
+@asynccontextmanager
+async def a_held_turn(
+    fake_provider: FakeProvider, settings: Settings
+) -> AsyncIterator[tuple[Client, Client, str, dict[str, Any], threading.Event]]:
+    """Two servers, and a conversation whose turn server A's run "A1" holds until the event is set."""
+    gate = threading.Event()
+    fake_provider.enqueue("first", wait_for=gate)
+    async with two_servers(settings) as (ca, cb):
+        conv = await new_conversation(ca)
+        first = await send_background(ca, conv, "A1")
+        await fake_provider.await_requests(1)
+        yield ca, cb, conv, first, gate
+
+
 async def test_cancel_run_of_a_run_queued_in_another_process_never_calls_the_model(
     fake_provider: FakeProvider, model_settings: Settings
 ) -> None:
-    gate = threading.Event()
-    fake_provider.enqueue("first", wait_for=gate)
-    async with two_servers(model_settings) as (ca, cb):
-        conv = await new_conversation(ca)
-        first = await call(ca, "send_message", {"conversation_id": conv, "content": "one", "background": True})
-        await fake_provider.await_requests(1)
-        queued = await call(ca, "send_message", {"conversation_id": conv, "content": "two", "background": True})
+    async with a_held_turn(fake_provider, model_settings) as (ca, cb, conv, first, gate):
+        queued = await send_background(ca, conv, "two")
         assert queued["status"] == "queued"
         cancelled = await asyncio.wait_for(call(cb, "cancel_run", {"run_id": queued["id"]}), 30)
         assert cancelled["status"] == "cancelled"
@@ -176,15 +190,10 @@ async def test_cancel_run_ends_a_run_whose_process_is_gone(model_settings: Setti
 async def test_across_processes_the_turn_goes_in_the_order_runs_were_queued(
     fake_provider: FakeProvider, model_settings: Settings
 ) -> None:
-    gate = threading.Event()
-    fake_provider.enqueue("first", wait_for=gate)
-    async with two_servers(model_settings) as (ca, cb):
-        conv = await new_conversation(ca)
-        first = await call(ca, "send_message", {"conversation_id": conv, "content": "A1", "background": True})
-        await fake_provider.await_requests(1)
-        b1 = await call(cb, "send_message", {"conversation_id": conv, "content": "B1", "background": True})
+    async with a_held_turn(fake_provider, model_settings) as (ca, cb, conv, first, gate):
+        b1 = await send_background(cb, conv, "B1")
         assert b1["status"] == "queued"
-        a2 = await call(ca, "send_message", {"conversation_id": conv, "content": "A2", "background": True})
+        a2 = await send_background(ca, conv, "A2")
         assert a2["status"] == "queued"  # queued after B1, though in the process that holds the turn
         gate.set()
         for run in (first, b1, a2):
