@@ -11,9 +11,7 @@ from ..models import Agent, Block
 from ..util import new_id, now_iso
 from . import hop
 from .base import SQLiteBase
-from .rows import agent_from_row, block_from_row
-
-BLOCKS_OF = "SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, rowid"  # an agent's blocks, in order
+from .rows import BLOCKS_OF, agent_from_row, block_from_row
 
 AGENT_FIELDS = {"name", "model", "system", "context_window_limit"}
 BLOCK_FIELDS = {"value": "value", "description": "description", "limit": "char_limit", "read_only": "read_only"}

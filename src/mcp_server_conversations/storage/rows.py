@@ -151,3 +151,5 @@ MESSAGE_COLUMNS = (
     "rowid, id, agent_id, conversation_id, home_conversation_id, message_type, role, content, reasoning, "
     "tool_calls, tool_call_id, status, model, run_id, is_err, created_at"
 )
+
+BLOCKS_OF = "SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, rowid"  # an agent's blocks, in order

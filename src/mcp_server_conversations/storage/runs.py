@@ -17,6 +17,7 @@ from ..util import now_iso
 from . import hop
 from .conversations import ConversationStore
 from .rows import (
+    BLOCKS_OF,
     MESSAGE_COLUMNS,
     NewMessage,
     agent_from_row,
@@ -290,7 +291,7 @@ def _prompt_rows(db: sqlite3.Connection, conversation_id: str, agent_id: str) ->
     agent = db.execute("SELECT * FROM agents WHERE id = ?", (agent_id,)).fetchone()
     if agent is None:
         raise NotFoundError("agent", agent_id)
-    blocks = db.execute("SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, rowid", (agent_id,)).fetchall()
+    blocks = db.execute(BLOCKS_OF, (agent_id,)).fetchall()
     conv = db.execute(
         "SELECT c.context, m.content FROM conversations c LEFT JOIN messages m ON m.rowid = c.system_rowid "
         "WHERE c.id = ?",
