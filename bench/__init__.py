@@ -1,1 +1,1 @@
-"""Benchmarks: `python bench/run.py` (see its docstring and the README's Performance section)."""
+"""Benchmarks: `python bench/run.py` (see its docstring and bench/README.md)."""
