@@ -27,8 +27,8 @@ What it does:
 - Remote control for a separately started process: `POST /_fake/enqueue` (JSON body = enqueue's keyword
   arguments except `wait_for`), `GET /_fake/requests`, `POST /_fake/reset`.
 
-In tests, use the `fake_provider` fixture (registered in tests/conftest.py): it starts one server per test
-and points litellm at it through the environment. From a script:
+In tests, use the `fake_provider` fixture (registered in tests/conftest.py): it shares one server across the run,
+reset before each test, and points litellm at it through the environment. From a script:
 
     with FakeProvider() as fake:          # or FakeProvider(port=8799).start()
         fake.enqueue("hello", chunk_delay=0.01)
@@ -173,11 +173,12 @@ class FakeProvider:
         self.host = host
         self._requested_port = port
         self.port: int | None = None
-        self.default_reply = default_reply
+        self.default_reply = self._initial_reply = default_reply
         self.default_chunk_delay = 0.0
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self._live: set[int] = set()  # ids of the records counted in in_flight (requests since the last reset)
         self.embedding_inputs: list[list[str]] = []
         self.embedding_error: int | None = None
         self.embedding_fail_when: str | None = None
@@ -284,11 +285,21 @@ class FakeProvider:
         return reply
 
     def reset(self) -> None:
-        """Forget queued replies and recorded requests."""
+        """Forget queued replies and recorded requests, and put every knob a test may turn back to its
+        default (the pytest fixture shares one server across tests and resets it before each)."""
         with self._cond:
+            for reply in self._queue:  # replies never taken: nothing may stay held on them
+                if reply.wait_for is not None:
+                    reply.wait_for.set()
             self._queue.clear()
             self.requests.clear()
-            self.max_in_flight = self.in_flight
+            self.embedding_inputs.clear()
+            self._live.clear()  # an earlier test's request still open counts no more
+            self.in_flight = self.max_in_flight = 0
+            self.default_reply = self._initial_reply
+            self.default_chunk_delay = 0.0
+            self.embedding_error = None
+            self.embedding_fail_when = None
 
     @property
     def pending(self) -> int:
@@ -329,6 +340,7 @@ class FakeProvider:
             reply.text = self.default_reply.format(last_user=_last_user(messages))
         with self._cond:
             self.requests.append(record)
+            self._live.add(id(record))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             self._cond.notify_all()
@@ -360,7 +372,9 @@ class FakeProvider:
         with self._cond:
             record.finished_at = time.monotonic()
             record.disconnected = disconnected
-            self.in_flight -= 1
+            if id(record) in self._live:
+                self._live.discard(id(record))
+                self.in_flight -= 1
             self._cond.notify_all()
         reply.finished.set()
 
@@ -486,13 +500,21 @@ class FakeProvider:
 try:  # the pytest fixture, when imported under pytest (tests/conftest.py registers this module as a plugin)
     import pytest
 
-    @pytest.fixture
-    def fake_provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProvider]:
-        """A started FakeProvider with litellm's OpenAI env vars pointing at it for this test."""
+    @pytest.fixture(scope="session")
+    def _fake_provider_server() -> Iterator[FakeProvider]:
+        """One server for the whole run: starting and stopping one per test cost more than the tests."""
         with FakeProvider() as fake:
-            for key, value in fake.env().items():
-                monkeypatch.setenv(key, value)
             yield fake
+
+    @pytest.fixture
+    def fake_provider(_fake_provider_server: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeProvider]:
+        """The shared FakeProvider, reset, with litellm's OpenAI env vars pointing at it for this test."""
+        fake = _fake_provider_server
+        fake.reset()
+        for key, value in fake.env().items():
+            monkeypatch.setenv(key, value)
+        yield fake
+        fake.reset()  # releases replies a failed test left held
 
 except ImportError:  # pragma: no cover - plain script without pytest installed
     pass
