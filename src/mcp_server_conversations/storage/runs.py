@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import NotFoundError
+from ..errors import DuplicateRunError, NotFoundError
 from ..models import Message, Run
 from ..util import now_iso
 from . import hop
@@ -61,12 +61,12 @@ class RunStore(ConversationStore):
         self, run_id: str, conversation_id: str, agent_id: str, *, status: str, idempotency_key: str | None,
         owner: str | None = None,
     ) -> Run:
+        """Store a run (queued). DuplicateRunError if `idempotency_key` already names a run of the conversation."""
         created_at = now_iso()
-        await hop.write(self._write_lock, self.db, lambda db: db.execute(
+        await hop.write(self._write_lock, self.db, lambda db: _insert_run(db, conversation_id, idempotency_key, (
             "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, owner) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner),
-        ))  # fmt: skip
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ), (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner)))  # fmt: skip
         return Run(id=run_id, run_id=run_id, conversation_id=conversation_id, agent_id=agent_id, status=status,
                    created_at=created_at)  # fmt: skip
 
@@ -79,25 +79,29 @@ class RunStore(ConversationStore):
         and its input enters the conversation, in one transaction; with `create` the run row is made here (a
         send to an idle conversation, which is never queued), otherwise it is the queued row create_run made.
         Returns the run as it is now and, read in the same trip, what its first model call's prompt is built
-        from — or None, writing nothing, while another live process's run holds the turn."""
+        from — or None, writing nothing, while another live process's run holds the turn. The context as it
+        was before the input is kept on the run while it is in flight (what a fork taken meanwhile inherits).
+        DuplicateRunError (nothing written) if `idempotency_key` already names a run of the conversation."""
 
         def run(db: sqlite3.Connection) -> tuple[Run, PromptRows] | None:
             if _held_elsewhere(db, conversation_id, owner, owner_alive) or _queued_earlier_elsewhere(
                 db, conversation_id, run_id, owner, owner_alive
             ):
                 return None
+            conv = db.execute("SELECT context FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
             self.append_rows(db, conversation_id, inputs)  # first write: NotFoundError if the conversation is gone
             _claim(db, conversation_id, run_id, owner, started_at)
             if create:
-                db.execute(
+                _insert_run(db, conversation_id, idempotency_key, (
                     "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, model, "
-                    "started_at, owner) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-                    (run_id, conversation_id, agent_id, idempotency_key, started_at, model, started_at, owner),
-                )
+                    "started_at, owner, context_before) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)"
+                ), (run_id, conversation_id, agent_id, idempotency_key, started_at, model, started_at, owner,
+                    conv[0]))  # fmt: skip
             else:
                 db.execute(
-                    "UPDATE runs SET status = 'running', model = ?, started_at = ?, owner = ? WHERE id = ?",
-                    (model, started_at, owner, run_id),
+                    "UPDATE runs SET status = 'running', model = ?, started_at = ?, owner = ?, context_before = ? "
+                    "WHERE id = ?",
+                    (model, started_at, owner, conv[0], run_id),
                 )
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:
@@ -222,7 +226,7 @@ class RunStore(ConversationStore):
         fields = {k: v for k, v in fields.items() if k in RUN_FIELDS}
         completed_at = fields.get("completed_at") or now_iso()
         fields["completed_at"] = completed_at
-        sets = ", ".join(f"{k} = ?" for k in fields)
+        sets = ", ".join(f"{k} = ?" for k in fields) + ", context_before = NULL"  # kept only while in flight
 
         def end(db: sqlite3.Connection) -> Run | None:
             db.execute("DELETE FROM turns WHERE conversation_id = ? AND run_id = ?", (conversation_id, run_id))
@@ -256,6 +260,20 @@ class RunStore(ConversationStore):
             return run_from_row(row, messages)
 
         return await hop.write(self._write_lock, self.db, end)
+
+
+def _insert_run(db: sqlite3.Connection, conversation_id: str, key: str | None, sql: str, params: tuple) -> None:
+    """Insert a run row; when its idempotency key is taken (another process stored a run with it since
+    this one looked), DuplicateRunError names that run."""
+    try:
+        db.execute(sql, params)
+    except sqlite3.IntegrityError:
+        taken = None if key is None else db.execute(
+            "SELECT id FROM runs WHERE conversation_id = ? AND idempotency_key = ?", (conversation_id, key)
+        ).fetchone()
+        if taken is None:
+            raise
+        raise DuplicateRunError(taken[0]) from None
 
 
 def _held_elsewhere(db: sqlite3.Connection, conversation_id: str, owner: str, alive: Callable[[str], bool]) -> bool:

@@ -229,6 +229,13 @@ ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_cancel_requested ON runs(owner) WHERE cancel_requested = 1;
 """
 
+# The conversation's context (packed rowids) as the run found it when it started, kept only while the run
+# is in flight: a fork taken meanwhile inherits that, not a half turn (a compaction inside the run may
+# have replaced part of it by now).
+M009_CONTEXT_BEFORE = """
+ALTER TABLE runs ADD COLUMN context_before BLOB;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_bulk_fts", M002_BULK_FTS),
@@ -238,6 +245,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m006_computed_search_text", M006_COMPUTED_SEARCH_TEXT),
     ("m007_turns", M007_TURNS),
     ("m008_cancel_requests", M008_CANCEL_REQUESTS),
+    ("m009_context_before", M009_CONTEXT_BEFORE),
 ]
 
 
