@@ -5,15 +5,18 @@ the database when another process runs it)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 from fake_provider import FakeProvider
 from mcp import Client
+from rest_helpers import TOKEN, rest_server
 from runtime_helpers import call, call_text, eventually, history, new_conversation, run_ids
 from test_stdio_two_processes import server
 
@@ -22,6 +25,7 @@ from mcp_server_conversations.config import Settings
 from mcp_server_conversations.server import build_server
 
 HANG_GUARD = 60  # seconds: only so a broken server fails the test instead of hanging it
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @asynccontextmanager
@@ -125,3 +129,37 @@ async def test_two_server_processes_sent_one_key_at_once(tmp_path: Path, fake_pr
         assert listed == ["once", "Fake reply to: once", "later", "Fake reply to: later"]
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 2
+
+
+async def test_a_letta_otid_sent_through_another_process_gets_the_reply(
+    settings: Settings, fake_provider: FakeProvider
+) -> None:
+    gate = threading.Event()
+    fake_provider.enqueue("the one reply", wait_for=gate)
+    async with rest_server(settings) as a, rest_server(settings) as b:
+        b.app.extras["sse_keepalive"] = 3600  # a stream's silence must not be what ends it
+        async with (
+            httpx.AsyncClient(base_url=a.base_url, headers=AUTH, timeout=HANG_GUARD) as http_a,
+            httpx.AsyncClient(base_url=b.base_url, headers=AUTH, timeout=HANG_GUARD) as http_b,
+        ):
+            agent = (await http_a.post("/v1/agents/", json={"name": "otid"})).json()
+            conv = (await http_a.post("/v1/conversations/", params={"agent_id": agent["id"]}, json={})).json()
+            path = f"/v1/conversations/{conv['id']}/messages"
+            body = {"messages": [{"role": "user", "content": "Once only", "otid": "otid-1"}], "streaming": False}
+            first = asyncio.create_task(http_a.post(path, json=body))
+            await fake_provider.await_requests(1)
+            plain = asyncio.create_task(http_b.post(path, json=body))  # A runs it: B's retries wait for it
+            streamed = asyncio.create_task(http_b.post(path, json={**body, "streaming": True}))
+            await asyncio.wait({plain, streamed}, timeout=0.5)
+            gate.set()
+            responses = await asyncio.wait_for(asyncio.gather(first, plain, streamed), HANG_GUARD)
+        for r in responses:
+            assert r.status_code == 200, r.text
+        for r in responses[:2]:
+            assert [m["content"] for m in r.json()["messages"] if m["message_type"] == "assistant_message"] == [
+                "the one reply"
+            ]
+        chunks = [json.loads(line[6:]) for line in responses[2].text.splitlines() if line.startswith("data: {")]
+        assert [c["content"] for c in chunks if c["message_type"] == "assistant_message"] == ["the one reply"]
+        assert {"message_type": "stop_reason", "stop_reason": "end_turn"} in chunks
+    assert len(fake_provider.requests) == 1

@@ -253,12 +253,8 @@ class Runtime:
         run = await self.store.get_run(run_id)
         if background:
             return run
-        if run.status in ("queued", "running"):  # another process runs it: its end is read from the database
-            for delay in backoff():
-                await asyncio.sleep(delay)
-                if (await self.store.get_run(run_id, with_messages=False)).status not in ("queued", "running"):
-                    break
-            run = await self.store.get_run(run_id)
+        if run.status in ("queued", "running"):  # another process runs it
+            run = await self.wait_for_end(run_id)
         self._raise_for(run, state)
         return run
 
@@ -450,6 +446,26 @@ class Runtime:
             run = run.model_copy(update={"partial_text": state.partial_text, "usage": usage})
         return run
 
+    async def wait_for_end(self, run_id: str) -> Run:
+        """The run once it has ended, wherever it runs: a run of this process is awaited, another process's
+        is read from the database until it ends."""
+        state = self._runs.get(run_id)
+        if state is not None:
+            await state.done.wait()
+            if state.replaced_by is not None:
+                return await self.wait_for_end(state.replaced_by)
+        else:
+            for delay in backoff():
+                if (await self.store.get_run(run_id, with_messages=False)).status not in ("queued", "running"):
+                    break
+                await asyncio.sleep(delay)
+        return await self.store.get_run(run_id)
+
+    def runs_here(self, run_id: str) -> bool:
+        """Whether this process runs the run now (its events reach listeners and subscribers here)."""
+        state = self._runs.get(run_id)
+        return state is not None and not state.done.is_set()
+
     async def cancel_run(self, run_id: str) -> Run:
         """Stop a run (a queued one never calls the model); a finished run is returned as it ended."""
         run = await self.store.get_run(run_id, with_messages=False)
@@ -463,10 +479,11 @@ class Runtime:
         return await self.store.get_run(run_id)
 
     async def subscribe(self, run_id: str) -> AsyncIterator[RunEvent]:
-        """The run's events from now until `done` (just `done` for a run that has ended)."""
+        """The run's events from now until `done` (just `done` when the run has ended, or when it runs in
+        another process, whose events do not come here)."""
         state = self._runs.get(run_id)
         if state is None or state.done.is_set():
-            yield RunEvent("done", run_id, run=await self.store.get_run(run_id))
+            yield RunEvent("done", run_id, run=await self.wait_for_end(run_id))
             return
         queue: asyncio.Queue[RunEvent] = asyncio.Queue()
         state.subscribers.append(queue)
