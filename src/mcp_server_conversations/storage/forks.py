@@ -54,8 +54,8 @@ class ForkStore(ConversationStore):
 
     @staticmethod
     async def _settled_context(db: aiosqlite.Connection, conv_id: str, context: bytes) -> bytes:
-        """The conversation's context without the turn in flight, if any: as the running run found it (its
-        compaction, if it made one, undone too), less any row of a run not ended yet."""
+        """The conversation's context without the turn in flight, if any: less every row of a run not ended
+        yet, and as it was before that run's compaction if it made one."""
         inflight = "SELECT id FROM runs WHERE conversation_id = ? AND status IN ('queued', 'running')"
         before = await db.execute_fetchall(
             f"SELECT context_before FROM runs WHERE id IN ({inflight}) AND context_before IS NOT NULL "

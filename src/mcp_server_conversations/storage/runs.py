@@ -79,29 +79,26 @@ class RunStore(ConversationStore):
         and its input enters the conversation, in one transaction; with `create` the run row is made here (a
         send to an idle conversation, which is never queued), otherwise it is the queued row create_run made.
         Returns the run as it is now and, read in the same trip, what its first model call's prompt is built
-        from — or None, writing nothing, while another live process's run holds the turn. The context as it
-        was before the input is kept on the run while it is in flight (what a fork taken meanwhile inherits).
-        DuplicateRunError (nothing written) if `idempotency_key` already names a run of the conversation."""
+        from — or None, writing nothing, while another live process's run holds the turn. DuplicateRunError
+        (nothing written) if `idempotency_key` already names a run of the conversation."""
 
         def run(db: sqlite3.Connection) -> tuple[Run, PromptRows] | None:
             if _held_elsewhere(db, conversation_id, owner, owner_alive) or _queued_earlier_elsewhere(
                 db, conversation_id, run_id, owner, owner_alive
             ):
                 return None
-            conv = db.execute("SELECT context FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
             self.append_rows(db, conversation_id, inputs)  # first write: NotFoundError if the conversation is gone
             _claim(db, conversation_id, run_id, owner, started_at)
             if create:
                 _insert_run(db, conversation_id, idempotency_key, (
                     "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, model, "
-                    "started_at, owner, context_before) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)"
-                ), (run_id, conversation_id, agent_id, idempotency_key, started_at, model, started_at, owner,
-                    conv[0]))  # fmt: skip
+                    "started_at, owner) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)"
+                ), (run_id, conversation_id, agent_id, idempotency_key, started_at, model, started_at,
+                    owner))  # fmt: skip
             else:
                 db.execute(
-                    "UPDATE runs SET status = 'running', model = ?, started_at = ?, owner = ?, context_before = ? "
-                    "WHERE id = ?",
-                    (model, started_at, owner, conv[0], run_id),
+                    "UPDATE runs SET status = 'running', model = ?, started_at = ?, owner = ? WHERE id = ?",
+                    (model, started_at, owner, run_id),
                 )
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if row is None:

@@ -229,9 +229,9 @@ ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_cancel_requested ON runs(owner) WHERE cancel_requested = 1;
 """
 
-# The conversation's context (packed rowids) as the run found it when it started, kept only while the run
-# is in flight: a fork taken meanwhile inherits that, not a half turn (a compaction inside the run may
-# have replaced part of it by now).
+# The conversation's context (packed rowids) as it was when the run first compacted it, kept only while the
+# run is in flight: a fork taken meanwhile inherits that context, less the run's own rows, rather than the
+# run's summary (without a compaction, the context less the run's rows is already as it was before it).
 M009_CONTEXT_BEFORE = """
 ALTER TABLE runs ADD COLUMN context_before BLOB;
 """
