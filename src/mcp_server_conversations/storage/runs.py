@@ -215,17 +215,18 @@ class RunStore(ConversationStore):
         append: list[NewMessage] | None = None,
     ) -> Run | None:
         """End a run in one transaction: the run's final fields; for a run that did not complete (`abandon`),
-        every row it wrote leaves the context window and its user input is marked is_err, so the context is
-        as it was before the run; then the conversation's last_run_completion. `append`: messages to store
-        with the end (a completed run's last step: one transaction for both). Returns the run as it ended,
-        with its messages, read in the same trip (None if there is no such run: it was never stored, or
-        its conversation was deleted meanwhile)."""
+        every row it wrote leaves the context window (and what its compaction evicted comes back) and its user
+        input is marked is_err, so the context is as it was before the run; then the conversation's
+        last_run_completion. `append`: messages to store with the end (a completed run's last step: one
+        transaction for both). Returns the run as it ended, with its messages, read in the same trip (None if
+        there is no such run: it was never stored, or its conversation was deleted meanwhile)."""
         fields = {k: v for k, v in fields.items() if k in RUN_FIELDS}
         completed_at = fields.get("completed_at") or now_iso()
         fields["completed_at"] = completed_at
         sets = ", ".join(f"{k} = ?" for k in fields) + ", context_before = NULL"  # kept only while in flight
 
         def end(db: sqlite3.Connection) -> Run | None:
+            before = _context_before_compaction(db, conversation_id, run_id) if abandon else None
             db.execute("DELETE FROM turns WHERE conversation_id = ? AND run_id = ?", (conversation_id, run_id))
             if db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id)).rowcount == 0:
                 return None
@@ -235,8 +236,8 @@ class RunStore(ConversationStore):
             context = unpack(conv[0]) if conv is not None else []
             if abandon:
                 drop = {r[0] for r in db.execute("SELECT rowid FROM messages WHERE run_id = ?", (run_id,))}
-                if drop and conv is not None:
-                    context = [i for i in context if i not in drop]
+                if (drop or before is not None) and conv is not None:
+                    context = [i for i in (context if before is None else unpack(before)) if i not in drop]
                     db.execute("UPDATE conversations SET context = ? WHERE id = ?", (pack(context), conversation_id))
                 db.execute(
                     "UPDATE messages SET is_err = 1 WHERE run_id = ? AND message_type = 'user_message'", (run_id,)
@@ -257,6 +258,17 @@ class RunStore(ConversationStore):
             return run_from_row(row, messages)
 
         return await hop.write(self._write_lock, self.db, end)
+
+
+def _context_before_compaction(db: sqlite3.Connection, conversation_id: str, run_id: str) -> bytes | None:
+    """The context as it was when the run compacted it, if it did and still holds the conversation's turn
+    (then nothing but the run has changed the context since)."""
+    row = db.execute(
+        "SELECT r.context_before FROM runs r JOIN turns t ON t.run_id = r.id AND t.conversation_id = ? "
+        "WHERE r.id = ?",
+        (conversation_id, run_id),
+    ).fetchone()
+    return None if row is None else row[0]
 
 
 def _insert_run(db: sqlite3.Connection, conversation_id: str, key: str | None, sql: str, params: tuple) -> None:
