@@ -11,6 +11,9 @@
   (store.finish_run, one transaction, done while the run still holds its turn).
 - At start, runs left queued/running by a dead process are marked interrupted the same way;
   at shutdown, in-flight runs end interrupted.
+- An idempotency key names one run across every process on the database: a send that finds its key
+  taken (before storing its run, or by the insert failing) replays that run, and a foreground caller
+  of a run another process executes reads its end from the database.
 - A send to an idle conversation (nothing of it running or queued here) is never queued: its run
   row is written `running` together with its input, in one transaction that also reads the first
   prompt; the last step's messages are stored with the run's end. A one-step turn is three trips
