@@ -182,3 +182,24 @@ async def test_gateway_window_known_model_else_configured_default(settings: Sett
     await gateway.load()
     assert gateway.max_input_tokens("openai/gpt-4o") == 128000
     assert gateway.max_input_tokens("openai/some-local-model") == 5000
+
+
+async def test_a_run_that_compacted_and_did_not_complete_leaves_the_context_as_before_it(
+    connect, fake_provider: FakeProvider
+) -> None:
+    async with connect() as c:
+        agent, conv = await small_agent_conversation(c, None)
+        await talk(c, fake_provider, conv, range(4))
+        before = await history(c, conv)
+        await call(c, "update_agent", {"agent_id": agent, "context_window_limit": 1000})  # now over the trigger
+        for _ in range(3):
+            fake_provider.enqueue(SUMMARY, when="Write the")
+        fake_provider.enqueue(error_status=400, error_message="refused", when="go on")
+        assert "refused" in await call_error(c, "send_message", {"conversation_id": conv, "content": "go on"})
+        listed = {m["id"]: m for m in await history(c, conv)}
+        assert any(m["message_type"] == "summary_message" for m in listed.values())  # it did compact
+        assert [m["id"] for m in listed.values() if m["in_context"]] == [m["id"] for m in before]
+        await call(c, "update_agent", {"agent_id": agent, "context_window_limit": 100000})
+        await call(c, "send_message", {"conversation_id": conv, "content": "next"})
+        sent = agent_calls(fake_provider)[-1].messages[1:]
+        assert [m["content"] for m in sent] == [m["content"] for m in before] + ["next"]

@@ -60,6 +60,7 @@ class RunState:
     end_as: str = "cancelled"  # what a cancellation means: cancelled (by a client) or interrupted (shutdown)
     error: ConversationsError | None = None
     created: Run | None = None  # the run as first stored (what a background send returns)
+    replaced_by: str | None = None  # the run another process stored first with this idempotency key
     final: Run | None = None
 
     @property

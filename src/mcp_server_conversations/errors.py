@@ -4,6 +4,7 @@
     ├── NotFoundError             an id that does not exist ("conversation conv-… not found")
     ├── ValidationError           bad input; names the field and how to fix it
     ├── ConflictError             the request clashes with current state
+    │   └── DuplicateRunError     an idempotency key already names a run (stored by another process)
     └── ModelError                a model call could not be made or failed
         ├── ModelNotConfiguredError   no level names a model, or a provider key is missing
         └── ProviderError             the provider answered with an error (litellm's class kept)
@@ -54,6 +55,14 @@ class ConflictError(ConversationsError):
     """The request clashes with the current state."""
 
     status_code = 409
+
+
+class DuplicateRunError(ConflictError):
+    """The idempotency key of a new run already names `run_id`: the send repeats that run."""
+
+    def __init__(self, run_id: str) -> None:
+        super().__init__(f"this idempotency key already names run {run_id}")
+        self.run_id = run_id
 
 
 class ModelError(ConversationsError):

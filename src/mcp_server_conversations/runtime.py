@@ -11,6 +11,9 @@
   (store.finish_run, one transaction, done while the run still holds its turn).
 - At start, runs left queued/running by a dead process are marked interrupted the same way;
   at shutdown, in-flight runs end interrupted.
+- An idempotency key names one run across every process on the database: a send that finds its key
+  taken (before storing its run, or by the insert failing) replays that run, and a foreground caller
+  of a run another process executes reads its end from the database.
 - A send to an idle conversation (nothing of it running or queued here) is never queued: its run
   row is written `running` together with its input, in one transaction that also reads the first
   prompt; the last step's messages are stored with the run's end. A one-step turn is three trips
@@ -36,6 +39,7 @@ from .errors import (
     ConflictError,
     ContextWindowError,
     ConversationsError,
+    DuplicateRunError,
     ModelNotConfiguredError,
     ProviderError,
     ValidationError,
@@ -48,7 +52,7 @@ from .remote_cancel import RemoteCancels
 from .service import ConversationService, check_handle
 from .storage import NewMessage, SQLiteStore
 from .storage.runs import PromptRows, SendTarget
-from .util import new_id, now_iso
+from .util import backoff, new_id, now_iso
 
 log = logging.getLogger("mcp_server_conversations.runtime")
 
@@ -56,7 +60,6 @@ WARM_DELAY = 0.5  # seconds after start before litellm is imported, so `initiali
 SHUTDOWN_GRACE = 10.0  # seconds runs get to record that they were interrupted
 MAX_STEPS = 100
 MAX_KEY_CHARS = 200
-TURN_POLL_FIRST, TURN_POLL_MAX = 0.02, 0.25  # seconds between looks at a turn another process holds
 
 
 @dataclass(slots=True)
@@ -229,24 +232,33 @@ class Runtime:
             self._remote.watch()
         if background:
             await state.admitted.wait()
+            if state.replaced_by is not None:
+                return await self._replay(state.replaced_by, background, listener)
             if state.created is None:  # the run could not be stored
                 raise state.error or ConflictError("the run could not start; send again")
             return state.created
         return await self._await_foreground(state, owner=True, listener=listener)
 
     async def _replay(self, run_id: str, background: bool, listener: Listener | None) -> Run:
-        """The run a repeated idempotency key names: now (background) or when it ends (foreground)."""
+        """The run a repeated idempotency key names: now (background) or when it ends (foreground), wherever
+        it runs."""
         state = self._runs.get(run_id)
         if state is not None and not state.done.is_set():
             if listener is not None:
                 state.listeners.append(listener)
-            if background:
-                await state.admitted.wait()
+            if not background:
+                return await self._await_foreground(state, owner=False, listener=listener)
+            await state.admitted.wait()
+            if state.replaced_by is None:
                 return await self.get_run(run_id)
-            return await self._await_foreground(state, owner=False, listener=listener)
+        if state is not None and state.replaced_by is not None:  # that send lost the key to another process
+            return await self._replay(state.replaced_by, background, listener)
         run = await self.store.get_run(run_id)
-        if not background:
-            self._raise_for(run, state)
+        if background:
+            return run
+        if run.status in ("queued", "running"):  # another process runs it
+            run = await self.wait_for_end(run_id)
+        self._raise_for(run, state)
         return run
 
     async def _await_foreground(self, state: RunState, *, owner: bool, listener: Listener | None) -> Run:
@@ -262,6 +274,8 @@ class Runtime:
                 with anyio.CancelScope(shield=True):
                     await state.done.wait()
             raise
+        if state.replaced_by is not None:
+            return await self._replay(state.replaced_by, False, listener)
         run = state.final
         if run is None:
             if state.error is not None:  # the run could not be stored, or its conversation went away
@@ -293,12 +307,10 @@ class Runtime:
         holder = new_id("compaction")
         try:
             async with turn.lock:
-                delay = TURN_POLL_FIRST
-                while not await self.store.claim_turn(
-                    conversation_id, holder, self._presence.owner, self._presence.alive
-                ):
+                for delay in backoff():
+                    if await self.store.claim_turn(conversation_id, holder, self._presence.owner, self._presence.alive):
+                        break
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, TURN_POLL_MAX)
                 try:
                     yield
                 finally:
@@ -333,6 +345,8 @@ class Runtime:
                 loop = AgentLoop(self.store, self.gateway, self.tools, self.compactor, state, max_steps, prompt)
                 stop_reason, last_step = await loop.run()
                 await self._finish(state, "completed", stop_reason, last_step=last_step)
+            except DuplicateRunError as e:  # another process stored a run with this key first: nothing was stored
+                state.replaced_by = e.run_id
             except asyncio.CancelledError:
                 await self._finish(state, state.end_as, state.end_as)
             except ContextWindowError as e:
@@ -370,7 +384,7 @@ class Runtime:
                        run_id=state.run_id)
             for i in inputs
         ]  # fmt: skip
-        delay = TURN_POLL_FIRST
+        delays = backoff()
         while True:
             started = await self.store.start_run(
                 state.run_id, state.conversation_id, state.agent_id, news, model=state.model, started_at=now_iso(),
@@ -386,8 +400,7 @@ class Runtime:
                 )
                 state.admitted.set()
                 idle = False
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, TURN_POLL_MAX)
+            await asyncio.sleep(next(delays))
         run, prompt = started
         if state.created is None:
             state.created = run
@@ -436,6 +449,26 @@ class Runtime:
             run = run.model_copy(update={"partial_text": state.partial_text, "usage": usage})
         return run
 
+    async def wait_for_end(self, run_id: str) -> Run:
+        """The run once it has ended, wherever it runs: a run of this process is awaited, another process's
+        is read from the database until it ends."""
+        state = self._runs.get(run_id)
+        if state is not None:
+            await state.done.wait()
+            if state.replaced_by is not None:
+                return await self.wait_for_end(state.replaced_by)
+        else:
+            for delay in backoff():
+                if (await self.store.get_run(run_id, with_messages=False)).status not in ("queued", "running"):
+                    break
+                await asyncio.sleep(delay)
+        return await self.store.get_run(run_id)
+
+    def runs_here(self, run_id: str) -> bool:
+        """Whether this process runs the run now (its events reach listeners and subscribers here)."""
+        state = self._runs.get(run_id)
+        return state is not None and not state.done.is_set()
+
     async def cancel_run(self, run_id: str) -> Run:
         """Stop a run (a queued one never calls the model); a finished run is returned as it ended."""
         run = await self.store.get_run(run_id, with_messages=False)
@@ -449,10 +482,11 @@ class Runtime:
         return await self.store.get_run(run_id)
 
     async def subscribe(self, run_id: str) -> AsyncIterator[RunEvent]:
-        """The run's events from now until `done` (just `done` for a run that has ended)."""
+        """The run's events from now until `done` (just `done` when the run has ended, or when it runs in
+        another process, whose events do not come here)."""
         state = self._runs.get(run_id)
         if state is None or state.done.is_set():
-            yield RunEvent("done", run_id, run=await self.store.get_run(run_id))
+            yield RunEvent("done", run_id, run=await self.wait_for_end(run_id))
             return
         queue: asyncio.Queue[RunEvent] = asyncio.Queue()
         state.subscribers.append(queue)

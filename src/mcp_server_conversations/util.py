@@ -1,10 +1,11 @@
-"""Small shared helpers: ids, timestamps, date parsing, cursors."""
+"""Small shared helpers: ids, timestamps, date parsing, cursors, polling."""
 
 from __future__ import annotations
 
 import base64
 import json
 import os
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
 from time import time_ns
 from typing import Any
@@ -12,6 +13,16 @@ from typing import Any
 from .errors import ValidationError
 
 ID_PREFIXES = ("agent", "conv", "message", "block", "run")
+POLL_FIRST, POLL_MAX = 0.02, 0.25  # seconds between looks at what another process changes, doubling
+
+
+def backoff(first: float = POLL_FIRST, most: float = POLL_MAX) -> Iterator[float]:
+    """Delays for polling state only the database tells (another process's turn or run): doubling from
+    `first` to at most `most`, so a short wait is seen at once and a long one costs few queries."""
+    delay = first
+    while True:
+        yield delay
+        delay = min(delay * 2, most)
 
 
 def new_id(prefix: str) -> str:

@@ -162,7 +162,7 @@ async def send_message(app: App, request: Request) -> Response:
 
     opts = sse.StreamOptions(body.stream_tokens, body.include_pings, letta_types(body.include_return_message_types))
     if not body.streaming:
-        final = await sse.wait_for_end(app, started, feed)
+        final = await sse.wait_for_end(app, started)
         translate = sse.Translator(sse.StreamOptions(types=opts.types))
         msgs = [shapes.message(m) for m in final.messages if translate.wanted(m.message_type)]
         return json_response({"messages": msgs, "stop_reason": shapes.stop_reason(final), "usage": shapes.usage(final)})

@@ -130,7 +130,8 @@ async def stream_body(
     `feed` gets the run's events from the moment its listener was attached. When `replay(run)` is
     true the run began before that (an SDK retry joining the run of its first attempt, or a resumed
     stream): what the run has stored is sent first, whole, and the feed's events follow, each message
-    once. With `subscribe` (no listener was attached) the feed is filled from `runtime.subscribe`."""
+    once. With `subscribe` (no listener was attached), or for a run another process executes (whose
+    events never reach this one), the feed is filled from `runtime.subscribe`."""
     wait = keepalive_of(app)
     ping = event(shapes.ping(None)) if opts.include_pings else b": keepalive\n\n"
     yield b": stream open\n\n"
@@ -150,10 +151,11 @@ async def stream_body(
     pump: asyncio.Task[None] | None = None
     try:
         final: Run | None = None
+        elsewhere = feed.queue.empty() and not app.runtime.runs_here(run.id)  # nor did it end here already
+        if (replaying and subscribe) or elsewhere:
+            pump = asyncio.create_task(_pump(app, run.id, feed))
+            await asyncio.sleep(0)  # let it subscribe before the stored part is read
         if replaying:
-            if subscribe:
-                pump = asyncio.create_task(_pump(app, run.id, feed))
-                await asyncio.sleep(0)  # let it subscribe before the stored part is read
             now = await app.runtime.get_run(run.id)
             for m in now.messages:
                 for chunk in translate.chunks(RunEvent("message", run.id, message=m)):
@@ -198,13 +200,7 @@ async def _pump(app: App, run_id: str, feed: Feed) -> None:
         feed.queue.put_nowait(e)
 
 
-async def wait_for_end(app: App, started: asyncio.Future[Run], feed: Feed) -> Run:
-    """The final run, for `streaming=false` callers (the feed's listener is attached to an unfinished run)."""
+async def wait_for_end(app: App, started: asyncio.Future[Run]) -> Run:
+    """The final run, for `streaming=false` callers, wherever it runs."""
     run = await started
-    while run.status not in FINISHED:
-        ev = await feed.queue.get()
-        if isinstance(ev, Exception):
-            raise ev
-        if ev.kind == "done":
-            break
-    return await app.runtime.get_run(run.id)
+    return await app.runtime.wait_for_end(run.id)

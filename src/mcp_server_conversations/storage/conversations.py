@@ -205,7 +205,9 @@ class ConversationStore(SQLiteBase):
 
     async def replace_context_prefix(self, conv_id: str, evicted_ids: list[str], summary: NewMessage) -> Message:
         """Compaction: store `summary`, and in the context replace the evicted messages by it
-        (placed right after the system message). The evicted rows stay in history and search."""
+        (placed right after the system message). The evicted rows stay in history and search.
+        A run's compaction (`summary.run_id`) keeps the context as it was on the run, the first
+        time, for a fork taken before the run ends."""
         async with self.write() as db:
             cur = await db.execute("SELECT agent_id, context FROM conversations WHERE id = ?", (conv_id,))
             conv = await cur.fetchone()
@@ -221,6 +223,11 @@ class ConversationStore(SQLiteBase):
                 params,
             )
             summary_rowid = int(c.lastrowid or 0)
+            if summary.run_id is not None:
+                await db.execute(
+                    "UPDATE runs SET context_before = coalesce(context_before, ?) WHERE id = ?",
+                    (conv["context"], summary.run_id),
+                )
             context = unpack(conv["context"])
             kept = [i for i in context[1:] if i not in drop]
             new_context = context[:1] + [summary_rowid] + kept

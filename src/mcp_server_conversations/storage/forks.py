@@ -17,7 +17,8 @@ from .rows import pack, unpack
 class ForkStore(ConversationStore):
     async def fork_conversation(self, src_id: str, message_id: str | None, system_text: str) -> Conversation:
         """A new conversation whose context is the source's in-context messages (through
-        `message_id` inclusive) behind a fresh system message. Rows are shared, not copied."""
+        `message_id` inclusive) behind a fresh system message. Rows are shared, not copied.
+        While a run of the source is in flight, that is the context as of its last ended turn."""
         fork_id = new_id("conv")
         now = now_iso()
         async with self.write() as db:
@@ -26,7 +27,7 @@ class ForkStore(ConversationStore):
             if src is None:
                 raise NotFoundError("conversation", src_id)
             # The packed rowids stay a C array throughout: a 10,000-message context costs no Python loops.
-            body = array("q", src["context"])
+            body = array("q", await self._settled_context(db, src_id, src["context"]))
             if src["system_rowid"] in body:
                 body.remove(src["system_rowid"])
             if message_id is not None:
@@ -50,6 +51,24 @@ class ForkStore(ConversationStore):
                  rowid, pack([rowid]) + inherited),
             )  # fmt: skip
         return await self.get_conversation(fork_id)
+
+    @staticmethod
+    async def _settled_context(db: aiosqlite.Connection, conv_id: str, context: bytes) -> bytes:
+        """The conversation's context without the turn in flight, if any: less every row of a run not ended
+        yet, and as it was before that run's compaction if it made one."""
+        inflight = "SELECT id FROM runs WHERE conversation_id = ? AND status IN ('queued', 'running')"
+        before = await db.execute_fetchall(
+            f"SELECT context_before FROM runs WHERE id IN ({inflight}) AND context_before IS NOT NULL "
+            "ORDER BY rowid LIMIT 1",  # the earliest: a later one could hold a dead process's half turn
+            (conv_id,),
+        )
+        if before:
+            context = before[0][0]
+        rows = await db.execute_fetchall(f"SELECT rowid FROM messages WHERE run_id IN ({inflight})", (conv_id,))
+        if not rows:
+            return context
+        drop = {r[0] for r in rows}
+        return array("q", (i for i in array("q", context) if i not in drop)).tobytes()
 
     @staticmethod
     async def _system_rows_among(db: aiosqlite.Connection, rowids: Sequence[int]) -> int:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import NotFoundError
+from ..errors import DuplicateRunError, NotFoundError
 from ..models import Message, Run
 from ..util import now_iso
 from . import hop
@@ -61,12 +61,12 @@ class RunStore(ConversationStore):
         self, run_id: str, conversation_id: str, agent_id: str, *, status: str, idempotency_key: str | None,
         owner: str | None = None,
     ) -> Run:
+        """Store a run (queued). DuplicateRunError if `idempotency_key` already names a run of the conversation."""
         created_at = now_iso()
-        await hop.write(self._write_lock, self.db, lambda db: db.execute(
+        await hop.write(self._write_lock, self.db, lambda db: _insert_run(db, conversation_id, idempotency_key, (
             "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, owner) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner),
-        ))  # fmt: skip
+            "VALUES (?, ?, ?, ?, ?, ?, ?)"
+        ), (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner)))  # fmt: skip
         return Run(id=run_id, run_id=run_id, conversation_id=conversation_id, agent_id=agent_id, status=status,
                    created_at=created_at)  # fmt: skip
 
@@ -79,7 +79,8 @@ class RunStore(ConversationStore):
         and its input enters the conversation, in one transaction; with `create` the run row is made here (a
         send to an idle conversation, which is never queued), otherwise it is the queued row create_run made.
         Returns the run as it is now and, read in the same trip, what its first model call's prompt is built
-        from — or None, writing nothing, while another live process's run holds the turn."""
+        from — or None, writing nothing, while another live process's run holds the turn. DuplicateRunError
+        (nothing written) if `idempotency_key` already names a run of the conversation."""
 
         def run(db: sqlite3.Connection) -> tuple[Run, PromptRows] | None:
             if _held_elsewhere(db, conversation_id, owner, owner_alive) or _queued_earlier_elsewhere(
@@ -89,11 +90,11 @@ class RunStore(ConversationStore):
             self.append_rows(db, conversation_id, inputs)  # first write: NotFoundError if the conversation is gone
             _claim(db, conversation_id, run_id, owner, started_at)
             if create:
-                db.execute(
+                _insert_run(db, conversation_id, idempotency_key, (
                     "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, model, "
-                    "started_at, owner) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
-                    (run_id, conversation_id, agent_id, idempotency_key, started_at, model, started_at, owner),
-                )
+                    "started_at, owner) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)"
+                ), (run_id, conversation_id, agent_id, idempotency_key, started_at, model, started_at,
+                    owner))  # fmt: skip
             else:
                 db.execute(
                     "UPDATE runs SET status = 'running', model = ?, started_at = ?, owner = ? WHERE id = ?",
@@ -214,17 +215,18 @@ class RunStore(ConversationStore):
         append: list[NewMessage] | None = None,
     ) -> Run | None:
         """End a run in one transaction: the run's final fields; for a run that did not complete (`abandon`),
-        every row it wrote leaves the context window and its user input is marked is_err, so the context is
-        as it was before the run; then the conversation's last_run_completion. `append`: messages to store
-        with the end (a completed run's last step: one transaction for both). Returns the run as it ended,
-        with its messages, read in the same trip (None if there is no such run: it was never stored, or
-        its conversation was deleted meanwhile)."""
+        every row it wrote leaves the context window (and what its compaction evicted comes back) and its user
+        input is marked is_err, so the context is as it was before the run; then the conversation's
+        last_run_completion. `append`: messages to store with the end (a completed run's last step: one
+        transaction for both). Returns the run as it ended, with its messages, read in the same trip (None if
+        there is no such run: it was never stored, or its conversation was deleted meanwhile)."""
         fields = {k: v for k, v in fields.items() if k in RUN_FIELDS}
         completed_at = fields.get("completed_at") or now_iso()
         fields["completed_at"] = completed_at
-        sets = ", ".join(f"{k} = ?" for k in fields)
+        sets = ", ".join(f"{k} = ?" for k in fields) + ", context_before = NULL"  # kept only while in flight
 
         def end(db: sqlite3.Connection) -> Run | None:
+            before = _context_before_compaction(db, conversation_id, run_id) if abandon else None
             db.execute("DELETE FROM turns WHERE conversation_id = ? AND run_id = ?", (conversation_id, run_id))
             if db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id)).rowcount == 0:
                 return None
@@ -234,8 +236,8 @@ class RunStore(ConversationStore):
             context = unpack(conv[0]) if conv is not None else []
             if abandon:
                 drop = {r[0] for r in db.execute("SELECT rowid FROM messages WHERE run_id = ?", (run_id,))}
-                if drop and conv is not None:
-                    context = [i for i in context if i not in drop]
+                if (drop or before is not None) and conv is not None:
+                    context = [i for i in (context if before is None else unpack(before)) if i not in drop]
                     db.execute("UPDATE conversations SET context = ? WHERE id = ?", (pack(context), conversation_id))
                 db.execute(
                     "UPDATE messages SET is_err = 1 WHERE run_id = ? AND message_type = 'user_message'", (run_id,)
@@ -256,6 +258,31 @@ class RunStore(ConversationStore):
             return run_from_row(row, messages)
 
         return await hop.write(self._write_lock, self.db, end)
+
+
+def _context_before_compaction(db: sqlite3.Connection, conversation_id: str, run_id: str) -> bytes | None:
+    """The context as it was when the run compacted it, if it did and still holds the conversation's turn
+    (then nothing but the run has changed the context since)."""
+    row = db.execute(
+        "SELECT r.context_before FROM runs r JOIN turns t ON t.run_id = r.id AND t.conversation_id = ? "
+        "WHERE r.id = ?",
+        (conversation_id, run_id),
+    ).fetchone()
+    return None if row is None else row[0]
+
+
+def _insert_run(db: sqlite3.Connection, conversation_id: str, key: str | None, sql: str, params: tuple) -> None:
+    """Insert a run row; when its idempotency key is taken (another process stored a run with it since
+    this one looked), DuplicateRunError names that run."""
+    try:
+        db.execute(sql, params)
+    except sqlite3.IntegrityError:
+        taken = None if key is None else db.execute(
+            "SELECT id FROM runs WHERE conversation_id = ? AND idempotency_key = ?", (conversation_id, key)
+        ).fetchone()
+        if taken is None:
+            raise
+        raise DuplicateRunError(taken[0]) from None
 
 
 def _held_elsewhere(db: sqlite3.Connection, conversation_id: str, owner: str, alive: Callable[[str], bool]) -> bool:

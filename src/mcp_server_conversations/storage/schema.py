@@ -229,6 +229,13 @@ ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_cancel_requested ON runs(owner) WHERE cancel_requested = 1;
 """
 
+# The conversation's context (packed rowids) as it was when the run first compacted it, kept only while the
+# run is in flight: a fork taken meanwhile inherits that context, less the run's own rows, rather than the
+# run's summary (without a compaction, the context less the run's rows is already as it was before it).
+M009_CONTEXT_BEFORE = """
+ALTER TABLE runs ADD COLUMN context_before BLOB;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_bulk_fts", M002_BULK_FTS),
@@ -238,6 +245,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m006_computed_search_text", M006_COMPUTED_SEARCH_TEXT),
     ("m007_turns", M007_TURNS),
     ("m008_cancel_requests", M008_CANCEL_REQUESTS),
+    ("m009_context_before", M009_CONTEXT_BEFORE),
 ]
 
 
