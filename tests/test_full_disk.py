@@ -105,6 +105,9 @@ async def test_rest_a_full_disk_is_503_with_retry_after_and_a_stream_ends_withou
             assert error["error_type"] == "StorageUnavailableError" and STORED in error["message"]
             (stop,) = [c for c in chunks if c["message_type"] == "stop_reason"]
             assert stop["stop_reason"] == "error"
+            r = await http.post(f"/v1/conversations/{conv['id']}/stream", json={"run_id": error["run_id"]})
+            resumed = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+            assert [c["stop_reason"] for c in resumed if c["message_type"] == "stop_reason"] == ["error"]
             for method, url, kwargs in [
                 ("POST", "/v1/agents/", {"json": {"name": "no room"}}),
                 ("POST", "/v1/conversations/", {"params": {"agent_id": agent["id"]}, "json": {}}),

@@ -479,7 +479,7 @@ class Runtime:
         """The run's events from now until `done` (just `done` for a run that has ended)."""
         state = self._runs.get(run_id)
         if state is None or state.done.is_set():
-            yield RunEvent("done", run_id, run=await self.store.get_run(run_id))
+            yield RunEvent("done", run_id, run=await self.get_run(run_id))
             return
         queue: asyncio.Queue[RunEvent] = asyncio.Queue()
         state.subscribers.append(queue)

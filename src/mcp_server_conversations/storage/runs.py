@@ -188,15 +188,12 @@ class RunStore(ConversationStore):
 
     async def unfinished_runs(self) -> list[tuple[str, str]]:
         """(run_id, conversation_id) of runs queued or running (in some process, or left by a dead one)."""
-        return [(run_id, conv) for run_id, conv, _ in await self.unfinished_runs_by_owner()]
-
-    async def unfinished_runs_by_owner(self) -> list[tuple[str, str, str | None]]:
-        """(run_id, conversation_id, owner) of runs queued or running; owner is null for runs stored before m007."""
-        rows = await self.all("SELECT id, conversation_id, owner FROM runs WHERE status IN ('queued', 'running')")
-        return [(r["id"], r["conversation_id"], r["owner"]) for r in rows]
+        rows = await self.all("SELECT id, conversation_id FROM runs WHERE status IN ('queued', 'running')")
+        return [(r["id"], r["conversation_id"]) for r in rows]
 
     async def unfinished_runs_elsewhere(self, owner: str) -> list[tuple[str, str, str | None]]:
-        """(run_id, conversation_id, owner) of runs queued or running that process `owner` does not own."""
+        """(run_id, conversation_id, owner) of runs queued or running that process `owner` does not own
+        (owner is null for runs stored before m007)."""
         rows = await self.all(
             "SELECT id, conversation_id, owner FROM runs WHERE status IN ('queued', 'running') AND owner IS NOT ?",
             (owner,),
