@@ -16,7 +16,9 @@ from typing import Any
 
 import anyio
 
+from .agent_loop import RunState
 from .errors import ConversationsError, StorageUnavailableError
+from .events import RunEvent
 from .models import Run
 from .storage import NewMessage, SQLiteStore
 from .util import now_iso
@@ -24,6 +26,7 @@ from .util import now_iso
 log = logging.getLogger("mcp_server_conversations.pending_ends")
 
 END_RETRIES = (0.05, 0.25, 1.0)  # seconds between attempts at a run's end before it is held in memory
+END_WINDOW = 2.0  # seconds after which no new attempt starts (a busy timeout makes each attempt long)
 RETRY_FIRST, RETRY_MAX = 0.25, 5.0  # the background retry's backoff, doubling
 
 
@@ -55,14 +58,34 @@ class PendingEnds:
         self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
         append: list[NewMessage] | None,
     ) -> Run | None:
-        """store.finish_run, retried END_RETRIES times while the database refuses (then its error)."""
+        """store.finish_run, retried while the database refuses (END_RETRIES, within END_WINDOW), then
+        its error."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + END_WINDOW
         for delay in END_RETRIES:
             try:
                 return await self.store.finish_run(run_id, conversation_id, fields, abandon=abandon, append=append)
             except StorageUnavailableError as e:
+                if loop.time() + delay > deadline:
+                    raise
                 log.warning("run %s: its end could not be stored (%s); retrying", run_id, e.detail)
                 await asyncio.sleep(delay)
         return await self.store.finish_run(run_id, conversation_id, fields, abandon=abandon, append=append)
+
+    async def end_in_memory(self, state: RunState, e: StorageUnavailableError) -> None:
+        """The run's end could not be stored: it ends failed here, its end held until it is stored."""
+        log.error("run %s: its end could not be stored yet (%s)", state.run_id, e.detail)
+        state.error = e
+        state.status = "failed"
+        state.partial.clear()
+        if state.created is None:  # never stored: nothing to end in the database
+            return
+        try:
+            run = await self.store.get_run(state.run_id)
+        except Exception:  # reads failing too: end it from what is known here
+            run = state.created
+        state.final = self.hold(run, unstored_end(e.detail))
+        await state.emit(RunEvent("done", state.run_id, run=state.final))
 
     def get(self, run_id: str) -> Run | None:
         """The in-memory end of a run whose end is not stored yet."""

@@ -46,7 +46,7 @@ from .errors import (
 from .events import RunEvent
 from .gateway import ModelGateway
 from .models import CompactResult, Run
-from .pending_ends import PendingEnds, stored_cause, unstored_end
+from .pending_ends import PendingEnds, stored_cause
 from .presence import Presence
 from .remote_cancel import RemoteCancels
 from .service import ConversationService, check_handle
@@ -423,7 +423,7 @@ class Runtime:
                 state.run_id, state.conversation_id, fields, abandon=status != "completed", append=last_step
             )
         except StorageUnavailableError as e:
-            return await self._hold_end(state, e)
+            return await self._pending.end_in_memory(state, e)
         state.status = status
         state.partial.clear()
         if state.final is not None:
@@ -432,21 +432,6 @@ class Runtime:
                 if m.id in stored:
                     await state.emit(RunEvent("message", state.run_id, m.id, message=m))
             await state.emit(RunEvent("done", state.run_id, run=state.final))
-
-    async def _hold_end(self, state: RunState, e: StorageUnavailableError) -> None:
-        """The run's end could not be stored: it ends in memory, stored later (pending_ends.py)."""
-        log.error("run %s: its end could not be stored yet (%s)", state.run_id, e.detail)
-        state.error = e
-        state.status = "failed"
-        state.partial.clear()
-        if state.created is None:  # never stored: nothing to end in the database
-            return
-        try:
-            run = await self.store.get_run(state.run_id)
-        except Exception:  # reads failing too: end it from what is known here
-            run = state.created
-        state.final = self._pending.hold(run, unstored_end(e.detail))
-        await state.emit(RunEvent("done", state.run_id, run=state.final))
 
     # -- reading and stopping runs --
 
