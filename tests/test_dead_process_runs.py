@@ -20,6 +20,10 @@ from mcp import Client, StdioServerParameters
 from test_runtime_failure import CRASHING_SERVER
 from test_stdio_e2e import ENV, SCRIPT, ok
 
+from mcp_server_conversations import remote_cancel
+from mcp_server_conversations.app import open_app
+from mcp_server_conversations.config import Settings
+
 HANG_GUARD = 60  # seconds: only so a broken server fails the test instead of hanging it
 KILLED_INPUT = "lost in the crash"  # what CRASHING_SERVER sends
 
@@ -84,3 +88,16 @@ async def test_taking_a_killed_processs_turn_ends_its_run_first(tmp_path: Path, 
             assert [m["content"] for m in fake_provider.requests[-1].messages[1:]] == ["after"]
             ended = await ok(c, "get_run", {"run_id": run_id})
             assert (ended["status"], ended["stop_reason"]) == ("interrupted", "interrupted")
+
+
+async def test_cancel_run_of_a_run_this_process_owns_but_does_not_run_ends_it_at_once(
+    model_settings: Settings,
+) -> None:
+    async with open_app(model_settings) as app:
+        conv = await app.service.create_conversation()
+        await app.store.create_run(
+            "run-adrift", conv.id, conv.agent_id, status="running", idempotency_key=None,
+            owner=app.runtime._presence.owner,
+        )  # stored as this process's, yet no task of it runs it: nothing to wait for
+        cancelled = await asyncio.wait_for(app.runtime.cancel_run("run-adrift"), remote_cancel.CANCEL_WAIT - 5)
+        assert cancelled.status == "cancelled"
