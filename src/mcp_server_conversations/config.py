@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     model_timeout: float = Field(default=600.0, gt=0, description="Idle-read timeout of model calls, seconds")
     model_retries: int = Field(default=0, ge=0, le=10, description="Retries litellm makes on a failed call")
     embedding_model: str | None = Field(default=None, description="Optional embedding model for hybrid search")
+    run_sweep_interval: float = Field(
+        default=10.0, gt=0, le=3600, allow_inf_nan=False,
+        description="Seconds between looks for runs of server processes that died (they end interrupted)",
+    )
     # HTTP transport
     transport: Literal["stdio", "streamable-http"] = Field(default="stdio", description="stdio or streamable-http")
     host: str = "127.0.0.1"

@@ -5,12 +5,14 @@
     ├── ValidationError           bad input; names the field and how to fix it
     ├── ConflictError             the request clashes with current state
     │   └── DuplicateRunError     an idempotency key already names a run (stored by another process)
+    ├── StorageUnavailableError   the database cannot store or read now (disk full, I/O error, busy)
     └── ModelError                a model call could not be made or failed
         ├── ModelNotConfiguredError   no level names a model, or a provider key is missing
         └── ProviderError             the provider answered with an error (litellm's class kept)
             └── ContextWindowError    the prompt was over the model's window
 
-litellm's exceptions are mapped to these once, in the model gateway; the MCP and
+litellm's exceptions are mapped to these once, in the model gateway, and SQLite's resource
+failures once, where the store's connections hand results back (storage/base.py); the MCP and
 REST layers translate this tree to their own error shapes in one place each.
 """
 
@@ -63,6 +65,18 @@ class DuplicateRunError(ConflictError):
     def __init__(self, run_id: str) -> None:
         super().__init__(f"this idempotency key already names run {run_id}")
         self.run_id = run_id
+
+
+class StorageUnavailableError(ConversationsError):
+    """The server's own storage failed (disk full, I/O error, busy timeout, read-only or unopenable
+    file): not the client's fault, and a later retry may succeed."""
+
+    status_code = 503
+    retry_after = 5  # seconds a client is told to wait before retrying
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"the server could not store the data ({detail}); retry later")
+        self.detail = detail
 
 
 class ModelError(ConversationsError):

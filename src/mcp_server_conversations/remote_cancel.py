@@ -2,7 +2,8 @@
 default database, or HTTP replicas): the request is stored on the run, and the owning process, which
 looks for requests addressed to it every CANCEL_POLL seconds while it has runs, stops that run as if
 it had been cancelled there. The asking process waits for the run's end and returns it, so cancel_run
-answers the same whichever process is asked. A run whose process is gone is ended where it is asked.
+answers the same whichever process is asked. A run whose process is gone (or that this process owns
+but no longer runs) is ended where it is asked, at once (sweep.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from .agent_loop import RunState
 from .models import Run
 from .presence import Presence
 from .storage import SQLiteStore
+from .sweep import end_orphan
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ class RemoteCancels:
         if owner is None:  # stored before m007 by a server of an older version: it cannot be asked
             log.warning("run %s is %s in a process that cannot be asked to cancel it", run.id, run.status)
             return run
-        if not self.presence.alive(owner):
+        if owner == self.presence.owner or not self.presence.alive(owner):  # nobody runs it: never wait
             return await self._end_orphan(run)
         if not await self.store.request_cancel(run.id):
             return await self.store.get_run(run.id)  # it ended meanwhile
@@ -92,8 +94,7 @@ class RemoteCancels:
 
     async def _end_orphan(self, run: Run) -> Run:
         """A run whose process is gone: nothing runs it, so it ends cancelled here."""
-        ended = await self.store.finish_run(
-            run.id, run.conversation_id, {"status": "cancelled", "stop_reason": "cancelled", "error": None},
-            abandon=True,
+        ended = await end_orphan(
+            self.store, run.id, run.conversation_id, {"status": "cancelled", "stop_reason": "cancelled", "error": None}
         )
         return ended if ended is not None else await self.store.get_run(run.id)

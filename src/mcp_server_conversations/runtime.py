@@ -9,8 +9,10 @@
 - A run that does not complete (failed, cancelled, interrupted) leaves the context as it was
   before it: its rows leave the context window and its input is marked is_err
   (store.finish_run, one transaction, done while the run still holds its turn).
-- At start, runs left queued/running by a dead process are marked interrupted the same way;
-  at shutdown, in-flight runs end interrupted.
+- Runs left queued/running by a dead process are marked interrupted the same way, at start and
+  by a periodic sweep (sweep.py); at shutdown, in-flight runs end interrupted.
+- A run's end the database will not take is retried, then held in memory (pending_ends.py): the
+  run still ends and its turn is released.
 - An idempotency key names one run across every process on the database: a send that finds its key
   taken (before storing its run, or by the insert failing) replays that run, and a foreground caller
   of a run another process executes reads its end from the database.
@@ -42,16 +44,19 @@ from .errors import (
     DuplicateRunError,
     ModelNotConfiguredError,
     ProviderError,
+    StorageUnavailableError,
     ValidationError,
 )
 from .events import RunEvent
 from .gateway import ModelGateway
 from .models import CompactResult, Run
+from .pending_ends import PendingEnds, stored_cause
 from .presence import Presence
 from .remote_cancel import RemoteCancels
 from .service import ConversationService, check_handle
 from .storage import NewMessage, SQLiteStore
 from .storage.runs import PromptRows, SendTarget
+from .sweep import Sweeper, end_dead_runs
 from .util import backoff, new_id, now_iso
 
 log = logging.getLogger("mcp_server_conversations.runtime")
@@ -98,28 +103,24 @@ class Runtime:
         self._closing = False
         self._presence = Presence(store.path)
         self._remote = RemoteCancels(store, self._presence, self._runs, self._cancel)
+        self._pending = PendingEnds(store)
+        self._sweeper = Sweeper(store, self._presence, settings.run_sweep_interval)
 
     # -- lifecycle --
 
     async def start(self, *, warm: bool = True) -> None:
         """Mark runs a dead process left unfinished as interrupted: all of them when no other process has
         the database open, else those whose owner is gone (a live replica's runs in flight look the same
-        in storage, so they are told apart by their owner); warm litellm shortly after."""
+        in storage, so they are told apart by their owner), and keep looking (sweep.py); warm litellm
+        shortly after."""
         self.gateway.open()
         alone = self._presence.join()
         if not alone:
             log.info("another server process uses %s; leaving its unfinished runs to it", self.store.path)
-        for run_id, conversation_id, owner in await self.store.unfinished_runs_by_owner():
-            if not alone and (owner is None or self._presence.alive(owner)):
-                continue  # a live process's run (or one too old to know its owner)
-            await self.store.finish_run(
-                run_id, conversation_id, {"status": "interrupted", "stop_reason": "interrupted",
-                                          "error": "the server stopped before the run finished"},
-                abandon=True,
-            )  # fmt: skip
-            log.warning("run %s was left unfinished by a process that stopped; marked interrupted", run_id)
+        await end_dead_runs(self.store, self._presence, alone=alone)
         if alone:
             await self.store.clear_turns()
+        self._sweeper.start()
         self._schedule_warm(warm)
 
     def _schedule_warm(self, warm: bool) -> None:
@@ -146,6 +147,8 @@ class Runtime:
                 for state in states:
                     await state.done.wait()
             await self._remote.stop()
+            await self._sweeper.stop()
+            await self._pending.stop()
             await self.gateway.close()
         self._presence.leave()
 
@@ -253,7 +256,7 @@ class Runtime:
                 return await self.get_run(run_id)
         if state is not None and state.replaced_by is not None:  # that send lost the key to another process
             return await self._replay(state.replaced_by, background, listener)
-        run = await self.store.get_run(run_id)
+        run = self._pending.get(run_id) or await self.store.get_run(run_id)
         if background:
             return run
         if run.status in ("queued", "running"):  # another process runs it
@@ -307,6 +310,7 @@ class Runtime:
         holder = new_id("compaction")
         try:
             async with turn.lock:
+                await self._pending.flush(conversation_id)  # a stranded run's input leaves the context first
                 for delay in backoff():
                     if await self.store.claim_turn(conversation_id, holder, self._presence.owner, self._presence.alive):
                         break
@@ -384,6 +388,7 @@ class Runtime:
                        run_id=state.run_id)
             for i in inputs
         ]  # fmt: skip
+        await self._pending.flush(state.conversation_id)  # a stranded run's input leaves the context first
         delays = backoff()
         while True:
             started = await self.store.start_run(
@@ -418,7 +423,7 @@ class Runtime:
         fields = {
             "status": status,
             "stop_reason": stop_reason,
-            "error": error.message if error is not None else None,
+            "error": stored_cause(error),
             "model": state.model,
             "prompt_tokens": state.usage.prompt_tokens,
             "completion_tokens": state.usage.completion_tokens,
@@ -426,9 +431,12 @@ class Runtime:
         }
         # The final state comes back from the same trip; None if the run was never stored or its
         # conversation was deleted while it went on.
-        state.final = await self.store.finish_run(
-            state.run_id, state.conversation_id, fields, abandon=status != "completed", append=last_step
-        )
+        try:
+            state.final = await self._pending.finish(
+                state.run_id, state.conversation_id, fields, abandon=status != "completed", append=last_step
+            )
+        except StorageUnavailableError as e:
+            return await self._pending.end_in_memory(state, e)
         state.status = status
         state.partial.clear()
         if state.final is not None:
@@ -442,6 +450,8 @@ class Runtime:
 
     async def get_run(self, run_id: str) -> Run:
         """The run with the messages it has produced so far (and partial_text while it streams)."""
+        if (pending := self._pending.get(run_id)) is not None:
+            return pending
         run = await self.store.get_run(run_id)
         state = self._runs.get(run_id)
         if state is not None and not state.done.is_set() and run.status in ("queued", "running"):
@@ -459,10 +469,12 @@ class Runtime:
                 return await self.wait_for_end(state.replaced_by)
         else:
             for delay in backoff():
+                if (pending := self._pending.get(run_id)) is not None:
+                    return pending
                 if (await self.store.get_run(run_id, with_messages=False)).status not in ("queued", "running"):
                     break
                 await asyncio.sleep(delay)
-        return await self.store.get_run(run_id)
+        return self._pending.get(run_id) or await self.store.get_run(run_id)
 
     def runs_here(self, run_id: str) -> bool:
         """Whether this process runs the run now (its events reach listeners and subscribers here)."""
@@ -471,6 +483,8 @@ class Runtime:
 
     async def cancel_run(self, run_id: str) -> Run:
         """Stop a run (a queued one never calls the model); a finished run is returned as it ended."""
+        if (pending := self._pending.get(run_id)) is not None:
+            return pending
         run = await self.store.get_run(run_id, with_messages=False)
         state = self._runs.get(run_id)
         if state is not None and not state.done.is_set():
@@ -479,14 +493,14 @@ class Runtime:
                 await state.done.wait()
         elif run.status in ("queued", "running"):  # another process's run
             return await self._remote.cancel_elsewhere(run)
-        return await self.store.get_run(run_id)
+        return await self.get_run(run_id)
 
     async def subscribe(self, run_id: str) -> AsyncIterator[RunEvent]:
         """The run's events from now until `done` (just `done` when the run has ended, or when it runs in
         another process, whose events do not come here)."""
         state = self._runs.get(run_id)
         if state is None or state.done.is_set():
-            yield RunEvent("done", run_id, run=await self.wait_for_end(run_id))
+            yield RunEvent("done", run_id, run=self._pending.get(run_id) or await self.wait_for_end(run_id))
             return
         queue: asyncio.Queue[RunEvent] = asyncio.Queue()
         state.subscribers.append(queue)

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..app import App
-from ..errors import ConversationsError, ValidationError
+from ..errors import ConversationsError, StorageUnavailableError, ValidationError
 
 log = logging.getLogger("mcp_server_conversations.rest")
 
@@ -39,6 +39,8 @@ def error_response(e: ConversationsError) -> JSONResponse:
     """The one mapping of our error tree to HTTP: the error's status, `{"detail": message}`, and
     `x-should-retry: false` where the SDK's automatic retry would only repeat the failure."""
     headers = {} if e.status_code in RETRYABLE else {"x-should-retry": "false"}
+    if isinstance(e, StorageUnavailableError):
+        headers["Retry-After"] = str(e.retry_after)
     return JSONResponse({"detail": e.message}, status_code=e.status_code, headers=headers)
 
 

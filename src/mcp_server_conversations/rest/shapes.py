@@ -27,6 +27,8 @@ STOP_REASONS = {
     "end_turn": "end_turn", "max_steps": "max_steps", "error": "llm_api_error", "cancelled": "cancelled",
     "interrupted": "cancelled", "context_window_exceeded": "llm_api_error",
 }
+# Run errors that lead with these kinds are the server's own faults (a stored run error leads with its kind).
+SERVER_FAULTS = {"StorageUnavailableError", "InternalError"}
 
 
 def now_iso() -> str:
@@ -113,6 +115,8 @@ def delta(kind: str, message_id: str, text: str, run_id: str) -> dict[str, Any]:
 
 def stop_reason(run: Run) -> dict[str, Any]:
     reason = STOP_REASONS.get(run.stop_reason or "", "llm_api_error" if run.status == "failed" else "end_turn")
+    if reason == "llm_api_error" and (run.error or "").split(":", 1)[0] in SERVER_FAULTS:
+        reason = "error"  # the server's own failure, not the model's
     return {"message_type": "stop_reason", "stop_reason": reason}
 
 

@@ -14,9 +14,22 @@ from typing import Any
 import aiosqlite
 import anyio
 
+from ..errors import StorageUnavailableError
 from .schema import migrate
 
 OPEN_ATTEMPTS = 40  # about 16 s of backoff in all
+
+# SQLite's primary result codes that say the server's storage, not the request, is at fault.
+UNAVAILABLE = {
+    5: "database is busy",  # SQLITE_BUSY: the busy timeout ran out
+    6: "database is locked",  # SQLITE_LOCKED
+    7: "out of memory",  # SQLITE_NOMEM
+    8: "database is read-only",  # SQLITE_READONLY
+    10: "disk I/O error",  # SQLITE_IOERR
+    13: "database or disk is full",  # SQLITE_FULL
+    14: "database file cannot be opened",  # SQLITE_CANTOPEN
+    15: "database lock protocol error",  # SQLITE_PROTOCOL
+}
 
 # The write transaction the current task is inside, if any: its reads must see its own rows.
 _in_write: ContextVar[aiosqlite.Connection | None] = ContextVar("conversations_in_write", default=None)
@@ -66,6 +79,8 @@ class SQLiteBase:
         except BaseException:
             await db.close()
             raise
+        for conn in {id(c): c for c in (db, reader or db)}.values():
+            _map_errors(conn)
         return cls(db, path, reader)
 
     @staticmethod
@@ -172,3 +187,33 @@ class SQLiteBase:
             marks = ",".join("?" * len(part))
             out.extend(await self.all(sql.format(ids=marks), part))
         return out
+
+
+def unavailable(e: BaseException) -> StorageUnavailableError | None:
+    """The error tree's form of SQLite's resource failures; None for anything else (a constraint,
+    an FTS query's syntax, a bug), which stays what it is."""
+    if not isinstance(e, sqlite3.DatabaseError):
+        return None
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return StorageUnavailableError(str(e) or UNAVAILABLE[code & 0xFF]) if code & 0xFF in UNAVAILABLE else None
+    text = str(e)
+    hit = any(k in text for k in ("disk is full", "disk I/O", "locked", "readonly", "unable to open"))
+    return StorageUnavailableError(text) if hit else None
+
+
+def _map_errors(conn: aiosqlite.Connection) -> None:
+    """Every statement and every hop (storage/hop.py) on `conn` goes through its `_execute`: the one
+    place SQLite's resource failures become StorageUnavailableError."""
+    execute = conn._execute  # noqa: SLF001 - see storage/hop.py
+
+    async def mapped(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await execute(fn, *args, **kwargs)
+        except sqlite3.DatabaseError as e:
+            mapped_error = unavailable(e)
+            if mapped_error is None:
+                raise
+            raise mapped_error from e
+
+    conn._execute = mapped  # type: ignore[method-assign]  # noqa: SLF001

@@ -33,6 +33,11 @@ RUN_FIELDS = {
     "started_at", "completed_at",
 }
 CHUNK = 900  # SQLite's default limit on bound variables is 999
+# How a run ends whose process died before it could end it (ended by any live process, or at a start).
+DEAD_OWNER_END = {
+    "status": "interrupted", "stop_reason": "interrupted",
+    "error": "the server process that ran it stopped before it finished",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,11 +189,16 @@ class RunStore(ConversationStore):
 
     async def unfinished_runs(self) -> list[tuple[str, str]]:
         """(run_id, conversation_id) of runs queued or running (in some process, or left by a dead one)."""
-        return [(run_id, conv) for run_id, conv, _ in await self.unfinished_runs_by_owner()]
+        rows = await self.all("SELECT id, conversation_id FROM runs WHERE status IN ('queued', 'running')")
+        return [(r["id"], r["conversation_id"]) for r in rows]
 
-    async def unfinished_runs_by_owner(self) -> list[tuple[str, str, str | None]]:
-        """(run_id, conversation_id, owner) of runs queued or running; owner is null for runs stored before m007."""
-        rows = await self.all("SELECT id, conversation_id, owner FROM runs WHERE status IN ('queued', 'running')")
+    async def unfinished_runs_elsewhere(self, owner: str) -> list[tuple[str, str, str | None]]:
+        """(run_id, conversation_id, owner) of runs queued or running that process `owner` does not own
+        (owner is null for runs stored before m007)."""
+        rows = await self.all(
+            "SELECT id, conversation_id, owner FROM runs WHERE status IN ('queued', 'running') AND owner IS NOT ?",
+            (owner,),
+        )
         return [(r["id"], r["conversation_id"], r["owner"]) for r in rows]
 
     async def run_owner(self, run_id: str) -> str | None:
@@ -212,39 +222,24 @@ class RunStore(ConversationStore):
 
     async def finish_run(
         self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
-        append: list[NewMessage] | None = None,
+        append: list[NewMessage] | None = None, unfinished_only: bool = False,
     ) -> Run | None:
         """End a run in one transaction: the run's final fields; for a run that did not complete (`abandon`),
         every row it wrote leaves the context window (and what its compaction evicted comes back) and its user
         input is marked is_err, so the context is as it was before the run; then the conversation's
         last_run_completion. `append`: messages to store with the end (a completed run's last step: one
-        transaction for both). Returns the run as it ended, with its messages, read in the same trip (None if
-        there is no such run: it was never stored, or its conversation was deleted meanwhile)."""
-        fields = {k: v for k, v in fields.items() if k in RUN_FIELDS}
-        completed_at = fields.get("completed_at") or now_iso()
-        fields["completed_at"] = completed_at
-        sets = ", ".join(f"{k} = ?" for k in fields) + ", context_before = NULL"  # kept only while in flight
+        transaction for both). Returns the run as it ended,
+        with its messages, read in the same trip (None if there is no such run: it was never stored, or
+        its conversation was deleted meanwhile; with `unfinished_only`, also if it had already ended, as
+        when two processes end a dead process's run at once)."""
 
         def end(db: sqlite3.Connection) -> Run | None:
-            before = _context_before_compaction(db, conversation_id, run_id) if abandon else None
-            db.execute("DELETE FROM turns WHERE conversation_id = ? AND run_id = ?", (conversation_id, run_id))
-            if db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*fields.values(), run_id)).rowcount == 0:
+            context = _end_run(
+                db, run_id, conversation_id, fields, abandon=abandon, unfinished_only=unfinished_only,
+                before=(lambda: self.append_rows(db, conversation_id, append)) if append else None,
+            )  # fmt: skip
+            if context is None:
                 return None
-            if append:
-                self.append_rows(db, conversation_id, append)
-            conv = db.execute("SELECT context FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
-            context = unpack(conv[0]) if conv is not None else []
-            if abandon:
-                drop = {r[0] for r in db.execute("SELECT rowid FROM messages WHERE run_id = ?", (run_id,))}
-                if (drop or before is not None) and conv is not None:
-                    context = [i for i in (context if before is None else unpack(before)) if i not in drop]
-                    db.execute("UPDATE conversations SET context = ? WHERE id = ?", (pack(context), conversation_id))
-                db.execute(
-                    "UPDATE messages SET is_err = 1 WHERE run_id = ? AND message_type = 'user_message'", (run_id,)
-                )
-            db.execute(
-                "UPDATE conversations SET last_run_completion = ? WHERE id = ?", (completed_at, conversation_id)
-            )
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             in_context = set(context)
             messages = [
@@ -285,10 +280,47 @@ def _insert_run(db: sqlite3.Connection, conversation_id: str, key: str | None, s
         raise DuplicateRunError(taken[0]) from None
 
 
+def _end_run(
+    db: sqlite3.Connection, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
+    unfinished_only: bool = False, before: Callable[[], Any] | None = None,
+) -> list[int] | None:
+    """finish_run's writes, inside the caller's transaction: the run's turn released and its end stored;
+    returns the conversation's context after them (None if the run is not there to end). `before`:
+    writes made first when the run is there (a completed run's last step)."""
+    fields = {k: v for k, v in fields.items() if k in RUN_FIELDS}
+    completed_at = fields.get("completed_at") or now_iso()
+    fields["completed_at"] = completed_at
+    sets = ", ".join(f"{k} = ?" for k in fields) + ", context_before = NULL"  # kept only while in flight
+    saved = _context_before_compaction(db, conversation_id, run_id) if abandon else None
+    db.execute("DELETE FROM turns WHERE conversation_id = ? AND run_id = ?", (conversation_id, run_id))
+    only = " AND status IN ('queued', 'running')" if unfinished_only else ""
+    if db.execute(f"UPDATE runs SET {sets} WHERE id = ?{only}", (*fields.values(), run_id)).rowcount == 0:
+        return None
+    if before is not None:
+        before()
+    conv = db.execute("SELECT context FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+    context = unpack(conv[0]) if conv is not None else []
+    if abandon:
+        drop = {r[0] for r in db.execute("SELECT rowid FROM messages WHERE run_id = ?", (run_id,))}
+        if (drop or saved is not None) and conv is not None:
+            context = [i for i in (context if saved is None else unpack(saved)) if i not in drop]
+            db.execute("UPDATE conversations SET context = ? WHERE id = ?", (pack(context), conversation_id))
+        db.execute("UPDATE messages SET is_err = 1 WHERE run_id = ? AND message_type = 'user_message'", (run_id,))
+    db.execute("UPDATE conversations SET last_run_completion = ? WHERE id = ?", (completed_at, conversation_id))
+    return context
+
+
 def _held_elsewhere(db: sqlite3.Connection, conversation_id: str, owner: str, alive: Callable[[str], bool]) -> bool:
-    """Whether another live process holds the conversation's turn (a dead holder's claim does not count)."""
-    row = db.execute("SELECT owner FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
-    return row is not None and row[0] != owner and alive(row[0])
+    """Whether another live process holds the conversation's turn. A dead holder's claim does not count,
+    and its run ends here (interrupted, its input out of the context) before anyone takes the turn."""
+    row = db.execute("SELECT owner, run_id FROM turns WHERE conversation_id = ?", (conversation_id,)).fetchone()
+    if row is None or row[0] == owner:
+        return False
+    if alive(row[0]):
+        return True
+    _end_run(db, row[1], conversation_id, DEAD_OWNER_END, abandon=True, unfinished_only=True)
+    db.execute("DELETE FROM turns WHERE conversation_id = ?", (conversation_id,))
+    return False
 
 
 def _queued_earlier_elsewhere(
