@@ -207,11 +207,14 @@ async def test_oversized_headers_get_431_or_400(served: Served) -> None:
     # far larger headers trickling in: the HTTP parser refuses them with 400 and closes
     reader, writer = await asyncio.open_connection("127.0.0.1", served.port)
     writer.write(b"GET /v1/agents HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-    for _ in range(65):  # just past h11's 64 KiB: nothing more is sent once it is over, so no reset
-        writer.write(b"x-pad: " + b"a" * 1000 + b"\r\n")
-        await writer.drain()
-    answer = await asyncio.wait_for(reader.read(), timeout=30)
-    assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    try:
+        for _ in range(65):  # just past h11's 64 KiB
+            writer.write(b"x-pad: " + b"a" * 1000 + b"\r\n")
+            await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), timeout=30)
+        assert answer.startswith(b"HTTP/1.1 400"), answer[:100]
+    except ConnectionResetError:
+        pass  # the server closed it with bytes of ours unread: the kernel resets instead of a clean end
     writer.close()
     async with httpx.AsyncClient(base_url=served.base_url, timeout=30) as http:
         await still_serving(http, w)
