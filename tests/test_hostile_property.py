@@ -27,7 +27,7 @@ from mcp.shared.exceptions import MCPError
 from mcp_server_conversations.inputs import INT64_MAX, INT64_MIN, MAX_DEPTH
 
 BOUNDED = settings(
-    max_examples=50, deadline=None, derandomize=True, database=None,
+    max_examples=40, deadline=None, derandomize=True, database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 FIELDS = [
