@@ -4,7 +4,7 @@ JSON nesting within MAX_DEPTH (deeper input exhausts the parser's recursion), in
 bits (what SQLite and PostgreSQL store), and strings free of lone surrogates (not encodable as
 UTF-8) and NUL characters (which C strings, PostgreSQL text and most tools cut at). REST bodies go
 through `loads`; MCP tool arguments through `check_value` (tools.tool_errors); raw /mcp bodies
-through `too_deep` (http_security.CheckJson). Error messages name the field, never echo the value:
+through `too_deep` (http_security.LimitBody). Error messages name the field, never echo the value:
 a lone surrogate in a message would break the error's own encoding.
 """
 
