@@ -26,7 +26,18 @@ import httpx
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import SERVER_SCRIPT, Figure, Sizes, child_env, ms, now, percentile, rss_mib, wait_idle  # noqa: E402
+from bench.common import (  # noqa: E402
+    SERVER_SCRIPT,
+    Figure,
+    Sizes,
+    child_env,
+    cpu_seconds,
+    ms,
+    now,
+    percentile,
+    rss_mib,
+    wait_idle,
+)
 from bench.sends import MODEL, Provider  # noqa: E402
 
 TOKEN = "bench-load-token"
@@ -167,7 +178,7 @@ async def measure(proc: subprocess.Popen[bytes], base: str, provider: Provider, 
         await asyncio.gather(*(send_turn(http, c, "warm-up all") for c in convs))
     if not quick:
         await asyncio.to_thread(wait_idle, proc.pid)
-    rss_start = rss_mib(proc.pid)
+    rss_start, cpu_start = rss_mib(proc.pid), cpu_seconds(proc.pid)
     tally, stop = Tally(), asyncio.Event()
     resetter = asyncio.create_task(reset_provider_every(provider, 10.0, stop))
     started = now()
@@ -176,7 +187,7 @@ async def measure(proc: subprocess.Popen[bytes], base: str, provider: Provider, 
     wall = now() - started
     stop.set()
     await resetter
-    rss_end = rss_mib(proc.pid)
+    rss_end, cpu = rss_mib(proc.pid), cpu_seconds(proc.pid) - cpu_start
     async with httpx.AsyncClient(timeout=10) as http:
         healthy = (await http.get(f"{base}/healthz")).status_code == 200
     turns = len(tally.latencies)
@@ -188,6 +199,7 @@ async def measure(proc: subprocess.Popen[bytes], base: str, provider: Provider, 
         "clients": clients, "seconds": round(wall, 2), "turns": turns, "attempts": sum(sent), "errors": errors,
         "first_errors": tally.errors[:5], "p50_ms": p50, "p99_ms": p99, "rss_start_mib": rss_start,
         "rss_end_mib": rss_end, "healthy_after": healthy, "provider_alone_per_s": baseline,
+        "server_cpu_ms_per_turn": 1000 * cpu / max(1, turns), "server_cpu_share": cpu / wall,
     }
     label = f"{clients} clients × {seconds:g} s"
     return [
@@ -196,6 +208,8 @@ async def measure(proc: subprocess.Popen[bytes], base: str, provider: Provider, 
                shown=f"{rate:,.0f} turns/s, {errors} errors", details=details),
         Figure(f"HTTP load: {label}, turn latency p50 / p99", p99, "ms", "", None,
                shown=f"{p50:.0f} / {p99:.0f} ms", details=details),
+        Figure(f"HTTP load: {label}, server CPU per turn", details["server_cpu_ms_per_turn"], "ms", "", None,
+               shown=f"{details['server_cpu_ms_per_turn']:.1f} ms ({cpu / wall:.0%} of a core)", details=details),
         Figure(f"HTTP load: {label}, server RSS growth", rss_end - rss_start, "MiB", "", None,
                shown=f"{rss_end - rss_start:+.1f} MiB ({rss_start:.0f} → {rss_end:.0f})", details=details),
     ]

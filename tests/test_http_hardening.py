@@ -106,6 +106,13 @@ def test_healthz_over_http10_without_host(tmp_path: Path) -> None:
         sock.close()
 
 
+def test_token_file_from_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text(f"\t{TOKEN}  \n\n")
+    monkeypatch.setenv("CONVERSATIONS_AUTH_TOKEN_FILE", str(token_file))
+    assert Settings().auth_token == TOKEN
+
+
 @pytest.mark.parametrize("content", [None, "", "  \n"], ids=["missing", "empty", "blank"])
 def test_bad_token_file_exits_2(tmp_path: Path, content: str | None) -> None:
     import subprocess
