@@ -65,6 +65,8 @@ class Sizes:
     parallel: int = 32
     queue: int = 10
     provider_delay: float = 0.25
+    load_clients: int = 50
+    load_seconds: float = 60.0
 
     @classmethod
     def make(cls, quick: bool) -> Sizes:
@@ -73,7 +75,7 @@ class Sizes:
         return cls(
             quick=True, cold_starts=1, latency_calls=10, search_messages=4_000, search_conversations=20,
             search_queries=30, fork_big=1_000, fork_small=100, fork_repeats=3, sends=20, send_samples=10,
-            parallel=4, queue=3, provider_delay=0.05,
+            parallel=4, queue=3, provider_delay=0.05, load_clients=8, load_seconds=3.0,
         )
 
 
@@ -88,6 +90,8 @@ def fmt(value: float, unit: str) -> str:
         return f"{value:.2f}×"
     if unit == "msg/s":
         return f"{value:,.0f} msg/s"
+    if unit == "turns/s":
+        return f"{value:,.0f} turns/s"
     if unit == "B":
         return f"{value:,.0f} B"
     if unit == "%":

@@ -20,13 +20,14 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: make `bench` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import latency, quality, sends, startup, storage_bench  # noqa: E402
+from bench import latency, load, quality, sends, startup, storage_bench  # noqa: E402
 from bench.common import RESULTS, Figure, Sizes  # noqa: E402
 
 GROUPS: dict[str, Callable[[Sizes], Awaitable[list[Figure]]]] = {
     "startup": startup.run,
     "latency": latency.run,
     "sends": sends.run,
+    "load": load.run,
     "storage": storage_bench.run,
     "quality": quality.run,
 }

@@ -30,7 +30,7 @@ def test_quick_bench_run_prints_the_table_and_writes_json(tmp_path: Path) -> Non
     names = [f["name"] for f in results["figures"]]
     for expected in ("cold start", "tool latency list_messages", "send overhead", "streaming overhead",
                      "parallel sends", "same-conversation queue", "server RSS", "ingest", "database size",
-                     "search", "fork cost", "search recall@5"):
+                     "search", "fork cost", "search recall@5", "HTTP load"):
         assert any(n.startswith(expected) for n in names), f"{expected!r} missing from {names}"
     assert len(lines) == 2 + len(names)  # header, rule, one row per figure
     for f in results["figures"]:
@@ -38,5 +38,7 @@ def test_quick_bench_run_prints_the_table_and_writes_json(tmp_path: Path) -> Non
     for f in results["figures"]:  # each latency figure beside the same reply from the prebuilt stand-in
         if f["name"].startswith("tool latency"):
             assert f["details"]["prebuilt_reply_p50_ms"] > 0, f["name"]
+    load = next(f for f in results["figures"] if f["name"].startswith("HTTP load"))
+    assert load["details"]["errors"] == 0 and load["details"]["turns"] > 0, load["details"]  # correctness only
     queue = next(f for f in results["figures"] if f["name"].startswith("same-conversation queue"))
     assert queue["details"]["in_order"] is True  # correctness, not speed: the queued turns kept their order

@@ -31,7 +31,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, help="HTTP port (default 8283)")
     p.add_argument("--stateless", action="store_true", default=None, help="no MCP sessions (for replicas)")
     p.add_argument("--json-response", action="store_true", default=None, help="JSON instead of SSE responses")
-    p.add_argument("--auth-token", help="bearer token required on every HTTP request")
+    p.add_argument("--auth-token", help="bearer token required on every HTTP request (visible in ps: "
+                   "prefer --auth-token-file or CONVERSATIONS_AUTH_TOKEN)")
+    p.add_argument("--auth-token-file", help="file holding the bearer token (surrounding whitespace ignored)")
     p.add_argument(
         "--allow-unauthenticated", action="store_true", default=None,
         help="allow binding a non-loopback address without --auth-token",
@@ -39,7 +41,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--allowed-hosts", nargs="*", help="extra Host header values to accept")
     p.add_argument("--allowed-origins", nargs="*", help="extra Origin header values to accept")
     p.add_argument("--max-body-bytes", type=int, help="largest HTTP request body (default 4 MiB)")
+    p.add_argument("--request-timeout", type=float, help="seconds for a request's headers and body (default 30)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default) or ERROR")
+    p.add_argument("--debug-all", action="store_true", default=None,
+                   help="at DEBUG, also third-party libraries' debug logs (they include message text)")
     return p.parse_args(argv)
 
 
@@ -57,9 +62,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as e:  # pydantic's message names the bad setting
         print(f"mcp-server-conversations: bad configuration: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    logging.basicConfig(
-        stream=sys.stderr, level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings.debug_all)
     if settings.transport == "streamable-http":
         from .http import serve_http
 
@@ -70,6 +73,16 @@ def main(argv: list[str] | None = None) -> None:
     server = build_server(settings)
     gc.freeze()  # the imports so far live as long as the process: spare the collector's full passes
     anyio.run(serve_stdio, server)
+
+
+def configure_logging(level: str, debug_all: bool = False) -> None:
+    """Logs to stderr at `level`. At DEBUG only our own loggers (and uvicorn's) go below INFO unless
+    `debug_all`: third-party debug logs carry message text and SQL parameters."""
+    logging.basicConfig(stream=sys.stderr, level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level == "DEBUG" and not debug_all:
+        logging.getLogger().setLevel(logging.INFO)
+        for name in ("mcp_server_conversations", "uvicorn"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
 
 
 async def serve_stdio(server: Any) -> None:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -45,13 +45,20 @@ class Settings(BaseSettings):
     stateless: bool = False
     json_response: bool = False
     auth_token: str | None = None
+    auth_token_file: Path | None = Field(default=None, description="File holding the bearer token (kept out of ps)")
     allow_unauthenticated: bool = False
     allowed_hosts: list[str] = Field(default_factory=list)
     allowed_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1, description="Larger HTTP bodies get 413")
     session_idle_timeout: float = Field(default=1800.0, gt=0, allow_inf_nan=False, description="Seconds")
     max_sessions: int = Field(default=1000, ge=1, description="Open MCP sessions at most (503 beyond)")
+    request_timeout: float = Field(
+        default=30.0, gt=0, allow_inf_nan=False, description="Seconds for a request's headers, and its body, to arrive"
+    )
     log_level: str = "WARNING"
+    # At DEBUG, third-party loggers (aiosqlite, sse_starlette, httpx, ...) log whole messages and
+    # SQL parameters; they stay at INFO unless this is set.
+    debug_all: bool = False
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -61,6 +68,23 @@ class Settings(BaseSettings):
         if level not in LOG_LEVELS:
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)} (got {value!r})")
         return level
+
+    @model_validator(mode="after")
+    def _token_file(self) -> Settings:
+        """Read --auth-token-file once, at start: a missing or empty file is a configuration error."""
+        if self.auth_token_file is None:
+            return self
+        if (self.auth_token or "").strip():
+            raise ValueError("give either auth_token or auth_token_file, not both")
+        path = Path(os.path.expanduser(str(self.auth_token_file)))
+        try:
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ValueError(f"auth_token_file {str(path)!r} cannot be read: {e}") from None
+        if not token:
+            raise ValueError(f"auth_token_file {str(path)!r} is empty")
+        self.auth_token = token
+        return self
 
     def resolved_db(self) -> Path:
         return Path(os.path.expanduser(str(self.db)))

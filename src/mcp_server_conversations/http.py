@@ -27,7 +27,16 @@ from . import __version__, rest
 from .app import App, open_app
 from .config import Settings
 from .http_cancel import CancelOnDisconnect
-from .http_security import CheckHostOrigin, EndStreams, HostPolicy, LimitBody, RequireBearer, is_loopback
+from .http_security import (
+    MAX_HEADER_BYTES,
+    CheckHostOrigin,
+    EndStreams,
+    HostPolicy,
+    LimitBody,
+    RequireBearer,
+    is_loopback,
+)
+from .http_timeout import with_header_timeout
 from .server import build_server
 
 log = logging.getLogger("mcp_server_conversations.http")
@@ -93,7 +102,7 @@ def build_http_app(settings: Settings, app: App) -> ASGIApp:
 
     routes = [Route("/healthz", healthz, methods=["GET"]), *inner.routes, Mount("/v1", routes=rest.routes(app))]
     starlette = Starlette(routes=routes, lifespan=lifespan)
-    guarded: ASGIApp = LimitBody(CancelOnDisconnect(starlette), settings.max_body_bytes)
+    guarded: ASGIApp = LimitBody(CancelOnDisconnect(starlette), settings.max_body_bytes, settings.request_timeout)
     token = auth_token(settings)
     if token:
         guarded = RequireBearer(guarded, token)
@@ -114,6 +123,9 @@ def uvicorn_server(settings: Settings, asgi: ASGIApp) -> uvicorn.Server:
         ws="none",
         timeout_graceful_shutdown=SHUTDOWN_GRACE,
         server_header=False,
+        http=with_header_timeout(settings.request_timeout),
+        # Headers arriving in pieces are refused by h11 beyond this; whole ones by LimitBody (431).
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
     return uvicorn.Server(config)
 

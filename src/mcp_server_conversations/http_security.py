@@ -1,4 +1,5 @@
-"""Pure-ASGI guards for the HTTP server: Host/Origin checks, bearer auth, body size limit.
+"""Pure-ASGI guards for the HTTP server: Host/Origin checks, bearer auth, limits on a request's
+headers, body size, body arrival time and (on /mcp) JSON nesting.
 
 Pure ASGI rather than Starlette's BaseHTTPMiddleware, which buffers and breaks streamed (SSE)
 responses. Each guard passes `lifespan` scopes through untouched so the app's lifespan (the MCP
@@ -8,6 +9,7 @@ under /mcp, Letta's `{"detail": ...}` elsewhere.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .inputs import MAX_DEPTH, too_deep
+
 log = logging.getLogger("mcp_server_conversations.http")
 
 LOOPBACK_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost", "[::1]")
@@ -24,7 +28,11 @@ LOOPBACK_ORIGINS = ("http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"
 WILDCARD_BINDS = ("0.0.0.0", "::", "")
 
 # JSON-RPC error codes (the SDK uses the same ones for its own transport errors).
+PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
+# Request headers larger than this, all names and values together, get 431. Proxies' defaults
+# are 8-64 KiB; a large JWT fits many times.
+MAX_HEADER_BYTES = 32 * 1024
 
 
 def is_loopback(host: str) -> bool:
@@ -37,11 +45,12 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
-async def reply(scope: Scope, send: Send, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+async def reply(scope: Scope, send: Send, status: int, message: str, headers: dict[str, str] | None = None,
+                code: int = INVALID_REQUEST) -> None:
     """Answer a request with an error, shaped for MCP (JSON-RPC) or REST (`detail`) by path."""
     path: str = scope.get("path", "")
     if path == "/mcp" or path.startswith("/mcp/"):
-        body = {"jsonrpc": "2.0", "id": None, "error": {"code": INVALID_REQUEST, "message": message}}
+        body = {"jsonrpc": "2.0", "id": None, "error": {"code": code, "message": message}}
     else:
         body = {"detail": message}
     data = json.dumps(body).encode()
@@ -103,7 +112,8 @@ class CheckHostOrigin:
         self.app, self.policy = app, policy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        # A health probe (a load balancer's, often HTTP/1.0 without Host) reads no data: no check.
+        if scope["type"] == "http" and scope.get("path") != "/healthz":
             host, origin = _header(scope, b"host"), _header(scope, b"origin")
             if not self.policy.host_ok(host):
                 log.warning("refused Host header %r", host)
@@ -114,16 +124,23 @@ class CheckHostOrigin:
         await self.app(scope, receive, send)
 
 
+def bearer_token(header: bytes) -> bytes | None:
+    """The token of an `Authorization: Bearer <token>` value; the scheme is case-insensitive (RFC 7235)."""
+    scheme, _, token = header.strip().partition(b" ")
+    token = token.strip(b" ")
+    return token if scheme.lower() == b"bearer" and token else None
+
+
 class RequireBearer:
     """Every request except the open paths needs `Authorization: Bearer <token>` (constant-time compare)."""
 
     def __init__(self, app: ASGIApp, token: str, open_paths: frozenset[str] = frozenset({"/healthz"})) -> None:
-        self.app, self.expected, self.open_paths = app, f"Bearer {token}".encode(), open_paths
+        self.app, self.expected, self.open_paths = app, token.encode(), open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope.get("path") not in self.open_paths:
             got = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
-            if not hmac.compare_digest(got, self.expected):
+            if not hmac.compare_digest(bearer_token(got) or b"", self.expected):
                 challenge = 'Bearer realm="mcp-server-conversations"'
                 if got:
                     challenge += ', error="invalid_token"'
@@ -133,15 +150,18 @@ class RequireBearer:
 
 
 class LimitBody:
-    """413 for a body over `max_bytes`: by Content-Length up front, else by counting what arrives.
+    """Limits on what a request sends before the app runs: 431 for headers over MAX_HEADER_BYTES,
+    413 for a body over `max_bytes` (by Content-Length up front, else by counting what arrives),
+    408 for a body that has not arrived within `timeout` seconds, and a JSON-RPC parse error for
+    an /mcp body nested deeper than inputs.MAX_DEPTH (REST bodies are checked as they are parsed).
 
     The body is read before the app runs (bounded by the limit) and replayed to it, so an
     oversize chunked upload is refused before anything acts on it; later `receive` calls (the
     disconnect that ends an SSE stream) go straight through.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout: float | None = None) -> None:
+        self.app, self.max_bytes, self.timeout = app, max_bytes, timeout
 
     def _too_large(self) -> str:
         return f"request body too large: the limit is {self.max_bytes} bytes (--max-body-bytes)"
@@ -149,19 +169,30 @@ class LimitBody:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        if sum(len(k) + len(v) for k, v in scope.get("headers", ())) > MAX_HEADER_BYTES:
+            return await reply(scope, send, 431, f"request headers too large: the limit is {MAX_HEADER_BYTES} bytes")
         declared = _header(scope, b"content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.max_bytes:
             return await reply(scope, send, 413, self._too_large())
         body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client left before its body arrived: nothing to answer
-            body += message.get("body", b"")
-            if len(body) > self.max_bytes:
-                return await reply(scope, send, 413, self._too_large())
-            if not message.get("more_body", False):
-                break
+        try:
+            async with asyncio.timeout(self.timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] != "http.request":
+                        return  # the client left before its body arrived: nothing to answer
+                    body += message.get("body", b"")
+                    if len(body) > self.max_bytes:
+                        return await reply(scope, send, 413, self._too_large())
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            problem = f"request body not received within {self.timeout:g} s (--request-timeout)"
+            return await reply(scope, send, 408, problem, {"Connection": "close"})
+        path = scope.get("path", "")
+        if scope["method"] == "POST" and (path == "/mcp" or path.startswith("/mcp/")) and too_deep(bytes(body)):
+            return await reply(scope, send, 400, f"Parse error: JSON nested deeper than {MAX_DEPTH} levels",
+                               code=PARSE_ERROR)
         pending: list[Message] = [{"type": "http.request", "body": bytes(body), "more_body": False}]
 
         async def replay() -> Message:

@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field
 
 from .app import App
 from .errors import ConversationsError
+from .inputs import check_value
 from .models import (
     Agent,
     AgentList,
@@ -39,11 +40,15 @@ DELETE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent
 
 
 def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Turn the server's own errors into tool errors whose message the client sees."""
+    """Check the arguments (inputs.check_value: 64-bit integers, no NULs or lone surrogates) and turn
+    the server's own errors into tool errors whose message the client sees."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
+            for name, value in kwargs.items():
+                if not isinstance(value, Context):
+                    check_value(name, value)
             return await fn(*args, **kwargs)
         except ConversationsError as e:
             raise ToolError(e.message) from e

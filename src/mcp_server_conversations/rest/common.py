@@ -4,7 +4,6 @@ place, and request bodies / query strings parsed into pydantic models with error
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import typing
 from collections.abc import Awaitable, Callable
@@ -18,6 +17,7 @@ from starlette.routing import Route
 
 from ..app import App
 from ..errors import ConversationsError, StorageUnavailableError, ValidationError
+from ..inputs import check_value, loads
 
 log = logging.getLogger("mcp_server_conversations.rest")
 
@@ -74,12 +74,7 @@ def _validation(e: pydantic.ValidationError, where: str) -> ValidationError:
 async def parse_body(request: Request, model: type[M]) -> M:
     """The JSON body as `model`; an empty body (the SDK's fork/cancel POSTs) counts as `{}`."""
     raw = await request.body()
-    data: Any = {}
-    if raw.strip():
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ValidationError("body", "not valid JSON; send a JSON object") from None
+    data: Any = loads(raw) if raw.strip() else {}
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -103,6 +98,7 @@ def parse_query(request: Request, model: type[M]) -> M:
         if name not in q:
             continue
         data[name] = q.getlist(name) if _is_list(info.annotation) else q[name]
+    check_value("", data, "query string")
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as e:
