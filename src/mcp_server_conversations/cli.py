@@ -27,6 +27,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-timeout", type=float, help="idle-read timeout of model calls in seconds")
     p.add_argument("--model-retries", type=int, help="retries of a failed model call (default 0)")
     p.add_argument("--embedding-model", help="embedding model handle for hybrid search")
+    p.add_argument("--run-sweep-interval", type=float,
+                   help="seconds between looks for runs of server processes that died (default 10)")
     p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default 8283)")
     p.add_argument("--stateless", action="store_true", default=None, help="no MCP sessions (for replicas)")
