@@ -43,11 +43,9 @@ from .errors import (
 from .events import RunEvent
 from .gateway import ModelGateway
 from .models import CompactResult, Run
-from .presence import Presence
 from .remote_cancel import RemoteCancels
 from .service import ConversationService, check_handle
-from .storage import NewMessage, SQLiteStore
-from .storage.runs import PromptRows, SendTarget
+from .storage import NewMessage, PromptRows, SendTarget, Store
 from .util import new_id, now_iso
 
 log = logging.getLogger("mcp_server_conversations.runtime")
@@ -79,7 +77,7 @@ class Runtime:
     """Starts, queues, streams, cancels and finishes runs; compacts conversations on demand."""
 
     def __init__(
-        self, settings: Settings, store: SQLiteStore, service: ConversationService, gateway: ModelGateway | None = None
+        self, settings: Settings, store: Store, service: ConversationService, gateway: ModelGateway | None = None
     ) -> None:
         self.settings = settings
         self.store = store
@@ -93,7 +91,7 @@ class Runtime:
         self._admit = asyncio.Lock()
         self._warm: asyncio.TimerHandle | None = None
         self._closing = False
-        self._presence = Presence(store.path)
+        self._presence = store.presence()
         self._remote = RemoteCancels(store, self._presence, self._runs, self._cancel)
 
     # -- lifecycle --
@@ -103,11 +101,11 @@ class Runtime:
         the database open, else those whose owner is gone (a live replica's runs in flight look the same
         in storage, so they are told apart by their owner); warm litellm shortly after."""
         self.gateway.open()
-        alone = self._presence.join()
+        alone = await self._presence.join()
         if not alone:
-            log.info("another server process uses %s; leaving its unfinished runs to it", self.store.path)
+            log.info("another server process uses %s; leaving its unfinished runs to it", self.store.location)
         for run_id, conversation_id, owner in await self.store.unfinished_runs_by_owner():
-            if not alone and (owner is None or self._presence.alive(owner)):
+            if not alone and (owner is None or await self._presence.alive(owner)):
                 continue  # a live process's run (or one too old to know its owner)
             await self.store.finish_run(
                 run_id, conversation_id, {"status": "interrupted", "stop_reason": "interrupted",
@@ -144,7 +142,7 @@ class Runtime:
                     await state.done.wait()
             await self._remote.stop()
             await self.gateway.close()
-        self._presence.leave()
+        await self._presence.leave()
 
     # -- model selection --
 
@@ -294,10 +292,8 @@ class Runtime:
         try:
             async with turn.lock:
                 delay = TURN_POLL_FIRST
-                while not await self.store.claim_turn(
-                    conversation_id, holder, self._presence.owner, self._presence.alive
-                ):
-                    await asyncio.sleep(delay)
+                while not await self.store.claim_turn(conversation_id, holder, self._presence.owner):
+                    await self.store.wait_turn(conversation_id, delay)
                     delay = min(delay * 2, TURN_POLL_MAX)
                 try:
                     yield
@@ -374,7 +370,7 @@ class Runtime:
         while True:
             started = await self.store.start_run(
                 state.run_id, state.conversation_id, state.agent_id, news, model=state.model, started_at=now_iso(),
-                create=idle, idempotency_key=key, owner=self._presence.owner, owner_alive=self._presence.alive,
+                create=idle, idempotency_key=key, owner=self._presence.owner,
             )  # fmt: skip
             if started is not None:
                 break
@@ -386,7 +382,7 @@ class Runtime:
                 )
                 state.admitted.set()
                 idle = False
-            await asyncio.sleep(delay)
+            await self.store.wait_turn(state.conversation_id, delay)
             delay = min(delay * 2, TURN_POLL_MAX)
         run, prompt = started
         if state.created is None:
