@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from foundation_helpers import assert_fts_in_sync, count_rows, say, turn
+from foundation_helpers import assert_fts_in_sync, count_rows, say, sql_one, turn
 
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.errors import NotFoundError, ValidationError
@@ -130,13 +130,13 @@ async def test_forking_does_not_copy_message_content(svc: ConversationService, s
     src = await svc.create_conversation()
     big = "lorem ipsum dolor " * 6000  # ~108 KB each
     await say(store, src.id, *[f"{i} {big}" for i in range(30)])
-    pages = (await store.one("PRAGMA page_count"))[0]
+    pages = (await sql_one(store, "PRAGMA page_count"))[0]
     rows = count_rows(store.path, "messages")
     for _ in range(5):
         await svc.fork_conversation(src.id)
     assert count_rows(store.path, "messages") == rows + 5  # one system message each, no message rows
-    grown = (await store.one("PRAGMA page_count"))[0] - pages
-    page_size = (await store.one("PRAGMA page_size"))[0]
+    grown = (await sql_one(store, "PRAGMA page_count"))[0] - pages
+    page_size = (await sql_one(store, "PRAGMA page_size"))[0]
     assert grown * page_size < 200_000, f"5 forks of 3 MB of messages grew the file by {grown} pages"
 
 

@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from foundation_helpers import count_rows, say, turn
+from foundation_helpers import count_rows, say, sql_write, turn
 
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.errors import NotFoundError, ValidationError
@@ -226,10 +226,9 @@ async def make_convs(svc: ConversationService, store: SQLiteStore, completions: 
     for i, done in enumerate(completions):
         conv = await svc.create_conversation()
         await store.update_conversation(conv.id, {"last_run_completion": done})
-        async with store.write() as db:  # ties in created_at, broken by id
-            await db.execute(
-                "UPDATE conversations SET created_at = ? WHERE id = ?", (f"2026-01-0{1 + i // 2}", conv.id)
-            )
+        await sql_write(  # ties in created_at, broken by id
+            store, "UPDATE conversations SET created_at = ? WHERE id = ?", (f"2026-01-0{1 + i // 2}", conv.id)
+        )
         ids.append(conv.id)
     return ids
 
