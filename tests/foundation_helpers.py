@@ -7,7 +7,8 @@ from pathlib import Path
 
 from mcp_server_conversations.models import Message
 from mcp_server_conversations.storage import NewMessage, SQLiteStore
-from mcp_server_conversations.storage.rows import MESSAGE_COLUMNS, message_from_row
+from mcp_server_conversations.storage.base import all_in
+from mcp_server_conversations.storage.rows import MESSAGE_COLUMNS, message_from_row, pack, unpack
 
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 
@@ -90,3 +91,18 @@ async def count_embeddings(store: SQLiteStore, model: str | None = None) -> int:
         sql, params = sql + " AND model = ?", (model,)
     row = await sql_one(store, sql, params)
     return int(row[0]) if row else 0
+
+
+async def remove_from_context(store: SQLiteStore, conv_id: str, message_ids: list[str], *, mark_err: bool) -> None:
+    """Take messages out of a conversation's context window (they stay in history), optionally marking
+    them is_err: what compaction or an abandoned run leaves behind, made directly."""
+
+    def remove(db: sqlite3.Connection) -> None:
+        drop = {r["rowid"] for r in all_in(db, "SELECT rowid FROM messages WHERE id IN ({ids})", message_ids)}
+        (context,) = db.execute("SELECT context FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+        db.execute("UPDATE conversations SET context = ? WHERE id = ?",
+                   (pack([i for i in unpack(context) if i not in drop]), conv_id))  # fmt: skip
+        if mark_err and drop:
+            db.execute(f"UPDATE messages SET is_err = 1 WHERE rowid IN ({','.join('?' * len(drop))})", list(drop))
+
+    await store.database.write(remove)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from foundation_helpers import assert_fts_in_sync, count_rows, say, sql_one, turn
+from foundation_helpers import assert_fts_in_sync, count_rows, remove_from_context, say, sql_one, turn
 
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.errors import NotFoundError, ValidationError
@@ -74,7 +74,7 @@ async def test_fork_through_a_message_not_in_context_is_a_validation_error(
     (outside,) = await store.append_messages(
         src.id, [NewMessage("user_message", "user", content="x")], in_context=False
     )
-    await store.remove_from_context(src.id, [msgs[0].id], mark_err=False)  # compacted out
+    await remove_from_context(store, src.id, [msgs[0].id], mark_err=False)  # compacted out
     system_id = (await store.context_messages(src.id))[0].id
     for bad in (msgs[0].id, outside.id, elsewhere.id, system_id, "message-nope", ""):
         with pytest.raises(ValidationError, match="not in the context window") as exc:

@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from foundation_helpers import count_rows, say, sql_write, turn
+from foundation_helpers import count_rows, remove_from_context, say, sql_write, turn
 
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.errors import NotFoundError, ValidationError
@@ -370,7 +370,7 @@ async def test_list_messages_reports_in_context_and_writer(svc: ConversationServ
     src_id = inherited[0].conversation_id
     assert [m.conversation_id for m in page.messages] == [src_id] * len(inherited) + [fork_id] * len(own)
     assert all(m.in_context for m in page.messages)
-    await store.remove_from_context(fork_id, [own[0].id], mark_err=True)
+    await remove_from_context(store, fork_id, [own[0].id], mark_err=True)
     first_own = (await svc.list_messages(fork_id, 1000)).messages[len(inherited)]
     assert (first_own.id, first_own.in_context, first_own.is_err) == (own[0].id, False, True)
     assert (await svc.get_conversation(fork_id)).message_count == len(inherited) + len(own)

@@ -51,7 +51,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             yield app
         finally:
             # Shielded: when the transport fails (the client stopped reading), this runs inside a
-            # cancelled scope, and a close cut short leaves the database threads keeping the process alive.
+            # cancelled scope, and a close cut short would leave the database's connections open.
             with anyio.CancelScope(shield=True, deadline=anyio.current_time() + STOP_WITHIN):
                 if app.embeddings is not None:
                     await app.embeddings.stop()

@@ -145,24 +145,6 @@ class ConversationStore(SQLiteBase):
             (text, conv_id, text),
         ))  # fmt: skip
 
-    async def remove_from_context(self, conv_id: str, message_ids: list[str], *, mark_err: bool) -> None:
-        """Take messages out of the context window (they stay in history), optionally marking them is_err."""
-        if not message_ids:
-            return
-
-        def remove(db: sqlite3.Connection) -> None:
-            rows = all_in(db, "SELECT rowid FROM messages WHERE id IN ({ids})", message_ids)
-            drop = {r["rowid"] for r in rows}
-            conv = db.execute("SELECT context FROM conversations WHERE id = ?", (conv_id,)).fetchone()
-            if conv is not None:
-                context = [i for i in unpack(conv["context"]) if i not in drop]
-                db.execute("UPDATE conversations SET context = ? WHERE id = ?", (pack(context), conv_id))
-            if mark_err and drop:
-                marks = ",".join("?" * len(drop))
-                db.execute(f"UPDATE messages SET is_err = 1 WHERE rowid IN ({marks})", list(drop))
-
-        await self.database.write(remove)
-
     async def replace_context_prefix(self, conv_id: str, evicted_ids: list[str], summary: NewMessage) -> Message:
         """Compaction: store `summary`, and in the context replace the evicted messages by it
         (placed right after the system message). The evicted rows stay in history and search."""

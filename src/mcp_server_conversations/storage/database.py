@@ -5,7 +5,8 @@ that owns the connection: one hand-off to the thread and one back per unit, howe
 statements it runs. Writes go to one writer thread (its queue serializes them, as SQLite does
 anyway), each inside `BEGIN IMMEDIATE … COMMIT`, rolled back if `fn` raises. The transaction
 begins and ends inside that one call in the writer thread, so a cancelled caller cannot cut it
-in half: the awaiting task stops waiting, the thread finishes the unit. Reads go to a reader
+in half: the awaiting task stops waiting, the thread finishes the unit (a unit still queued
+when its caller is cancelled is dropped, never started). Reads go to a reader
 thread with its own `query_only` connection (WAL lets it read while the writer writes), so a
 read sees only committed data, never another caller's half-done write.
 """
@@ -63,6 +64,7 @@ class _Worker:
         if self.stopped:
             return
         self.stopped = True
+
         def close() -> None:
             conn, self.conn = self.conn, None
             if conn is None:
