@@ -5,8 +5,8 @@ that owns the connection: one hand-off to the thread and one back per unit, howe
 statements it runs. Writes go to one writer thread (its queue serializes them, as SQLite does
 anyway), each inside `BEGIN IMMEDIATE … COMMIT`, rolled back if `fn` raises. The transaction
 begins and ends inside that one call in the writer thread, so a cancelled caller cannot cut it
-in half: the awaiting task stops waiting, the thread finishes the unit (a unit still queued
-when its caller is cancelled is dropped, never started). Reads go to a reader
+in half: the awaiting task stops waiting, the thread finishes the unit (also one still queued
+when its caller is cancelled: a unit handed in always runs whole). Reads go to a reader
 thread with its own `query_only` connection (WAL lets it read while the writer writes), so a
 read sees only committed data, never another caller's half-done write.
 """
@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .schema import migrate
 
@@ -34,16 +35,45 @@ READER_PRAGMAS = ("busy_timeout=10000", "query_only=ON", "foreign_keys=ON", "tem
 
 
 class _Worker:
-    """One thread and the connection only it uses."""
+    """One thread and the connection only it uses, serving units of work in the order handed in.
+
+    A plain thread and queue rather than an executor: a trip costs one queue put, one thread
+    wake-up and one loop wake-up, and nothing else (an executor adds its own futures and locks)."""
 
     def __init__(self, name: str) -> None:
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name)
         self.conn: sqlite3.Connection | None = None
         self.stopped = False
+        self._queue: queue.SimpleQueue[tuple[asyncio.Future[Any], Callable[[], Any]] | None] = queue.SimpleQueue()
+        threading.Thread(target=self._serve, name=name, daemon=True).start()
+
+    def _serve(self) -> None:
+        while (item := self._queue.get()) is not None:
+            future, fn = item
+            try:
+                result = fn()
+            except BaseException as e:  # handed back to the caller, whatever it is
+                outcome: tuple[Callable[..., None], object] = (_fail, e)
+            else:
+                outcome = (_succeed, result)
+            try:
+                future.get_loop().call_soon_threadsafe(outcome[0], future, outcome[1])
+            except RuntimeError:  # the loop closed without closing the database: nobody waits
+                pass
+
+    def _submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        if self.stopped:
+            raise RuntimeError("the database is closed")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put((future, fn))
+        return future
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """`fn(connection)` in the thread. Once handed in it runs to its end even if the awaiting
+        task is cancelled meanwhile: the task stops waiting, the unit of work is not cut short."""
+
         def run() -> T:
-            assert self.conn is not None, "the database is closed"
+            if self.conn is None:
+                raise RuntimeError("the database is closed")
             try:
                 return fn(self.conn)
             except sqlite3.Error as e:
@@ -52,18 +82,18 @@ class _Worker:
                     raise
                 raise translated from e
 
-        return await asyncio.get_running_loop().run_in_executor(self.executor, run)
+        return await self._submit(run)
 
     async def start(self, connect: Callable[[], sqlite3.Connection]) -> None:
         def open_() -> None:
             self.conn = connect()
 
-        await asyncio.get_running_loop().run_in_executor(self.executor, open_)
+        await self._submit(open_)
 
     async def stop(self, before: Callable[[sqlite3.Connection], object] | None = None) -> None:
+        """Close the connection after the units handed in before, then end the thread."""
         if self.stopped:
             return
-        self.stopped = True
 
         def close() -> None:
             conn, self.conn = self.conn, None
@@ -77,10 +107,20 @@ class _Worker:
             finally:
                 conn.close()
 
-        try:
-            await asyncio.get_running_loop().run_in_executor(self.executor, close)
-        finally:
-            self.executor.shutdown(wait=False)
+        closed = self._submit(close)
+        self.stopped = True
+        self._queue.put(None)
+        await closed
+
+
+def _succeed(future: asyncio.Future[T], result: T) -> None:
+    if not future.done():  # its caller was cancelled meanwhile
+        future.set_result(result)
+
+
+def _fail(future: asyncio.Future[Any], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
 
 
 class Database:
