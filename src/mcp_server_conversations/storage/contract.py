@@ -10,8 +10,10 @@ against `Store` and `Presence`; only `storage.open_store` knows which class impl
   a history page, a run with its messages) reads them from one snapshot.
 - **Serialization.** Writes touching one conversation (append, start_run, claim_turn,
   finish_run, replace_context_prefix, fork, delete) must not interleave: history order is write
-  order. `edit_block_value` and `upsert_block` are read-modify-write under a row lock. SQLite
-  gets all this from its single writer; a server database from row locks.
+  order. `edit_block_value` and `upsert_block` are read-modify-write under a row lock; their
+  callbacks run inside the unit of work (maybe in a database thread), so they must be pure
+  functions of their arguments. SQLite gets all this from its single writer; a server database
+  from row locks.
 - **Keys.** Messages have an integer key the backend assigns, increasing in write order within
   a conversation (SQLite's rowid; a bigint identity elsewhere). The history cursors
   (`HistoryKey`) and the vector index (`PendingMessage.rowid`, `load_vectors`,
