@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from mcp_server_conversations.search import terms
-from mcp_server_conversations.storage import NewMessage
+from mcp_server_conversations.storage import NewMessage, SQLiteStore
 
 from .common import Figure, Sizes
 from .storage_bench import open_service
@@ -124,6 +124,18 @@ def dataset(seed: int = 11, sessions: int = 40) -> tuple[list[list[NewMessage]],
     return out, questions
 
 
+async def all_words(store: SQLiteStore, agent_id: str, words: list[str], limit: int) -> list[str]:
+    """The baseline: ids of the agent's messages holding every word, by FTS5 bm25 (not a store method:
+    the product never searches this way)."""
+    match = " AND ".join(f'"{w}"' for w in words)
+    sql = (
+        "SELECT m.id FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
+        "WHERE messages_fts MATCH ? AND m.agent_id = ? ORDER BY messages_fts.rank LIMIT ?"
+    )
+    rows = await store.database.read(lambda db: db.execute(sql, (match, agent_id, limit)).fetchall())
+    return [r[0] for r in rows]
+
+
 async def run(sizes: Sizes) -> list[Figure]:
     sessions, questions = dataset()
     with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
@@ -137,11 +149,8 @@ async def run(sizes: Sizes) -> list[Figure]:
             for question, answer in questions:
                 ranked = [r.message_id for r in (await service.search(question, limit=10)).results]
                 words = terms(question)
-                strict = await store.search(
-                    agent_id=agent_id, match=" AND ".join(f'"{w}"' for w in words), roles=None, start=None,
-                    end=None, conversation_id=None, limit=10,
-                )
-                for name, ids in (("or", ranked), ("and", [r.message_id for r in strict])):
+                strict = await all_words(store, agent_id, words, limit=10)
+                for name, ids in (("or", ranked), ("and", strict)):
                     for k in (5, 10):
                         hits[name][k] += answer in ids[:k]
         finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -152,6 +153,32 @@ async def send_overhead(s: Session, provider: Provider, sizes: Sizes) -> Figure:
     )
 
 
+async def database_trips(provider: Provider, sizes: Sizes) -> Figure:
+    """Hand-offs to the database threads per one-step send, counted in process (over stdio they cannot
+    be seen). Cancel requests are not looked for meanwhile: that watcher is not the send's work."""
+    from mcp_server_conversations import remote_cancel
+    from mcp_server_conversations.app import open_app
+    from mcp_server_conversations.config import Settings
+
+    os.environ.update(provider.env())
+    poll, remote_cancel.CANCEL_POLL = remote_cancel.CANCEL_POLL, 3600.0
+    trips: list[int] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-trips-") as tmp:
+            async with open_app(Settings(db=Path(tmp) / "trips.db", default_model=MODEL)) as app:
+                database = app.store.database  # type: ignore[attr-defined]
+                conv = await app.service.create_conversation()
+                await app.runtime.send(conv.id, content="warm-up")
+                for i in range(5 if sizes.quick else 20):
+                    before = database.trips
+                    await app.runtime.send(conv.id, content=f"count {i}")
+                    trips.append(database.trips - before)
+    finally:
+        remote_cancel.CANCEL_POLL = poll
+    return Figure("database trips per one-step send", max(trips), "trips", "≤ 3", max(trips) <= 3,
+                  details={"sends": len(trips), "min": min(trips)})
+
+
 async def streaming_overhead(s: Session, provider: Provider, sizes: Sizes) -> Figure:
     """First progress notification at the client minus the provider's first SSE chunk, beside the
     same gap for litellm alone (first text delta in this process): the floor any server pays."""
@@ -292,6 +319,7 @@ async def run(sizes: Sizes) -> list[Figure]:
                         await asyncio.to_thread(wait_idle, server_pid())
                     figures = [await send_overhead(s, provider, sizes)]
                     figures.append(await streaming_overhead(s, provider, sizes))
+                    figures.append(await database_trips(provider, sizes))
                     figures.append(await parallel_sends(s, provider, sizes))
                     figures.append(await same_conversation_queue(s, provider, sizes))
                     figures.append(await memory_after_sends(s, sizes))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from mcp_server_conversations.models import Message
 from mcp_server_conversations.storage import NewMessage, SQLiteStore
+from mcp_server_conversations.storage.base import all_in
+from mcp_server_conversations.storage.rows import MESSAGE_COLUMNS, message_from_row, pack, unpack
 
 TOKENIZER = "porter unicode61 remove_diacritics 2"
 
@@ -56,3 +58,51 @@ async def turn(store: SQLiteStore, conv_id: str, user: str, reply: str) -> list[
         conv_id,
         [NewMessage("user_message", "user", content=user), NewMessage("assistant_message", "assistant", content=reply)],
     )
+
+
+# Reads and writes the SQLite backend's tests make underneath the Store contract: through the store's
+# own Database (its reader or writer thread), so they see what it committed and wait behind its writes.
+
+
+async def sql_one(store: SQLiteStore, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+    return await store.database.read(lambda db: db.execute(sql, params).fetchone())
+
+
+async def sql_all(store: SQLiteStore, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+    return await store.database.read(lambda db: db.execute(sql, params).fetchall())
+
+
+async def sql_write(store: SQLiteStore, sql: str, params: tuple | dict = ()) -> None:
+    """One statement as its own write transaction."""
+    await store.database.write(lambda db: db.execute(sql, params))
+
+
+async def get_message(store: SQLiteStore, message_id: str) -> Message:
+    """A stored message by id, as history shows it (in_context False)."""
+    row = await sql_one(store, f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
+    assert row is not None, message_id
+    return message_from_row(row, False)
+
+
+async def count_embeddings(store: SQLiteStore, model: str | None = None) -> int:
+    """How many messages have a (non-empty) vector, for `model` or any."""
+    sql, params = "SELECT count(*) FROM message_embeddings WHERE dim > 0", ()
+    if model is not None:
+        sql, params = sql + " AND model = ?", (model,)
+    row = await sql_one(store, sql, params)
+    return int(row[0]) if row else 0
+
+
+async def remove_from_context(store: SQLiteStore, conv_id: str, message_ids: list[str], *, mark_err: bool) -> None:
+    """Take messages out of a conversation's context window (they stay in history), optionally marking
+    them is_err: what compaction or an abandoned run leaves behind, made directly."""
+
+    def remove(db: sqlite3.Connection) -> None:
+        drop = {r["rowid"] for r in all_in(db, "SELECT rowid FROM messages WHERE id IN ({ids})", message_ids)}
+        (context,) = db.execute("SELECT context FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+        db.execute("UPDATE conversations SET context = ? WHERE id = ?",
+                   (pack([i for i in unpack(context) if i not in drop]), conv_id))  # fmt: skip
+        if mark_err and drop:
+            db.execute(f"UPDATE messages SET is_err = 1 WHERE rowid IN ({','.join('?' * len(drop))})", list(drop))
+
+    await store.database.write(remove)

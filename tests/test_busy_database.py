@@ -38,7 +38,7 @@ def write_lock(settings: Settings) -> Iterator[sqlite3.Connection]:
 
 
 async def quick_busy(app: App) -> None:
-    await app.store.db.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+    await app.store.database.on_writer(lambda db: db.execute(f"PRAGMA busy_timeout={BUSY_MS}"))  # type: ignore[attr-defined]
 
 
 async def _ended(app: App, run_id: str) -> Run | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from foundation_helpers import assert_fts_in_sync, count_rows, say, turn
+from foundation_helpers import assert_fts_in_sync, count_rows, remove_from_context, say, sql_one, turn
 
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.errors import NotFoundError, ValidationError
@@ -74,7 +74,7 @@ async def test_fork_through_a_message_not_in_context_is_a_validation_error(
     (outside,) = await store.append_messages(
         src.id, [NewMessage("user_message", "user", content="x")], in_context=False
     )
-    await store.remove_from_context(src.id, [msgs[0].id], mark_err=False)  # compacted out
+    await remove_from_context(store, src.id, [msgs[0].id], mark_err=False)  # compacted out
     system_id = (await store.context_messages(src.id))[0].id
     for bad in (msgs[0].id, outside.id, elsewhere.id, system_id, "message-nope", ""):
         with pytest.raises(ValidationError, match="not in the context window") as exc:
@@ -130,13 +130,13 @@ async def test_forking_does_not_copy_message_content(svc: ConversationService, s
     src = await svc.create_conversation()
     big = "lorem ipsum dolor " * 6000  # ~108 KB each
     await say(store, src.id, *[f"{i} {big}" for i in range(30)])
-    pages = (await store.one("PRAGMA page_count"))[0]
+    pages = (await sql_one(store, "PRAGMA page_count"))[0]
     rows = count_rows(store.path, "messages")
     for _ in range(5):
         await svc.fork_conversation(src.id)
     assert count_rows(store.path, "messages") == rows + 5  # one system message each, no message rows
-    grown = (await store.one("PRAGMA page_count"))[0] - pages
-    page_size = (await store.one("PRAGMA page_size"))[0]
+    grown = (await sql_one(store, "PRAGMA page_count"))[0] - pages
+    page_size = (await sql_one(store, "PRAGMA page_size"))[0]
     assert grown * page_size < 200_000, f"5 forks of 3 MB of messages grew the file by {grown} pages"
 
 

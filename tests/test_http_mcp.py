@@ -57,7 +57,7 @@ async def test_healthz_reports_version_and_database(settings: Settings) -> None:
         assert ok.status_code == 200
         assert ok.json() == {"status": "ok", "version": __version__}
         # The check really reads the database: with the connection closed it answers 503.
-        await served.app.store.db.close()
+        await served.app.store.database.close()
         down = await http.get(f"{served.base_url}/healthz")
         assert down.status_code == 503
         assert down.json() == {"status": "error", "version": __version__, "detail": "database unreachable"}

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from fake_provider import FakeProvider
-from foundation_helpers import say
+from foundation_helpers import count_embeddings, say
 from mcp import Client
 from rest_helpers import letta, rest_server, sdk
 from runtime_helpers import call, db_rows, eventually
@@ -127,7 +127,7 @@ async def test_the_indexer_embeds_new_messages_in_the_background(hybrid: Setting
         await say(app.store, conv, "A later message about the garden")
         await indexed(hybrid)
         assert fake_provider.embedding_inputs[sent:] == [["A later message about the garden"]]  # only the new one
-        assert await app.store.count_embeddings(EMBED) == len(FILLER) + 2
+        assert await count_embeddings(app.store, EMBED) == len(FILLER) + 2
 
 
 async def test_a_backlog_is_embedded_in_batches_when_the_flag_is_turned_on(
@@ -143,7 +143,7 @@ async def test_a_backlog_is_embedded_in_batches_when_the_flag_is_turned_on(
         await indexed(hybrid)
         sizes = [len(texts) for texts in fake_provider.embedding_inputs]
         assert sizes == [64, 64, 22]
-        assert await app.store.count_embeddings() == 150
+        assert await count_embeddings(app.store) == 150
 
 
 async def test_switching_the_embedding_model_re_embeds_everything(hybrid: Settings) -> None:
@@ -154,7 +154,7 @@ async def test_switching_the_embedding_model_re_embeds_everything(hybrid: Settin
     async with open_app(other) as app:
         sql = "SELECT count(*) FROM message_embeddings WHERE model = 'openai/fake-embed-2'"
         await eventually(lambda: db_rows(other, sql)[0][0] == 1 + len(FILLER), "every message re-embedded")
-        assert await app.store.count_embeddings() == 1 + len(FILLER)  # replaced, not added
+        assert await count_embeddings(app.store) == 1 + len(FILLER)  # replaced, not added
         assert contents(await app.service.search("pottery", limit=1)) == [CERAMICS]
 
 
@@ -165,7 +165,7 @@ async def test_a_message_the_provider_refuses_does_not_block_the_others(
     async with open_app(hybrid) as app:
         await conversation(app, "first note", "a POISON message", "third note")
         await indexed(hybrid)
-        assert await app.store.count_embeddings(EMBED) == 2
+        assert await count_embeddings(app.store, EMBED) == 2
         refused = db_rows(hybrid, "SELECT dim, length(vector) FROM message_embeddings WHERE dim = 0")
         assert [tuple(r) for r in refused] == [(0, 0)]  # remembered, so it is not asked for again
         calls = len(fake_provider.embedding_inputs)
@@ -198,7 +198,7 @@ async def test_a_vector_match_without_a_shared_word_is_found(hybrid: Settings, s
         await conversation(app, *FILLER, CERAMICS, *FILLER)
         await indexed(hybrid)
         only_fts = await app.store.search(
-            agent_id=await app.service.resolve_agent(None), match='"pottery"', roles=None, start=None, end=None,
+            agent_id=await app.service.resolve_agent(None), terms=["pottery"], roles=None, start=None, end=None,
             conversation_id=None, limit=10,
         )  # fmt: skip
         assert only_fts == []  # full-text alone misses it: no shared word

@@ -22,23 +22,23 @@ async def test_a_pre_m006_file_upgrades_without_losing_search(tmp_path: Path, mo
         store = await SQLiteStore.open(db)
         agent = await store.create_agent(name="a", model=None, system="s", context_window_limit=None, blocks=[])
         conv = await store.create_conversation(agent.id, model=None, summary=None, system_text="zebra prompt")
-        async with store.write() as w:  # rows as the old code wrote them: search_text = the indexed text
-            for i, (kind, content, extra) in enumerate([
-                ("user_message", "the pottery class starts tuesday", "the pottery class starts tuesday"),
-                ("reasoning_message", None, "thinking about glazes"),
-                ("assistant_message", "kilns are hot", "kilns are hot\nreasoning about firing"),
-            ]):
-                await w.execute(
-                    "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
-                    "content, created_at, search_text) VALUES (?, ?, ?, ?, ?, 'user', ?, '2025-01-01', ?)",
-                    (f"message-old-{i}", agent.id, conv.id, conv.id, kind, content, extra),
-                )
+        old_rows = [  # rows as the old code wrote them: search_text = the indexed text
+            ("user_message", "the pottery class starts tuesday", "the pottery class starts tuesday"),
+            ("reasoning_message", None, "thinking about glazes"),
+            ("assistant_message", "kilns are hot", "kilns are hot\nreasoning about firing"),
+        ]
+        await store.database.write(lambda w: w.executemany(
+            "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
+            "content, created_at, search_text) VALUES (?, ?, ?, ?, ?, 'user', ?, '2025-01-01', ?)",
+            [(f"message-old-{i}", agent.id, conv.id, conv.id, kind, content, extra)
+             for i, (kind, content, extra) in enumerate(old_rows)],
+        ))  # fmt: skip
         await store.close()
 
     store = await SQLiteStore.open(db)  # applies m006 and later
     try:
         await store.append_messages(conv.id, [NewMessage("user_message", "user", content="painted bowls")])
-        found = await store.search(agent_id=agent.id, match='"glaze" OR "pottery" OR "firing" OR "paint"',
+        found = await store.search(agent_id=agent.id, terms=["glaze", "pottery", "firing", "paint"],
                                    roles=None, start=None, end=None, conversation_id=None, limit=10)
         assert {r.message_id for r in found} >= {"message-old-0", "message-old-1", "message-old-2"}
         assert any(r.content == "painted bowls" for r in found)

@@ -13,10 +13,11 @@ from mcp import Client
 
 from mcp_server_conversations.app import open_app
 from mcp_server_conversations.config import Settings
-from mcp_server_conversations.search import fts_query, terms
+from mcp_server_conversations.search import terms
 from mcp_server_conversations.server import build_server
 from mcp_server_conversations.service import ConversationService
 from mcp_server_conversations.storage import NewMessage, SQLiteStore
+from mcp_server_conversations.storage.search import fts_expression
 
 NASTY = [
     '"', '""', "'", "a\"b", '"unbalanced', "*", "a*", "*a", "NEAR", "NEAR(a b)", "NEAR(a b, 2)", "a NEAR b",
@@ -41,10 +42,13 @@ async def found(svc: ConversationService, query: str, **kw) -> list[str]:
 
 
 def test_every_term_is_quoted_and_stop_words_dropped() -> None:
-    assert fts_query("When did Ada start the pottery class?") == '"ada" OR "start" OR "pottery" OR "class"'
-    assert fts_query('NEAR("x" w) AND z*') == '"near" OR "x" OR "w" OR "z"'
-    assert fts_query("what is the") == '"what" OR "is" OR "the"'  # only stop words: keep them
-    assert fts_query("?!*()") is None
+    assert terms("When did Ada start the pottery class?") == ["ada", "start", "pottery", "class"]
+    assert terms('NEAR("x" w) AND z*') == ["near", "x", "w", "z"]
+    assert terms("what is the") == ["what", "is", "the"]  # only stop words: keep them
+    assert terms("?!*()") == []
+    # storage quotes each word, so nothing the user typed is FTS5 syntax
+    assert fts_expression(["near", "x"]) == '"near" OR "x"'
+    assert fts_expression(['say "hi"']) == '"say ""hi"""'
     assert len(terms(" ".join(f"w{i}" for i in range(100)))) == 32
 
 

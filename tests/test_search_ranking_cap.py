@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_server_conversations.search import fts_query
+from mcp_server_conversations.search import terms
 from mcp_server_conversations.storage import NewMessage, SQLiteStore
 from mcp_server_conversations.storage import search as search_mod
 
@@ -26,22 +26,21 @@ async def setup(store: SQLiteStore) -> tuple[str, str, str]:
     return agent.id, old.id, new.id
 
 
-async def scored(store: SQLiteStore, agent_id: str, match: str, **kw: object) -> list[tuple[str, float]]:
+async def scored(store: SQLiteStore, agent_id: str, text: str, **kw: object) -> list[tuple[str, float]]:
     args = {"roles": None, "start": None, "end": None, "conversation_id": None, "limit": 10, **kw}
-    found = await store.search(agent_id=agent_id, match=match, **args)  # type: ignore[arg-type]
+    found = await store.search(agent_id=agent_id, terms=terms(text), **args)  # type: ignore[arg-type]
     return [(r.content or "", r.score) for r in found]
 
 
 async def search(store: SQLiteStore, agent_id: str, text: str, **kw: object) -> list[str]:
-    return [content for content, _ in await scored(store, agent_id, fts_query(text) or "", **kw)]
+    return [content for content, _ in await scored(store, agent_id, text, **kw)]
 
 
 async def test_below_the_cap_the_scores_equal_fts5_bm25_over_all_matches(store: SQLiteStore) -> None:
     agent_id, _, _ = await setup(store)
     for query in ("common kiln", "glaze chatter number", "common", "answer kiln"):
-        capped = await scored(store, agent_id, fts_query(query) or "", limit=100)
-        # Any expression other than a plain OR of terms takes the uncapped path: one bm25() over all matches.
-        exact = await scored(store, agent_id, "(" + (fts_query(query) or "") + ")", limit=100)
+        capped = await scored(store, agent_id, query, limit=100)
+        exact = await scored(store, agent_id, query, limit=100, exact=True)  # one bm25() over all matches
         assert dict(capped) == pytest.approx(dict(exact)), query
         assert [s for _, s in capped] == sorted((s for _, s in exact), reverse=True)
 

@@ -8,7 +8,9 @@ import threading
 
 import pytest
 from fake_provider import FakeProvider
+from foundation_helpers import get_message, sql_one
 
+from mcp_server_conversations import remote_cancel
 from mcp_server_conversations.app import open_app
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.errors import NotFoundError
@@ -41,7 +43,7 @@ async def test_appended_messages_are_returned_as_reading_them_back_gives(store: 
     assert [m.model_dump() for m in written] == [m.model_dump() for m in read]
     aside = [NewMessage("user_message", "user", content="x")]
     (outside,) = await store.append_messages(conv_id, aside, in_context=False)
-    assert outside.model_dump() == (await store.get_message(outside.id)).model_dump() | {"in_context": False}
+    assert outside.model_dump() == (await get_message(store, outside.id)).model_dump() | {"in_context": False}
 
 
 async def test_prompt_rows_are_the_context_and_the_stored_system_message(store: SQLiteStore) -> None:
@@ -84,7 +86,7 @@ async def test_start_run_stores_the_run_running_with_its_input_and_reads_the_pro
     assert (again.status, again.model) == ("running", "m2")
     with pytest.raises(NotFoundError):
         await store.start_run("run-3", "conv-missing", agent_id, user, model="m", started_at="t", create=True)
-    assert await store.one("SELECT id FROM runs WHERE id = 'run-3'") is None
+    assert await sql_one(store, "SELECT id FROM runs WHERE id = 'run-3'") is None
 
 
 async def test_finish_run_returns_the_final_run_and_ignores_a_run_never_stored(store: SQLiteStore) -> None:
@@ -127,3 +129,20 @@ async def test_concurrent_sends_with_one_key_make_one_run(settings: Settings, fa
         conv = await app.service.create_conversation()
         runs = await asyncio.gather(*(app.runtime.send(conv.id, content="pay", idempotency_key="k") for _ in range(3)))
         assert len({r.id for r in runs}) == 1 and len(fake_provider.requests) == 1
+
+
+async def test_a_one_step_send_takes_three_trips_to_the_database_threads(
+    settings: Settings, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each trip is a hand-off to a database thread and back, which costs more than a small query:
+    a send reads its target, starts the run (input and first prompt read with it) and finishes it
+    (the reply stored with the end). Cancel requests are not looked for during this short send."""
+    monkeypatch.setattr(remote_cancel, "CANCEL_POLL", 60.0)
+    async with open_app(settings.model_copy(update={"default_model": "openai/fake-model"})) as app:
+        conv = await app.service.create_conversation()
+        await app.runtime.send(conv.id, content="warm")  # the first send loads litellm
+        database = app.store.database  # type: ignore[attr-defined]
+        before = database.trips
+        done = await app.runtime.send(conv.id, content="count")
+        assert done.status == "completed"
+        assert database.trips - before <= 3

@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from foundation_helpers import count_rows, say, turn
+from foundation_helpers import count_rows, remove_from_context, say, sql_write, turn
 
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.errors import NotFoundError, ValidationError
@@ -226,10 +226,9 @@ async def make_convs(svc: ConversationService, store: SQLiteStore, completions: 
     for i, done in enumerate(completions):
         conv = await svc.create_conversation()
         await store.update_conversation(conv.id, {"last_run_completion": done})
-        async with store.write() as db:  # ties in created_at, broken by id
-            await db.execute(
-                "UPDATE conversations SET created_at = ? WHERE id = ?", (f"2026-01-0{1 + i // 2}", conv.id)
-            )
+        await sql_write(  # ties in created_at, broken by id
+            store, "UPDATE conversations SET created_at = ? WHERE id = ?", (f"2026-01-0{1 + i // 2}", conv.id)
+        )
         ids.append(conv.id)
     return ids
 
@@ -371,7 +370,7 @@ async def test_list_messages_reports_in_context_and_writer(svc: ConversationServ
     src_id = inherited[0].conversation_id
     assert [m.conversation_id for m in page.messages] == [src_id] * len(inherited) + [fork_id] * len(own)
     assert all(m.in_context for m in page.messages)
-    await store.remove_from_context(fork_id, [own[0].id], mark_err=True)
+    await remove_from_context(store, fork_id, [own[0].id], mark_err=True)
     first_own = (await svc.list_messages(fork_id, 1000)).messages[len(inherited)]
     assert (first_own.id, first_own.in_context, first_own.is_err) == (own[0].id, False, True)
     assert (await svc.get_conversation(fork_id)).message_count == len(inherited) + len(own)

@@ -8,12 +8,14 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import pytest
-from foundation_helpers import assert_fts_in_sync
+from foundation_helpers import assert_fts_in_sync, sql_all, sql_one, sql_write
 
 from mcp_server_conversations.errors import NotFoundError
 from mcp_server_conversations.storage import NewMessage, SQLiteStore
@@ -38,7 +40,7 @@ def sqlite_objects(path: Path) -> dict[str, set[str]]:
 
 
 async def fts_rowids(store: SQLiteStore, word: str) -> set[int]:
-    rows = await store.all("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?", (f'"{word}"',))
+    rows = await sql_all(store, "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?", (f'"{word}"',))
     return {r[0] for r in rows}
 
 
@@ -85,8 +87,8 @@ async def test_existing_world_readable_file_is_made_owner_only(tmp_path: Path) -
 
 
 async def test_wal_and_foreign_keys_are_on(store: SQLiteStore) -> None:
-    assert (await store.one("PRAGMA journal_mode"))[0] == "wal"
-    assert (await store.one("PRAGMA foreign_keys"))[0] == 1
+    assert (await sql_one(store, "PRAGMA journal_mode"))[0] == "wal"
+    assert (await sql_one(store, "PRAGMA foreign_keys"))[0] == 1
     wal = Path(store.path + "-wal")
     await make_conversation(store)
     assert wal.exists() and stat.S_IMODE(os.stat(wal).st_mode) == 0o600
@@ -108,7 +110,7 @@ async def test_reopen_is_a_no_op_migration(tmp_path: Path) -> None:
     before = sqlite_objects(path)
     store = await SQLiteStore.open(path)
     try:
-        assert await schema_mod.migrate(store.db) == []
+        assert await store.database.on_writer(schema_mod.migrate) == []
         assert (await store.get_conversation(conv_id)).id == conv_id
     finally:
         await store.close()
@@ -123,10 +125,10 @@ async def test_a_new_migration_is_applied_once_on_the_next_start(tmp_path: Path,
     monkeypatch.setattr(schema_mod, "MIGRATIONS", [*schema_mod.MIGRATIONS, extra])
     store = await SQLiteStore.open(path)
     try:
-        cols = {r["name"] for r in await store.all("PRAGMA table_info(agents)")}
+        cols = {r["name"] for r in await sql_all(store, "PRAGMA table_info(agents)")}
         assert "note" in cols
-        assert await schema_mod.migrate(store.db) == []
-        assert await schema_mod.schema_version(store.db) == len(schema_mod.MIGRATIONS)
+        assert await store.database.on_writer(schema_mod.migrate) == []
+        assert await store.database.on_writer(schema_mod.schema_version) == len(schema_mod.MIGRATIONS)
     finally:
         await store.close()
 
@@ -148,7 +150,7 @@ async def test_a_failing_migration_rolls_back_whole(tmp_path: Path, monkeypatch)
 async def test_a_file_from_a_newer_release_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "c.db"
     store = await SQLiteStore.open(path)
-    await store.db.execute("INSERT INTO schema_migrations VALUES (9999, 'm9999_future', 'now')")
+    await sql_write(store, "INSERT INTO schema_migrations VALUES (9999, 'm9999_future', 'now')")
     await store.close()
     with pytest.raises(schema_mod.SchemaTooNewError, match="upgrade"):
         await SQLiteStore.open(path)
@@ -203,16 +205,15 @@ def test_processes_starting_together_on_a_blank_file_all_start(tmp_path: Path) -
 async def test_fts_follows_insert_update_and_delete(store: SQLiteStore) -> None:
     _, conv_id = await make_conversation(store)
     (msg,) = await store.append_messages(conv_id, [NewMessage("user_message", "user", content="a kumquat pie")])
-    row = await store.one("SELECT rowid FROM messages WHERE id = ?", (msg.id,))
+    row = await sql_one(store, "SELECT rowid FROM messages WHERE id = ?", (msg.id,))
     assert await fts_rowids(store, "kumquat") == {row[0]}
-    async with store.write() as db:
-        await db.execute("UPDATE messages SET content = 'a durian pie' WHERE rowid = ?", (row[0],))
+    await sql_write(store, "UPDATE messages SET content = 'a durian pie' WHERE rowid = ?", (row[0],))
     assert await fts_rowids(store, "kumquat") == set()
     assert await fts_rowids(store, "durian") == {row[0]}
     assert_fts_in_sync(store.path)
     await store.delete_conversation(conv_id)
     assert await fts_rowids(store, "durian") == set()
-    assert (await store.one("SELECT count(*) FROM messages"))[0] == 0
+    assert (await sql_one(store, "SELECT count(*) FROM messages"))[0] == 0
     assert_fts_in_sync(store.path)
 
 
@@ -253,15 +254,18 @@ async def test_append_messages_keeps_order_context_and_count(store: SQLiteStore)
 async def test_append_to_a_missing_conversation_is_not_found_and_writes_nothing(store: SQLiteStore) -> None:
     with pytest.raises(NotFoundError):
         await store.append_messages("conv-missing", [NewMessage("user_message", "user", content="x")])
-    assert (await store.one("SELECT count(*) FROM messages"))[0] == 0
+    assert (await sql_one(store, "SELECT count(*) FROM messages"))[0] == 0
 
 
 async def test_a_write_that_raises_is_rolled_back(store: SQLiteStore) -> None:
     agent_id, _ = await make_conversation(store)
+
+    def fails(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE agents SET name = 'changed' WHERE id = ?", (agent_id,))
+        raise RuntimeError("boom")
+
     with pytest.raises(RuntimeError):
-        async with store.write() as db:
-            await db.execute("UPDATE agents SET name = 'changed' WHERE id = ?", (agent_id,))
-            raise RuntimeError("boom")
+        await store.database.write(fails)
     assert (await store.get_agent(agent_id)).name == "a"
 
 
@@ -277,15 +281,20 @@ async def test_delete_agent_removes_every_row_it_owns(store: SQLiteStore) -> Non
     await store.create_run("run-1", conv_id, agent_id, status="completed", idempotency_key=None)
     await store.delete_agent(agent_id)
     for table in ("agents", "blocks", "conversations", "messages", "runs"):
-        assert (await store.one(f"SELECT count(*) FROM {table}"))[0] == 0, table
+        assert (await sql_one(store, f"SELECT count(*) FROM {table}"))[0] == 0, table
     assert_fts_in_sync(store.path)
     with pytest.raises(NotFoundError):
         await store.delete_agent(agent_id)
 
 
+async def in_transaction(store: SQLiteStore) -> bool:
+    return await store.database.on_writer(lambda db: db.in_transaction)
+
+
 async def test_a_writer_cancelled_while_waiting_for_begin_leaves_no_open_transaction(tmp_path: Path) -> None:
-    """Another process holds the write lock; our BEGIN waits in busy_timeout and is cancelled
-    (as an MCP request cancellation does, through an anyio scope). Later writes must still work."""
+    """Another process holds the write lock; our BEGIN waits in busy_timeout and the awaiting task
+    is cancelled (as an MCP request cancellation does, through an anyio scope). The unit of work
+    still runs whole in the writer thread once the lock frees, and later writes work."""
     path = tmp_path / "c.db"
     store = await SQLiteStore.open(path)
     try:
@@ -294,23 +303,24 @@ async def test_a_writer_cancelled_while_waiting_for_begin_leaves_no_open_transac
         other.execute("BEGIN IMMEDIATE")
         entered = asyncio.Event()
 
+        def rename(to: str) -> Callable[[sqlite3.Connection], object]:
+            return lambda db: db.execute("UPDATE agents SET name = ? WHERE id = ?", (to, agent_id))
+
         async def doomed() -> None:
             entered.set()
-            async with store.write() as db:
-                await db.execute("UPDATE agents SET name = 'doomed' WHERE id = ?", (agent_id,))
+            await store.database.write(rename("doomed"))
 
         with anyio.CancelScope() as scope:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(doomed)
                 await entered.wait()
-                await asyncio.sleep(0.2)  # doomed() is now inside BEGIN IMMEDIATE, blocked by `other`
+                await asyncio.sleep(0.2)  # doomed's unit is now inside BEGIN IMMEDIATE, blocked by `other`
                 scope.cancel()
                 other.execute("COMMIT")  # sync, so it runs before the cancellation lands here
         other.close()
-        async with store.write() as db:  # with the BEGIN left open this failed: "within a transaction"
-            await db.execute("UPDATE agents SET name = 'after' WHERE id = ?", (agent_id,))
+        await store.database.write(rename("after"))  # queued behind doomed's unit, which ran whole
         assert (await store.get_agent(agent_id)).name == "after"
-        assert not store.db.in_transaction
+        assert not await in_transaction(store)
     finally:
         await store.close()
     con = sqlite3.connect(path)
@@ -319,67 +329,76 @@ async def test_a_writer_cancelled_while_waiting_for_begin_leaves_no_open_transac
 
 
 @pytest.mark.parametrize("how", ["anyio", "asyncio"])
-async def test_a_writer_cancelled_mid_body_rolls_back_before_the_next_writer_runs(store: SQLiteStore, how: str) -> None:
+async def test_a_writer_cancelled_mid_unit_commits_whole_before_the_next_writer_runs(
+    store: SQLiteStore, how: str
+) -> None:
+    """Cancelling the task that awaits a write cannot cut the transaction in half: the writer thread
+    finishes the unit (every statement of it committed), then runs the next one."""
     agent_id, _ = await make_conversation(store)
-    inside = asyncio.Event()
+    inside, release = threading.Event(), threading.Event()
+
+    def unit(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE agents SET name = 'first half' WHERE id = ?", (agent_id,))
+        inside.set()
+        release.wait(10)
+        db.execute("UPDATE agents SET name = name || ', second half' WHERE id = ?", (agent_id,))
 
     scope = anyio.CancelScope()
 
     async def doomed() -> None:
         with scope:
-            async with store.write() as db:
-                await db.execute("UPDATE agents SET name = 'doomed' WHERE id = ?", (agent_id,))
-                inside.set()
-                await asyncio.Event().wait()
+            await store.database.write(unit)
 
     async def follower() -> None:
-        async with store.write() as db:
-            await db.execute("INSERT INTO schema_migrations VALUES (-1, 'marker', 'now')")
+        await store.database.write(lambda db: db.execute("INSERT INTO schema_migrations VALUES (-1, 'marker', 'now')"))
+
+    async def cancel_midway(cancel: Callable[[], None]) -> asyncio.Task[None]:
+        await asyncio.to_thread(inside.wait, 10)
+        second = asyncio.ensure_future(follower())
+        await asyncio.sleep(0)
+        cancel()
+        await asyncio.sleep(0.05)
+        assert not second.done()  # it waits for the unit in the writer thread
+        release.set()
+        return second
 
     if how == "asyncio":
         task = asyncio.ensure_future(doomed())
-        await inside.wait()
-        second = asyncio.ensure_future(follower())
-        await asyncio.sleep(0)
-        task.cancel()
+        second = await cancel_midway(task.cancel)
         with pytest.raises(asyncio.CancelledError):
             await task
         await second
     else:
         async with anyio.create_task_group() as tg:
             tg.start_soon(doomed)
-            await inside.wait()
-            tg.start_soon(follower)
-            await asyncio.sleep(0)
-            scope.cancel()
-    # doomed's update is rolled back and the follower's insert committed
-    assert (await store.get_agent(agent_id)).name == "a"
-    assert (await store.one("SELECT count(*) FROM schema_migrations WHERE version = -1"))[0] == 1
-    assert not store.db.in_transaction
+            second = await cancel_midway(scope.cancel)
+        await second
+    assert (await store.get_agent(agent_id)).name == "first half, second half"
+    assert (await sql_one(store, "SELECT count(*) FROM schema_migrations WHERE version = -1"))[0] == 1
+    assert not await in_transaction(store)
 
 
 async def test_reads_see_only_committed_rows_and_a_writer_sees_its_own(store: SQLiteStore) -> None:
     _, conv_id = await make_conversation(store)
     count = "SELECT count(*) FROM messages WHERE conversation_id = ?"
-    before = (await store.one(count, (conv_id,)))[0]
-    inside, outside = asyncio.Event(), asyncio.Event()
+    before = (await sql_one(store, count, (conv_id,)))[0]
+    inside, outside = threading.Event(), threading.Event()
     seen_by_writer: list[int] = []
 
-    async def writer() -> None:
-        async with store.write() as db:
-            await db.execute(
-                "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
-                "content, created_at) SELECT 'message-x', agent_id, id, id, 'user_message', 'user', 'half done', "
-                "created_at FROM conversations WHERE id = ?", (conv_id,),
-            )
-            seen_by_writer.append((await store.one(count, (conv_id,)))[0])  # its own transaction's row
-            inside.set()
-            await outside.wait()
+    def writer(db: sqlite3.Connection) -> None:
+        db.execute(
+            "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
+            "content, created_at) SELECT 'message-x', agent_id, id, id, 'user_message', 'user', 'half done', "
+            "created_at FROM conversations WHERE id = ?", (conv_id,),
+        )
+        seen_by_writer.append(db.execute(count, (conv_id,)).fetchone()[0])  # its own transaction's row
+        inside.set()
+        outside.wait(10)
 
-    task = asyncio.create_task(writer())
-    await inside.wait()
-    assert (await store.one(count, (conv_id,)))[0] == before  # another task: not yet committed
+    task = asyncio.create_task(store.database.write(writer))
+    await asyncio.to_thread(inside.wait, 10)
+    assert (await sql_one(store, count, (conv_id,)))[0] == before  # another unit: not yet committed
     outside.set()
     await task
     assert seen_by_writer == [before + 1]
-    assert (await store.one(count, (conv_id,)))[0] == before + 1
+    assert (await sql_one(store, count, (conv_id,)))[0] == before + 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from foundation_helpers import assert_fts_in_sync
+from foundation_helpers import assert_fts_in_sync, sql_one
 
 from mcp_server_conversations.errors import NotFoundError
 from mcp_server_conversations.storage import NewMessage, SQLiteStore
@@ -37,7 +37,7 @@ async def test_import_messages_extends_context_counts_and_indexes_for_search(sto
     assert (await store.get_conversation(b)).message_count == 1
 
     async def found(word: str) -> list[str]:
-        rows = await store.search(agent_id=agent_id, match=f'"{word}"', roles=None, start=None, end=None,
+        rows = await store.search(agent_id=agent_id, terms=[word], roles=None, start=None, end=None,
                                   conversation_id=None, limit=10)
         return [r.content for r in rows]
 
@@ -46,15 +46,15 @@ async def test_import_messages_extends_context_counts_and_indexes_for_search(sto
     # The row trigger is back in charge after the import: a normal append is indexed too.
     await store.append_messages(b, [user("glazed vases")])
     assert sorted(await found("glaze")) == ["glazed vases", "glazing the bowls"]
-    assert (await store.one("SELECT count(*) FROM fts_deferred"))[0] == 0
+    assert (await sql_one(store, "SELECT count(*) FROM fts_deferred"))[0] == 0
 
 
 async def test_import_into_missing_conversation_stores_nothing(store: SQLiteStore) -> None:
     _, a, _ = await two_conversations(store)
-    before = (await store.one("SELECT count(*) FROM messages"))[0]
+    before = (await sql_one(store, "SELECT count(*) FROM messages"))[0]
     with pytest.raises(NotFoundError):
         await store.import_messages([(a, [user("kept?")]), ("conv-missing", [user("x")])])
-    assert (await store.one("SELECT count(*) FROM messages"))[0] == before
+    assert (await sql_one(store, "SELECT count(*) FROM messages"))[0] == before
     assert await store.import_messages([]) == 0
 
 
@@ -66,14 +66,14 @@ async def test_imported_rows_can_be_listed_forked_and_deleted(store: SQLiteStore
     fork = await store.fork_conversation(a, None, "sys2")
     assert fork.message_count == 30
     await store.delete_conversation(a)
-    rows = await store.search(agent_id=agent_id, match='"number"', roles=None, start=None, end=None,
+    rows = await store.search(agent_id=agent_id, terms=["number"], roles=None, start=None, end=None,
                               conversation_id=None, limit=100)
     assert len(rows) == 30 and {r.conversation_id for r in rows} == {fork.id}
 
 
 async def writer_pragma(store: SQLiteStore, name: str) -> int:
     """A setting of the writing connection (the one bulk_load tunes; reads use another)."""
-    return (await store.db.execute_fetchall(f"PRAGMA {name}"))[0][0]
+    return await store.database.on_writer(lambda db: db.execute(f"PRAGMA {name}").fetchone()[0])
 
 
 async def test_bulk_load_keeps_search_in_sync_and_restores_its_settings(store: SQLiteStore) -> None:
@@ -85,7 +85,7 @@ async def test_bulk_load_keeps_search_in_sync_and_restores_its_settings(store: S
             await store.import_messages([(a, [user(f"batch {i} pottery")]), (b, [user(f"batch {i} glaze")])])
     assert [await writer_pragma(store, p) for p in ("wal_autocheckpoint", "cache_size")] == before
     assert_fts_in_sync(store.path)
-    assert len(await store.search(agent_id=(await store.get_conversation(a)).agent_id, match='"pottery"',
+    assert len(await store.search(agent_id=(await store.get_conversation(a)).agent_id, terms=["pottery"],
                                   roles=None, start=None, end=None, conversation_id=None, limit=10)) == 5
 
 
@@ -103,7 +103,7 @@ async def test_import_mixes_plain_and_structured_messages_in_order(store: SQLite
     assert page[1].reasoning == "pondering kumquats" and page[1].model == "openai/x"
     assert page[2].tool_calls and page[2].tool_calls[0].name == "core_memory_append" and page[2].run_id == "run-1"
     for word, kind in (("kumquat", "reasoning_message"), ("core_memory_append", "tool_call_message")):
-        (hit,) = await store.search(agent_id=agent_id, match=f'"{word}"', roles=None, start=None, end=None,
+        (hit,) = await store.search(agent_id=agent_id, terms=[word], roles=None, start=None, end=None,
                                     conversation_id=None, limit=10)
         assert hit.message_type == kind
     assert_fts_in_sync(store.path)

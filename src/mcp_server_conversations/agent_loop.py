@@ -26,8 +26,7 @@ from .gateway import Completion, ModelGateway
 from .memory import compile_system
 from .models import Message, Run, Usage
 from .prompt import estimate_tokens, rows_to_chat
-from .storage import NewMessage, SQLiteStore
-from .storage.runs import PromptRows
+from .storage import NewMessage, PromptRows, Store
 from .util import new_id
 
 if TYPE_CHECKING:
@@ -93,7 +92,7 @@ class AgentLoop:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         gateway: ModelGateway,
         tools: AgentTools,
         compactor: Compactor,

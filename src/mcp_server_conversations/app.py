@@ -14,7 +14,7 @@ import anyio
 from .config import Settings
 from .runtime import Runtime
 from .service import ConversationService
-from .storage import SQLiteStore
+from .storage import Store, open_store
 
 if TYPE_CHECKING:
     from .embeddings import EmbeddingIndex
@@ -26,7 +26,7 @@ STOP_WITHIN = 30.0  # seconds for runs and the indexer to stop at shutdown befor
 @dataclass
 class App:
     settings: Settings
-    store: SQLiteStore
+    store: Store
     service: ConversationService
     extras: dict[str, Any] = field(default_factory=dict)
     runtime: Runtime = field(default=None)  # type: ignore[assignment]  # set by open_app: runs of send_message
@@ -36,7 +36,7 @@ class App:
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[App]:
     """Open the database (migrating it) and build the services; close them on exit."""
-    store = await SQLiteStore.open(settings.resolved_db())
+    store = await open_store(settings.resolved_db())
     try:
         service = ConversationService(store, settings)
         app = App(settings=settings, store=store, service=service, runtime=Runtime(settings, store, service))
@@ -51,7 +51,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             yield app
         finally:
             # Shielded: when the transport fails (the client stopped reading), this runs inside a
-            # cancelled scope, and a close cut short leaves aiosqlite's threads keeping the process alive.
+            # cancelled scope, and a close cut short would leave the database's connections open.
             with anyio.CancelScope(shield=True, deadline=anyio.current_time() + STOP_WITHIN):
                 if app.embeddings is not None:
                     await app.embeddings.stop()

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from .gateway import ModelGateway
 from .models import Agent, Message, Usage
 from .prompt import CHARS_PER_TOKEN, message_tokens, transcript_line
-from .storage import NewMessage, SQLiteStore
+from .storage import NewMessage, Store
 
 log = logging.getLogger("mcp_server_conversations.compaction")
 
@@ -106,7 +106,7 @@ def transcript_chunks(evicted: list[Message], chunk_tokens: int) -> list[str]:
 class Compactor:
     """Summarizes a conversation's oldest in-context messages through the model gateway."""
 
-    def __init__(self, store: SQLiteStore, gateway: ModelGateway) -> None:
+    def __init__(self, store: Store, gateway: ModelGateway) -> None:
         self.store = store
         self.gateway = gateway
 

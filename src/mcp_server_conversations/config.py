@@ -56,7 +56,7 @@ class Settings(BaseSettings):
         default=30.0, gt=0, allow_inf_nan=False, description="Seconds for a request's headers, and its body, to arrive"
     )
     log_level: str = "WARNING"
-    # At DEBUG, third-party loggers (aiosqlite, sse_starlette, httpx, ...) log whole messages and
+    # At DEBUG, third-party loggers (sse_starlette, httpx, ...) log whole messages and
     # SQL parameters; they stay at INFO unless this is set.
     debug_all: bool = False
 

@@ -35,8 +35,7 @@ from .config import Settings
 from .errors import ProviderError
 from .gateway import ModelGateway
 from .models import SearchResult
-from .storage import SQLiteStore
-from .storage.vectors import PendingMessage
+from .storage import PendingMessage, Store
 
 log = logging.getLogger("mcp_server_conversations.embeddings")
 
@@ -131,7 +130,7 @@ class EmbeddingIndex:
     query_timeout = 15.0  # seconds a search waits for its query's embedding
     batch_timeout = 120.0  # seconds the indexer waits for one batch
 
-    def __init__(self, settings: Settings, store: SQLiteStore, gateway: ModelGateway) -> None:
+    def __init__(self, settings: Settings, store: Store, gateway: ModelGateway) -> None:
         if not settings.embedding_model:
             raise ValueError("EmbeddingIndex needs settings.embedding_model")
         self.settings = settings
@@ -250,7 +249,7 @@ class EmbeddingIndex:
         self,
         *,
         query: str,
-        match: str,
+        terms: list[str],
         agent_id: str,
         roles: list[str] | None,
         start: str | None,
@@ -260,10 +259,12 @@ class EmbeddingIndex:
     ) -> list[SearchResult]:
         """Full-text and vector rankings fused; full-text alone if the query cannot be embedded."""
         depth = max(limit, CANDIDATES)
-        scope = {"agent_id": agent_id, "roles": roles, "start": start, "end": end, "conversation_id": conversation_id}
+        scope: dict[str, Any] = {
+            "agent_id": agent_id, "roles": roles, "start": start, "end": end, "conversation_id": conversation_id,
+        }
         query_vector = asyncio.ensure_future(self._query_vector(query))
         try:
-            full_text = await self.store.search(match=match, limit=depth, **scope)
+            full_text = await self.store.search(terms=terms, limit=depth, **scope)
         except BaseException:
             query_vector.cancel()
             raise

@@ -20,7 +20,7 @@ from .agent_loop import RunState
 from .errors import ConversationsError, StorageUnavailableError
 from .events import RunEvent
 from .models import Run
-from .storage import NewMessage, SQLiteStore
+from .storage import NewMessage, Store
 from .util import now_iso
 
 log = logging.getLogger("mcp_server_conversations.pending_ends")
@@ -49,7 +49,7 @@ def unstored_end(detail: str) -> dict[str, Any]:
 class PendingEnds:
     """Ends held in memory until stored, by run id."""
 
-    def __init__(self, store: SQLiteStore) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
         self._ends: dict[str, tuple[Run, dict[str, Any]]] = {}
         self._task: asyncio.Task[None] | None = None

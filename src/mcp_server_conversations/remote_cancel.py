@@ -15,8 +15,7 @@ from collections.abc import Callable, Mapping
 
 from .agent_loop import RunState
 from .models import Run
-from .presence import Presence
-from .storage import SQLiteStore
+from .storage import Presence, Store
 from .sweep import end_orphan
 
 log = logging.getLogger(__name__)
@@ -30,7 +29,7 @@ class RemoteCancels:
     """Both sides of a cross-process cancel for one runtime."""
 
     def __init__(
-        self, store: SQLiteStore, presence: Presence, runs: Mapping[str, RunState], cancel: Callable[[RunState], None]
+        self, store: Store, presence: Presence, runs: Mapping[str, RunState], cancel: Callable[[RunState], None]
     ) -> None:
         self.store = store
         self.presence = presence
@@ -47,7 +46,7 @@ class RemoteCancels:
 
     async def _watch(self) -> None:
         while self.runs:
-            await asyncio.sleep(CANCEL_POLL)
+            await self.store.wait_cancel_requests(self.presence.owner, CANCEL_POLL)
             try:
                 asked = await self.store.cancel_requests(self.presence.owner)
             except Exception:  # the database is closing, or busy: look again next time
@@ -75,19 +74,19 @@ class RemoteCancels:
         if owner is None:  # stored before m007 by a server of an older version: it cannot be asked
             log.warning("run %s is %s in a process that cannot be asked to cancel it", run.id, run.status)
             return run
-        if owner == self.presence.owner or not self.presence.alive(owner):  # nobody runs it: never wait
+        if owner == self.presence.owner or not await self.presence.alive(owner):  # nobody runs it: never wait
             return await self._end_orphan(run)
         if not await self.store.request_cancel(run.id):
             return await self.store.get_run(run.id)  # it ended meanwhile
         delay, waited = WAIT_FIRST, 0.0
         while waited < CANCEL_WAIT:
-            await asyncio.sleep(delay)
+            await self.store.wait_run_end(run.id, delay)
             waited += delay
             delay = min(delay * 2, WAIT_MAX)
             now = await self.store.get_run(run.id, with_messages=False)
             if now.status not in ("queued", "running"):
                 return await self.store.get_run(run.id)
-            if not self.presence.alive(owner):
+            if not await self.presence.alive(owner):
                 return await self._end_orphan(now)
         log.warning("run %s: its process did not stop it within %.0f s", run.id, CANCEL_WAIT)
         return await self.store.get_run(run.id)

@@ -19,7 +19,7 @@
 - A send to an idle conversation (nothing of it running or queued here) is never queued: its run
   row is written `running` together with its input, in one transaction that also reads the first
   prompt; the last step's messages are stored with the run's end. A one-step turn is three trips
-  to the database thread (storage/hop.py; bench/sends.py).
+  to the database thread (storage/database.py; bench/sends.py).
 """
 
 from __future__ import annotations
@@ -51,11 +51,9 @@ from .events import RunEvent
 from .gateway import ModelGateway
 from .models import CompactResult, Run
 from .pending_ends import PendingEnds, stored_cause
-from .presence import Presence
 from .remote_cancel import RemoteCancels
 from .service import ConversationService, check_handle
-from .storage import NewMessage, SQLiteStore
-from .storage.runs import PromptRows, SendTarget
+from .storage import NewMessage, PromptRows, SendTarget, Store
 from .sweep import Sweeper, end_dead_runs
 from .util import backoff, new_id, now_iso
 
@@ -87,7 +85,7 @@ class Runtime:
     """Starts, queues, streams, cancels and finishes runs; compacts conversations on demand."""
 
     def __init__(
-        self, settings: Settings, store: SQLiteStore, service: ConversationService, gateway: ModelGateway | None = None
+        self, settings: Settings, store: Store, service: ConversationService, gateway: ModelGateway | None = None
     ) -> None:
         self.settings = settings
         self.store = store
@@ -101,7 +99,7 @@ class Runtime:
         self._admit = asyncio.Lock()
         self._warm: asyncio.TimerHandle | None = None
         self._closing = False
-        self._presence = Presence(store.path)
+        self._presence = store.presence()
         self._remote = RemoteCancels(store, self._presence, self._runs, self._cancel)
         self._pending = PendingEnds(store)
         self._sweeper = Sweeper(store, self._presence, settings.run_sweep_interval)
@@ -114,9 +112,9 @@ class Runtime:
         in storage, so they are told apart by their owner), and keep looking (sweep.py); warm litellm
         shortly after."""
         self.gateway.open()
-        alone = self._presence.join()
+        alone = await self._presence.join()
         if not alone:
-            log.info("another server process uses %s; leaving its unfinished runs to it", self.store.path)
+            log.info("another server process uses %s; leaving its unfinished runs to it", self.store.location)
         await end_dead_runs(self.store, self._presence, alone=alone)
         if alone:
             await self.store.clear_turns()
@@ -150,7 +148,7 @@ class Runtime:
             await self._sweeper.stop()
             await self._pending.stop()
             await self.gateway.close()
-        self._presence.leave()
+        await self._presence.leave()
 
     # -- model selection --
 
@@ -312,9 +310,9 @@ class Runtime:
             async with turn.lock:
                 await self._pending.flush(conversation_id)  # a stranded run's input leaves the context first
                 for delay in backoff():
-                    if await self.store.claim_turn(conversation_id, holder, self._presence.owner, self._presence.alive):
+                    if await self.store.claim_turn(conversation_id, holder, self._presence.owner):
                         break
-                    await asyncio.sleep(delay)
+                    await self.store.wait_turn(conversation_id, delay)
                 try:
                     yield
                 finally:
@@ -393,7 +391,7 @@ class Runtime:
         while True:
             started = await self.store.start_run(
                 state.run_id, state.conversation_id, state.agent_id, news, model=state.model, started_at=now_iso(),
-                create=idle, idempotency_key=key, owner=self._presence.owner, owner_alive=self._presence.alive,
+                create=idle, idempotency_key=key, owner=self._presence.owner,
             )  # fmt: skip
             if started is not None:
                 break
@@ -405,7 +403,7 @@ class Runtime:
                 )
                 state.admitted.set()
                 idle = False
-            await asyncio.sleep(next(delays))
+            await self.store.wait_turn(state.conversation_id, next(delays))
         run, prompt = started
         if state.created is None:
             state.created = run
@@ -473,7 +471,7 @@ class Runtime:
                     return pending
                 if (await self.store.get_run(run_id, with_messages=False)).status not in ("queued", "running"):
                     break
-                await asyncio.sleep(delay)
+                await self.store.wait_run_end(run_id, delay)
         return self._pending.get(run_id) or await self.store.get_run(run_id)
 
     def runs_here(self, run_id: str) -> bool:

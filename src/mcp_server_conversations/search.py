@@ -1,9 +1,10 @@
-"""Turning any user text into a safe, recall-friendly FTS5 query.
+"""Turning any user text into the words a search looks for.
 
 Questions are written as natural language as often as keywords, so every meaningful
-term is a candidate (OR), ranked by BM25; stop words are dropped unless nothing else
-is left; each term is quoted, so quotes, operators and punctuation can never be FTS5
-syntax. Stemming happens in the index's porter tokenizer, which also stems the terms.
+term is a candidate (storage matches any of them, ranked by BM25); stop words are dropped
+unless nothing else is left. Words only: quotes, operators and punctuation never reach the
+backend as syntax (storage builds its own query from the words). Stemming happens in the
+backend's index, which stems the terms too.
 """
 
 from __future__ import annotations
@@ -38,22 +39,3 @@ def terms(text: str) -> list[str]:
             words.append(w)
     content = [w for w in words if w not in STOP_WORDS]
     return (content or words)[:MAX_TERMS]
-
-
-def fts_query(text: str) -> str | None:
-    """An FTS5 MATCH expression for `text`, or None when it has no searchable word."""
-    found = terms(text)
-    if not found:
-        return None
-    return " OR ".join(f'"{t}"' for t in found)
-
-
-_OR_OF_TERMS = re.compile(r'^"[^"\s]+"(?: OR "[^"\s]+")*$')
-
-
-def or_terms(match: str) -> list[str] | None:
-    """The quoted terms of an expression `fts_query` built (`"a" OR "b"`), each still quoted;
-    None for any other expression (which storage then runs as it is)."""
-    if not _OR_OF_TERMS.match(match):
-        return None
-    return match.split(" OR ")

@@ -19,8 +19,8 @@ from .models import (
     MessageList,
     SearchResults,
 )
-from .search import fts_query
-from .storage import SQLiteStore
+from .search import terms
+from .storage import MESSAGE_TYPES, Store
 from .util import check_date_range, decode_cursor, encode_cursor, parse_date_bound
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def check_limit(value: int, maximum: int, field: str = "limit") -> int:
 class ConversationService:
     """Agents, memory blocks, conversations, history and search over one store."""
 
-    def __init__(self, store: SQLiteStore, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
         # Set by open_app when an embedding model is configured: search then fuses full-text and
@@ -350,11 +350,10 @@ class ConversationService:
             raise ValidationError("after", "pass either a next_cursor or message ids, not both")
         if order not in ("asc", "desc"):
             raise ValidationError("order", "use asc or desc")
-        from .storage.conversations import ALL_TYPES
 
-        bad = [t for t in message_types or [] if t not in ALL_TYPES]
+        bad = [t for t in message_types or [] if t not in MESSAGE_TYPES]
         if bad:
-            raise ValidationError("message_types", f"unknown type(s) {bad}; use any of {list(ALL_TYPES)}")
+            raise ValidationError("message_types", f"unknown type(s) {bad}; use any of {list(MESSAGE_TYPES)}")
         key = stop = None  # an unknown conversation is reported by the history read itself
         types = set(message_types) if message_types else None
         if after:
@@ -419,16 +418,16 @@ class ConversationService:
             agent_id = conv.agent_id
         else:
             agent_id = await self.resolve_agent(agent_id)
-        match = fts_query(query)
-        if match is None:
+        words = terms(query)
+        if not words:
             return SearchResults(results=[])
         scope: dict[str, Any] = {
             "agent_id": agent_id, "roles": roles or None, "start": start, "end": end,
             "conversation_id": conversation_id, "limit": limit,
         }  # fmt: skip
         if self.hybrid is not None:
-            return SearchResults(results=await self.hybrid.search(query=query, match=match, **scope))
-        return SearchResults(results=await self.store.search(match=match, **scope))
+            return SearchResults(results=await self.hybrid.search(query=query, terms=words, **scope))
+        return SearchResults(results=await self.store.search(terms=words, **scope))
 
 
 __all__ = ["ConversationService", "NotFoundError", "UNSET", "check_handle"]

@@ -1,13 +1,16 @@
-"""Storage: the only place SQL lives. `SQLiteStore` is the SQLite backend; a Postgres
-backend would be a second class with the same methods."""
+"""Storage: the only place SQL lives. Layers above type against `Store` (storage/contract.py) and
+get one from `open_store`; `SQLiteStore` is the SQLite backend."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .agents import AgentStore
 from .bulk import BulkStore
+from .contract import Presence, Store
 from .forks import ForkStore
-from .rows import NewMessage
-from .runs import RunStore
+from .runs import DEAD_OWNER_END, RunStore
+from .types import MESSAGE_TYPES, HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget
 from .vectors import VectorStore
 
 
@@ -15,4 +18,12 @@ class SQLiteStore(AgentStore, ForkStore, RunStore, VectorStore, BulkStore):
     """Agents, blocks, conversations, messages, runs, search and message embeddings over one SQLite file."""
 
 
-__all__ = ["NewMessage", "SQLiteStore"]
+async def open_store(location: str | Path) -> Store:
+    """The store for `location` (a SQLite file path, or ":memory:"), migrated and ready."""
+    return await SQLiteStore.open(location)
+
+
+__all__ = [
+    "DEAD_OWNER_END", "MESSAGE_TYPES", "HistoryKey", "NewMessage", "PendingMessage", "Presence", "PromptRows",
+    "SQLiteStore", "SendTarget", "Store", "open_store",
+]  # fmt: skip

@@ -9,8 +9,7 @@ from typing import Any
 from ..errors import NotFoundError
 from ..models import Agent, Block
 from ..util import new_id, now_iso
-from . import hop
-from .base import SQLiteBase
+from .base import SQLiteBase, all_in
 from .rows import BLOCKS_OF, agent_from_row, block_from_row
 
 AGENT_FIELDS = {"name", "model", "system", "context_window_limit"}
@@ -28,166 +27,137 @@ class AgentStore(SQLiteBase):
         blocks: list[dict[str, Any]],
         is_default: bool = False,
     ) -> Agent:
-        async with self.write() as db:
-            agent_id = await self._insert_agent(db, name, model, system, context_window_limit, blocks, is_default)
+        agent_id = await self.database.write(
+            lambda db: _insert_agent(db, name, model, system, context_window_limit, blocks, is_default)
+        )
         return await self.get_agent(agent_id)
 
     async def ensure_default_agent(self, *, name: str, system: str, blocks: list[dict[str, Any]]) -> str:
         """The default agent's id, creating it if there is none. Check and insert share one write
         transaction, so concurrent first calls make exactly one."""
-        async with self.write() as db:
-            cur = await db.execute("SELECT id FROM agents WHERE is_default = 1")
-            row = await cur.fetchone()
+
+        def ensure(db: sqlite3.Connection) -> str:
+            row = db.execute("SELECT id FROM agents WHERE is_default = 1").fetchone()
             if row is not None:
                 return str(row["id"])
-            return await self._insert_agent(db, name, None, system, None, blocks, True)
+            return _insert_agent(db, name, None, system, None, blocks, True)
 
-    async def _insert_agent(
-        self, db: Any, name: str, model: str | None, system: str, context_window_limit: int | None,
-        blocks: list[dict[str, Any]], is_default: bool,
-    ) -> str:
-        agent_id = new_id("agent")
-        now = now_iso()
-        await db.execute(
-            "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (agent_id, name, model, system, context_window_limit, int(is_default), now),
-        )
-        await db.executemany(
-            "INSERT INTO blocks (id, agent_id, label, value, description, char_limit, read_only, "
-            "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    new_id("block"), agent_id, b["label"], b["value"], b.get("description"),
-                    b["limit"], int(bool(b.get("read_only"))), now, now,
-                )
-                for b in blocks
-            ],
-        )
-        return agent_id
+        return await self.database.write(ensure)
 
     async def get_agent(self, agent_id: str) -> Agent:
-        agent = await hop.in_thread(self._reads(), hop.snapshot(lambda db: _read_agent(db, "id = ?", (agent_id,))))
+        agent = await self.database.read(lambda db: _read_agent(db, "id = ?", (agent_id,)), snapshot=True)
         if agent is None:
             raise NotFoundError("agent", agent_id)
         return agent
 
     async def default_agent(self) -> Agent | None:
         """The default agent with its blocks, None before its first use (or after it was deleted)."""
-        return await hop.in_thread(self._reads(), hop.snapshot(lambda db: _read_agent(db, "is_default = 1", ())))
+        return await self.database.read(lambda db: _read_agent(db, "is_default = 1", ()), snapshot=True)
 
     async def default_agent_id(self) -> str | None:
-        row = await self.one("SELECT id FROM agents WHERE is_default = 1")
+        row = await self._one("SELECT id FROM agents WHERE is_default = 1")
         return row["id"] if row else None
 
     async def list_agents(self, limit: int, after: tuple[str, str] | None, desc: bool = False) -> list[Agent]:
         cmp, direction = ("<", "DESC") if desc else (">", "ASC")
-        if after:
-            rows = await self.all(
-                f"SELECT * FROM agents WHERE (created_at, id) {cmp} (?, ?) "
-                f"ORDER BY created_at {direction}, id {direction} LIMIT ?",
-                (after[0], after[1], limit),
-            )
-        else:
-            rows = await self.all(
-                f"SELECT * FROM agents ORDER BY created_at {direction}, id {direction} LIMIT ?", (limit,)
-            )
-        blocks = await self._blocks_of([r["id"] for r in rows])
-        return [agent_from_row(r, blocks.get(r["id"], [])) for r in rows]
 
-    async def agents_by_ids(self, ids: list[str]) -> list[Agent]:
-        rows = await self.all_in("SELECT * FROM agents WHERE id IN ({ids})", ids)
-        blocks = await self._blocks_of([r["id"] for r in rows])
-        return [agent_from_row(r, blocks.get(r["id"], [])) for r in rows]
+        def read(db: sqlite3.Connection) -> list[Agent]:
+            if after:
+                rows = db.execute(
+                    f"SELECT * FROM agents WHERE (created_at, id) {cmp} (?, ?) "
+                    f"ORDER BY created_at {direction}, id {direction} LIMIT ?",
+                    (after[0], after[1], limit),
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    f"SELECT * FROM agents ORDER BY created_at {direction}, id {direction} LIMIT ?", (limit,)
+                ).fetchall()
+            blocks = _blocks_of(db, [r["id"] for r in rows])
+            return [agent_from_row(r, blocks.get(r["id"], [])) for r in rows]
+
+        return await self.database.read(read, snapshot=True)
 
     async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> Agent:
         fields = {k: v for k, v in fields.items() if k in AGENT_FIELDS}
-        async with self.write() as db:
-            cur = await db.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,))
-            if await cur.fetchone() is None:
+
+        def update(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is None:
                 raise NotFoundError("agent", agent_id)
             if fields:
                 sets = ", ".join(f"{k} = ?" for k in fields)
-                await db.execute(f"UPDATE agents SET {sets} WHERE id = ?", (*fields.values(), agent_id))
+                db.execute(f"UPDATE agents SET {sets} WHERE id = ?", (*fields.values(), agent_id))
+
+        await self.database.write(update)
         return await self.get_agent(agent_id)
 
     async def delete_agent(self, agent_id: str) -> None:
         """Delete the agent with its blocks, conversations, messages and runs."""
-        async with self.write() as db:
-            cur = await db.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,))
-            if await cur.fetchone() is None:
+
+        def delete(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is None:
                 raise NotFoundError("agent", agent_id)
-            await db.execute("DELETE FROM messages WHERE agent_id = ?", (agent_id,))
-            await db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
+            db.execute("DELETE FROM messages WHERE agent_id = ?", (agent_id,))
+            db.execute("DELETE FROM agents WHERE id = ?", (agent_id,))
+
+        await self.database.write(delete)
 
     # -- blocks --
 
-    async def list_blocks(self, agent_id: str) -> list[Block]:
-        rows = await self.all(BLOCKS_OF, (agent_id,))
-        return [block_from_row(r) for r in rows]
-
-    async def _blocks_of(self, agent_ids: list[str]) -> dict[str, list[Block]]:
-        out: dict[str, list[Block]] = {}
-        rows = await self.all_in(
-            "SELECT * FROM blocks WHERE agent_id IN ({ids}) ORDER BY created_at, rowid", agent_ids
-        )
-        for r in rows:
-            out.setdefault(r["agent_id"], []).append(block_from_row(r))
-        return out
-
     async def get_block(self, agent_id: str, label: str) -> Block | None:
-        row = await self.one("SELECT * FROM blocks WHERE agent_id = ? AND label = ?", (agent_id, label))
+        row = await self._one("SELECT * FROM blocks WHERE agent_id = ? AND label = ?", (agent_id, label))
         return block_from_row(row) if row else None
 
     async def get_block_by_id(self, block_id: str) -> tuple[str, Block]:
         """The block and its agent's id."""
-        row = await self.one("SELECT * FROM blocks WHERE id = ?", (block_id,))
+        row = await self._one("SELECT * FROM blocks WHERE id = ?", (block_id,))
         if row is None:
             raise NotFoundError("block", block_id)
         return row["agent_id"], block_from_row(row)
 
     async def upsert_block(
-        self, agent_id: str, label: str, fields: dict[str, Any], check: Callable[[Block | None, dict], dict]
-    ) -> Block:
+        self, agent_id: str, label: str, fields: dict[str, Any],
+        check: Callable[[Block | None, dict[str, Any]], dict[str, Any]],
+    ) -> Block:  # fmt: skip
         """Create or update a block atomically; `check(current, fields)` validates and returns the
         full new values (value, description, limit, read_only) or raises."""
         now = now_iso()
-        async with self.write() as db:
-            cur = await db.execute("SELECT * FROM blocks WHERE agent_id = ? AND label = ?", (agent_id, label))
-            row = await cur.fetchone()
+
+        def upsert(db: sqlite3.Connection) -> Block:
+            row = db.execute("SELECT * FROM blocks WHERE agent_id = ? AND label = ?", (agent_id, label)).fetchone()
             current = block_from_row(row) if row else None
             new = check(current, fields)
             if current is None:
                 block_id = new_id("block")
-                await db.execute(
+                db.execute(
                     "INSERT INTO blocks (id, agent_id, label, value, description, char_limit, read_only, "
                     "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (block_id, agent_id, label, new["value"], new["description"], new["limit"],
                      int(new["read_only"]), now, now),
-                )
+                )  # fmt: skip
             else:
                 block_id = current.id
-                await db.execute(
+                db.execute(
                     "UPDATE blocks SET value = ?, description = ?, char_limit = ?, read_only = ?, updated_at = ? "
                     "WHERE id = ?",
                     (new["value"], new["description"], new["limit"], int(new["read_only"]), now, block_id),
                 )
-        row = await self.one("SELECT * FROM blocks WHERE id = ?", (block_id,))
-        return block_from_row(row)
+            return block_from_row(db.execute("SELECT * FROM blocks WHERE id = ?", (block_id,)).fetchone())
+
+        return await self.database.write(upsert)
 
     async def edit_block_value(self, agent_id: str, label: str, edit: Callable[[Block | None], str]) -> Block:
         """Read-modify-write of a block's value in one transaction, so parallel edits never
         lose each other. `edit` gets the current block (None if missing) and may raise."""
-        async with self.write() as db:
-            cur = await db.execute("SELECT * FROM blocks WHERE agent_id = ? AND label = ?", (agent_id, label))
-            row = await cur.fetchone()
+
+        def change(db: sqlite3.Connection) -> Block:
+            row = db.execute("SELECT * FROM blocks WHERE agent_id = ? AND label = ?", (agent_id, label)).fetchone()
             current = block_from_row(row) if row else None
             value = edit(current)
             assert current is not None  # edit() raises for a missing block
-            await db.execute(
-                "UPDATE blocks SET value = ?, updated_at = ? WHERE id = ?", (value, now_iso(), current.id)
-            )
-        return current.model_copy(update={"value": value})
+            db.execute("UPDATE blocks SET value = ?, updated_at = ? WHERE id = ?", (value, now_iso(), current.id))
+            return current.model_copy(update={"value": value})
+
+        return await self.database.write(change)
 
 
 def _read_agent(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> Agent | None:
@@ -197,3 +167,35 @@ def _read_agent(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> 
         return None
     blocks = db.execute(BLOCKS_OF, (row["id"],))
     return agent_from_row(row, [block_from_row(b) for b in blocks])
+
+
+def _insert_agent(
+    db: sqlite3.Connection, name: str, model: str | None, system: str, context_window_limit: int | None,
+    blocks: list[dict[str, Any]], is_default: bool,
+) -> str:
+    agent_id = new_id("agent")
+    now = now_iso()
+    db.execute(
+        "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (agent_id, name, model, system, context_window_limit, int(is_default), now),
+    )
+    db.executemany(
+        "INSERT INTO blocks (id, agent_id, label, value, description, char_limit, read_only, "
+        "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                new_id("block"), agent_id, b["label"], b["value"], b.get("description"),
+                b["limit"], int(bool(b.get("read_only"))), now, now,
+            )
+            for b in blocks
+        ],
+    )
+    return agent_id
+
+
+def _blocks_of(db: sqlite3.Connection, agent_ids: list[str]) -> dict[str, list[Block]]:
+    out: dict[str, list[Block]] = {}
+    for r in all_in(db, "SELECT * FROM blocks WHERE agent_id IN ({ids}) ORDER BY created_at, rowid", agent_ids):
+        out.setdefault(r["agent_id"], []).append(block_from_row(r))
+    return out

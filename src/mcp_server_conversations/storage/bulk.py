@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import NotFoundError
 from ..util import new_ids, now_iso
-from .conversations import ConversationStore
-from .rows import NewMessage, pack, unpack
+from .conversations import ConversationStore, _message_rows
+from .rows import pack, unpack
+from .types import NewMessage
 
 INSERT_WITH_ROWID = (
     "INSERT INTO messages (rowid, id, agent_id, conversation_id, home_conversation_id, message_type, role, "
@@ -42,15 +45,24 @@ class BulkStore(ConversationStore):
         checkpoints its WAL every 256 MiB instead of 4 MiB (pages rewritten by several batches,
         as FTS5 segments are, are copied to the database once) and keeps a 256 MiB page cache.
         Both settings are this connection's and are put back at the end, after a checkpoint."""
-        (checkpoint,), (cache,) = [(await self.db.execute_fetchall(f"PRAGMA {p}"))[0] for p in _PRAGMAS]
-        await self.db.execute("PRAGMA wal_autocheckpoint = 65536")
-        await self.db.execute("PRAGMA cache_size = -262144")
+
+        def widen(db: sqlite3.Connection) -> list[int]:
+            before = [int(db.execute(f"PRAGMA {p}").fetchone()[0]) for p in _PRAGMAS]
+            db.execute("PRAGMA wal_autocheckpoint = 65536")
+            db.execute("PRAGMA cache_size = -262144")
+            return before
+
+        checkpoint, cache = await self.database.on_writer(widen)
+
+        def restore(db: sqlite3.Connection) -> None:
+            db.execute(f"PRAGMA wal_autocheckpoint = {checkpoint}")
+            db.execute(f"PRAGMA cache_size = {cache}")
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
         try:
             yield
         finally:
-            await self.db.execute(f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
-            await self.db.execute(f"PRAGMA cache_size = {int(cache)}")
-            await self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            await self.database.on_writer(restore)
 
     async def import_messages(
         self, batches: Sequence[tuple[str, list[NewMessage]]], *, in_context: bool = True
@@ -63,17 +75,16 @@ class BulkStore(ConversationStore):
         if not any(messages for _, messages in batches):
             return 0
         stamp = now_iso()
-        async with self.write() as db:
-            cur = await db.execute("SELECT coalesce(max(rowid), 0) FROM messages")
-            first = next_rowid = (await cur.fetchone())[0] + 1
+
+        def load(db: sqlite3.Connection) -> int:
+            first = next_rowid = db.execute("SELECT coalesce(max(rowid), 0) FROM messages").fetchone()[0] + 1
             targets: dict[str, _Target] = {}
-            plain: list[tuple] = []  # text-only messages: 9 columns to bind instead of 17
-            rows: list[tuple] = []
+            plain: list[tuple[Any, ...]] = []  # text-only messages: 9 columns to bind instead of 17
+            rows: list[tuple[Any, ...]] = []
             for conv_id, messages in batches:
                 t = targets.get(conv_id)
                 if t is None:
-                    cur = await db.execute("SELECT agent_id, context FROM conversations WHERE id = ?", (conv_id,))
-                    conv = await cur.fetchone()
+                    conv = db.execute("SELECT agent_id, context FROM conversations WHERE id = ?", (conv_id,)).fetchone()
                     if conv is None:
                         raise NotFoundError("conversation", conv_id)
                     t = targets[conv_id] = _Target(conv["agent_id"], unpack(conv["context"]))
@@ -83,22 +94,24 @@ class BulkStore(ConversationStore):
                         plain.append((next_rowid, m.id or next(ids), t.agent_id, conv_id, conv_id, m.message_type,
                                       m.role, m.content, m.created_at or stamp))  # fmt: skip
                     else:
-                        rows.append((next_rowid, *self._message_rows(conv_id, t.agent_id, [m])[0]))
+                        rows.append((next_rowid, *_message_rows(conv_id, t.agent_id, [m])[0]))
                     if in_context:
                         t.context.append(next_rowid)
                     next_rowid += 1
                 t.added += sum(1 for m in messages if m.message_type != "system_message")
-            await db.execute("INSERT INTO fts_deferred (one) VALUES (1)")
-            await db.executemany(INSERT_PLAIN, plain)
-            await db.executemany(INSERT_WITH_ROWID, rows)
-            await db.execute(
+            db.execute("INSERT INTO fts_deferred (one) VALUES (1)")
+            db.executemany(INSERT_PLAIN, plain)
+            db.executemany(INSERT_WITH_ROWID, rows)
+            db.execute(
                 "INSERT INTO messages_fts (rowid, search_text) SELECT rowid, search_text FROM messages "
                 "WHERE rowid >= ? AND search_text IS NOT NULL",
                 (first,),
             )
-            await db.execute("DELETE FROM fts_deferred")
-            await db.executemany(
+            db.execute("DELETE FROM fts_deferred")
+            db.executemany(
                 "UPDATE conversations SET context = ?, message_count = message_count + ? WHERE id = ?",
                 [(pack(t.context), t.added, conv_id) for conv_id, t in targets.items()],
             )
-        return len(plain) + len(rows)
+            return len(plain) + len(rows)
+
+        return await self.database.write(load)

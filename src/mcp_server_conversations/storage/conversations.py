@@ -6,14 +6,12 @@ import json
 import sqlite3
 from typing import Any
 
-import aiosqlite
-
 from ..errors import NotFoundError, ValidationError
 from ..models import Conversation, Message, ToolCall
 from ..util import new_id, now_iso
-from . import hop
-from .base import SQLiteBase
-from .rows import MESSAGE_COLUMNS, NewMessage, conversation_from_row, message_from_row, pack, unpack
+from .base import SQLiteBase, all_in
+from .rows import MESSAGE_COLUMNS, conversation_from_row, message_from_row, pack, unpack
+from .types import MESSAGE_TYPES, HistoryKey, NewMessage
 
 CONV_COLUMNS = (
     "id, agent_id, summary, model, created_at, last_run_completion, forked_from_conversation_id, "
@@ -28,9 +26,6 @@ INSERT_SYSTEM = (
     "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, content, "
     "created_at) VALUES (?, ?, ?, ?, 'system_message', 'system', ?, ?)"
 )
-# History keys order a conversation's history: (0, 0) its system message, (1, i) the i-th
-# inherited row, (2, rowid) a row it wrote. They are what list cursors carry.
-HistoryKey = tuple[int, int]
 
 
 class ConversationStore(SQLiteBase):
@@ -51,32 +46,32 @@ class ConversationStore(SQLiteBase):
                 (conv_id, agent_id, summary, model, now, rowid, pack([rowid])),
             )
 
-        await hop.write(self._write_lock, self.db, insert)  # one trip to the database thread
+        await self.database.write(insert)  # one trip to the database thread
         return Conversation(
             id=conv_id, agent_id=agent_id, summary=summary, model=model, created_at=now, last_run_completion=None,
             forked_from=None, message_count=0,
         )
 
-    async def _insert_system(self, db: aiosqlite.Connection, conv_id: str, agent_id: str, text: str, now: str) -> int:
-        cur = await db.execute(INSERT_SYSTEM, (new_id("message"), agent_id, conv_id, conv_id, text, now))
-        return int(cur.lastrowid or 0)
-
     async def get_conversation(self, conv_id: str) -> Conversation:
-        row = await self.one(f"SELECT {CONV_COLUMNS} FROM conversations WHERE id = ?", (conv_id,))
+        row = await self._one(f"SELECT {CONV_COLUMNS} FROM conversations WHERE id = ?", (conv_id,))
         if row is None:
             raise NotFoundError("conversation", conv_id)
         return conversation_from_row(row)
 
     async def update_conversation(self, conv_id: str, fields: dict[str, Any]) -> Conversation:
         fields = {k: v for k, v in fields.items() if k in ("model", "summary", "last_run_completion")}
-        async with self.write() as db:
-            cur = await db.execute("SELECT 1 FROM conversations WHERE id = ?", (conv_id,))
-            if await cur.fetchone() is None:
+
+        def update(db: sqlite3.Connection) -> Conversation:
+            if db.execute("SELECT 1 FROM conversations WHERE id = ?", (conv_id,)).fetchone() is None:
                 raise NotFoundError("conversation", conv_id)
             if fields:
                 sets = ", ".join(f"{k} = ?" for k in fields)
-                await db.execute(f"UPDATE conversations SET {sets} WHERE id = ?", (*fields.values(), conv_id))
-        return await self.get_conversation(conv_id)
+                db.execute(f"UPDATE conversations SET {sets} WHERE id = ?", (*fields.values(), conv_id))
+            return conversation_from_row(
+                db.execute(f"SELECT {CONV_COLUMNS} FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+            )
+
+        return await self.database.write(update)
 
     async def list_conversations(
         self, agent_id: str, *, order_by: str, desc: bool, limit: int, after: list[Any] | None
@@ -88,33 +83,32 @@ class ConversationStore(SQLiteBase):
         col = "created_at" if order_by == "created_at" else "last_run_completion"
         cmp, direction = ("<", "DESC") if desc else (">", "ASC")
         in_nulls = after is not None and after[0] is None
-        rows: list[Any] = []
-        if not in_nulls:
-            where, params = ["agent_id = ?", f"{col} IS NOT NULL"], [agent_id]
-            if after is not None:
-                where.append(f"({col}, id) {cmp} (?, ?)")
-                params += [after[0], after[1]]
-            rows = await self.all(
-                f"SELECT {CONV_COLUMNS} FROM conversations WHERE {' AND '.join(where)} "
-                f"ORDER BY {col} {direction}, id {direction} LIMIT ?",
-                (*params, limit),
-            )
-        if len(rows) < limit and col == "last_run_completion":
-            where, params = ["agent_id = ?", f"{col} IS NULL"], [agent_id]
-            if in_nulls:
-                where.append(f"id {cmp} ?")
-                params.append(after[1])  # type: ignore[index]
-            rows += await self.all(
-                f"SELECT {CONV_COLUMNS} FROM conversations WHERE {' AND '.join(where)} ORDER BY id {direction} LIMIT ?",
-                (*params, limit - len(rows)),
-            )
-        return [conversation_from_row(r) for r in rows]
 
-    async def conversation_state(self, conv_id: str) -> aiosqlite.Row:
-        row = await self.one("SELECT * FROM conversations WHERE id = ?", (conv_id,))
-        if row is None:
-            raise NotFoundError("conversation", conv_id)
-        return row
+        def read(db: sqlite3.Connection) -> list[Conversation]:
+            rows: list[Any] = []
+            if not in_nulls:
+                where, params = ["agent_id = ?", f"{col} IS NOT NULL"], [agent_id]
+                if after is not None:
+                    where.append(f"({col}, id) {cmp} (?, ?)")
+                    params += [after[0], after[1]]
+                rows = db.execute(
+                    f"SELECT {CONV_COLUMNS} FROM conversations WHERE {' AND '.join(where)} "
+                    f"ORDER BY {col} {direction}, id {direction} LIMIT ?",
+                    (*params, limit),
+                ).fetchall()
+            if len(rows) < limit and col == "last_run_completion":
+                where, params = ["agent_id = ?", f"{col} IS NULL"], [agent_id]
+                if in_nulls and after is not None:
+                    where.append(f"id {cmp} ?")
+                    params.append(after[1])
+                rows += db.execute(
+                    f"SELECT {CONV_COLUMNS} FROM conversations WHERE {' AND '.join(where)} "
+                    f"ORDER BY id {direction} LIMIT ?",
+                    (*params, limit - len(rows)),
+                ).fetchall()
+            return [conversation_from_row(r) for r in rows]
+
+        return await self.database.read(read, snapshot=True)
 
     # -- messages and context --
 
@@ -125,98 +119,46 @@ class ConversationStore(SQLiteBase):
         One transaction in one trip to the database thread; the messages are returned as written."""
         if not messages:
             return []
-        return await hop.write(
-            self._write_lock, self.db, lambda db: self.append_rows(db, conv_id, messages, in_context)
-        )
-
-    def append_rows(
-        self, db: sqlite3.Connection, conv_id: str, messages: list[NewMessage], in_context: bool = True
-    ) -> list[Message]:
-        """append_messages' statements, inside a transaction the caller holds (in the database thread)."""
-        conv = db.execute("SELECT agent_id, context FROM conversations WHERE id = ?", (conv_id,)).fetchone()
-        if conv is None:
-            raise NotFoundError("conversation", conv_id)
-        rows = self._message_rows(conv_id, conv[0], messages)
-        rowids = [int(db.execute(INSERT_MESSAGE, params).lastrowid or 0) for params in rows]
-        counted = sum(1 for m in messages if m.message_type != "system_message")
-        if in_context:
-            db.execute(
-                "UPDATE conversations SET context = ?, message_count = message_count + ? WHERE id = ?",
-                (pack(unpack(conv[1]) + rowids), counted, conv_id),
-            )
-        else:
-            db.execute("UPDATE conversations SET message_count = message_count + ? WHERE id = ?", (counted, conv_id))
-        return [_written(m, params, in_context) for m, params in zip(messages, rows, strict=True)]
-
-    def _message_rows(self, conv_id: str, agent_id: str, messages: list[NewMessage]) -> list[tuple]:
-        out = []
-        for m in messages:
-            out.append(
-                (
-                    m.id or new_id("message"), agent_id, conv_id, conv_id, m.message_type, m.role, m.content,
-                    m.reasoning, json.dumps(m.tool_calls) if m.tool_calls else None, m.tool_call_id, m.status,
-                    m.model, m.run_id, int(m.is_err), m.created_at or now_iso(), m.search_extra(),
-                )
-            )
-        return out
-
-    async def messages_by_rowids(self, rowids: list[int], in_context_of: set[int]) -> list[Message]:
-        rows = await self.all_in(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE rowid IN ({{ids}})", rowids)
-        by_id = {r["rowid"]: r for r in rows}
-        return [message_from_row(by_id[i], i in in_context_of) for i in rowids if i in by_id]
+        return await self.database.write(lambda db: append_rows(db, conv_id, messages, in_context))
 
     async def context_messages(self, conv_id: str) -> list[Message]:
         """The context window in prompt order: the system message first."""
-        conv = await self.conversation_state(conv_id)
-        context = unpack(conv["context"])
-        return await self.messages_by_rowids(context, set(context))
+
+        def read(db: sqlite3.Connection) -> list[Message]:
+            context = unpack(_conversation_state(db, conv_id)["context"])
+            return _messages_by_rowids(db, context, set(context))
+
+        return await self.database.read(read, snapshot=True)
 
     async def set_system_text(self, conv_id: str, text: str) -> None:
         """Refresh the stored system message with the prompt compiled for this call. Usually it
         has not changed: one read then, instead of a write transaction on every model call."""
-        current = await self.one(
+        current = await self._one(
             "SELECT content FROM messages WHERE rowid = (SELECT system_rowid FROM conversations WHERE id = ?)",
             (conv_id,),
         )
         if current is not None and current[0] == text:
             return
-        async with self.write() as db:
-            await db.execute(
-                "UPDATE messages SET content = ? WHERE rowid = (SELECT system_rowid FROM conversations WHERE id = ?) "
-                "AND content IS NOT ?",
-                (text, conv_id, text),
-            )
-
-    async def remove_from_context(self, conv_id: str, message_ids: list[str], *, mark_err: bool) -> None:
-        """Take messages out of the context window (they stay in history), optionally marking them is_err."""
-        if not message_ids:
-            return
-        async with self.write() as db:
-            rows = await self.all_in("SELECT rowid FROM messages WHERE id IN ({ids})", message_ids)
-            drop = {r["rowid"] for r in rows}
-            cur = await db.execute("SELECT context FROM conversations WHERE id = ?", (conv_id,))
-            conv = await cur.fetchone()
-            if conv is not None:
-                context = [i for i in unpack(conv["context"]) if i not in drop]
-                await db.execute("UPDATE conversations SET context = ? WHERE id = ?", (pack(context), conv_id))
-            if mark_err and drop:
-                marks = ",".join("?" * len(drop))
-                await db.execute(f"UPDATE messages SET is_err = 1 WHERE rowid IN ({marks})", list(drop))
+        await self.database.write(lambda db: db.execute(
+            "UPDATE messages SET content = ? WHERE rowid = (SELECT system_rowid FROM conversations WHERE id = ?) "
+            "AND content IS NOT ?",
+            (text, conv_id, text),
+        ))  # fmt: skip
 
     async def replace_context_prefix(self, conv_id: str, evicted_ids: list[str], summary: NewMessage) -> Message:
         """Compaction: store `summary`, and in the context replace the evicted messages by it
         (placed right after the system message). The evicted rows stay in history and search.
         A run's compaction (`summary.run_id`) keeps the context as it was on the run, the first
         time, for a fork taken before the run ends."""
-        async with self.write() as db:
-            cur = await db.execute("SELECT agent_id, context FROM conversations WHERE id = ?", (conv_id,))
-            conv = await cur.fetchone()
+
+        def replace(db: sqlite3.Connection) -> Message:
+            conv = db.execute("SELECT agent_id, context FROM conversations WHERE id = ?", (conv_id,)).fetchone()
             if conv is None:
                 raise NotFoundError("conversation", conv_id)
-            rows = await self.all_in("SELECT rowid FROM messages WHERE id IN ({ids})", evicted_ids)
+            rows = all_in(db, "SELECT rowid FROM messages WHERE id IN ({ids})", evicted_ids)
             drop = {r["rowid"] for r in rows}
-            (params,) = self._message_rows(conv_id, conv["agent_id"], [summary])
-            c = await db.execute(
+            (params,) = _message_rows(conv_id, conv["agent_id"], [summary])
+            c = db.execute(
                 "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
                 "content, reasoning, tool_calls, tool_call_id, status, model, run_id, is_err, created_at, "
                 "search_extra) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -224,19 +166,21 @@ class ConversationStore(SQLiteBase):
             )
             summary_rowid = int(c.lastrowid or 0)
             if summary.run_id is not None:
-                await db.execute(
+                db.execute(
                     "UPDATE runs SET context_before = coalesce(context_before, ?) WHERE id = ?",
                     (conv["context"], summary.run_id),
                 )
             context = unpack(conv["context"])
             kept = [i for i in context[1:] if i not in drop]
             new_context = context[:1] + [summary_rowid] + kept
-            await db.execute(
+            db.execute(
                 "UPDATE conversations SET context = ?, message_count = message_count + 1 WHERE id = ?",
                 (pack(new_context), conv_id),
             )
-        (msg,) = await self.messages_by_rowids([summary_rowid], {summary_rowid})
-        return msg
+            (msg,) = _messages_by_rowids(db, [summary_rowid], {summary_rowid})
+            return msg
+
+        return await self.database.write(replace)
 
     # -- history (list_messages) --
 
@@ -255,7 +199,7 @@ class ConversationStore(SQLiteBase):
         With `stop`, the page ends before that key (Letta's `before` cursor)."""
         want = set(types) if types else None
         if not include_system:
-            want = (want or set(ALL_TYPES)) - {"system_message"}
+            want = (want or set(MESSAGE_TYPES)) - {"system_message"}
 
         def read(db: sqlite3.Connection) -> tuple[set[int], list[tuple[HistoryKey, Any]]]:
             conv = db.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
@@ -274,7 +218,7 @@ class ConversationStore(SQLiteBase):
             return set(unpack(conv["context"])), picked
 
         # One trip to the database thread: the conversation and its messages read from one snapshot.
-        context, picked = await hop.in_thread(self._reads(), hop.snapshot(read))
+        context, picked = await self.database.read(read, snapshot=True)
         if stop is not None:
             picked = [p for p in picked if (p[0] > stop if desc else p[0] < stop)]
         page = picked[:limit]
@@ -283,40 +227,88 @@ class ConversationStore(SQLiteBase):
 
     async def history_key_of(self, conv_id: str, message_id: str) -> HistoryKey:
         """Where a message sits in a conversation's history (for cursors by message id)."""
-        conv = await self.conversation_state(conv_id)
-        row = await self.one("SELECT rowid, conversation_id FROM messages WHERE id = ?", (message_id,))
-        if row is None:
+
+        def read(db: sqlite3.Connection) -> HistoryKey:
+            conv = _conversation_state(db, conv_id)
+            row = db.execute("SELECT rowid, conversation_id FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row is None:
+                raise ValidationError("message_id", f"message {message_id} is not in conversation {conv_id}")
+            if row["rowid"] == conv["system_rowid"]:
+                return (0, 0)
+            if row["conversation_id"] == conv_id:
+                return (2, row["rowid"])
+            inherited = unpack(conv["inherited"])
+            if row["rowid"] in inherited:
+                return (1, inherited.index(row["rowid"]))
             raise ValidationError("message_id", f"message {message_id} is not in conversation {conv_id}")
-        if row["rowid"] == conv["system_rowid"]:
-            return (0, 0)
-        if row["conversation_id"] == conv_id:
-            return (2, row["rowid"])
-        inherited = unpack(conv["inherited"])
-        if row["rowid"] in inherited:
-            return (1, inherited.index(row["rowid"]))
-        raise ValidationError("message_id", f"message {message_id} is not in conversation {conv_id}")
 
-    async def get_message(self, message_id: str) -> Message:
-        row = await self.one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
-        if row is None:
-            raise NotFoundError("message", message_id)
-        return message_from_row(row, False)
+        return await self.database.read(read, snapshot=True)
 
 
-def _written(m: NewMessage, params: tuple, in_context: bool) -> Message:
+def append_rows(
+    db: sqlite3.Connection, conv_id: str, messages: list[NewMessage], in_context: bool = True
+) -> list[Message]:
+    """append_messages' statements, inside a transaction the caller holds (in the database thread)."""
+    conv = db.execute("SELECT agent_id, context FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+    if conv is None:
+        raise NotFoundError("conversation", conv_id)
+    rows = _message_rows(conv_id, conv[0], messages)
+    rowids = [int(db.execute(INSERT_MESSAGE, params).lastrowid or 0) for params in rows]
+    counted = sum(1 for m in messages if m.message_type != "system_message")
+    if in_context:
+        db.execute(
+            "UPDATE conversations SET context = ?, message_count = message_count + ? WHERE id = ?",
+            (pack(unpack(conv[1]) + rowids), counted, conv_id),
+        )
+    else:
+        db.execute("UPDATE conversations SET message_count = message_count + ? WHERE id = ?", (counted, conv_id))
+    return [_written(m, params, in_context) for m, params in zip(messages, rows, strict=True)]
+
+
+def _message_rows(conv_id: str, agent_id: str, messages: list[NewMessage]) -> list[tuple[Any, ...]]:
+    out = []
+    for m in messages:
+        out.append(
+            (
+                m.id or new_id("message"), agent_id, conv_id, conv_id, m.message_type, m.role, m.content,
+                m.reasoning, json.dumps(m.tool_calls) if m.tool_calls else None, m.tool_call_id, m.status,
+                m.model, m.run_id, int(m.is_err), m.created_at or now_iso(), m.search_extra(),
+            )
+        )
+    return out
+
+
+def insert_system(db: sqlite3.Connection, conv_id: str, agent_id: str, text: str, now: str) -> int:
+    cur = db.execute(INSERT_SYSTEM, (new_id("message"), agent_id, conv_id, conv_id, text, now))
+    return int(cur.lastrowid or 0)
+
+
+def _conversation_state(db: sqlite3.Connection, conv_id: str) -> sqlite3.Row:
+    row: sqlite3.Row | None = db.execute("SELECT * FROM conversations WHERE id = ?", (conv_id,)).fetchone()
+    if row is None:
+        raise NotFoundError("conversation", conv_id)
+    return row
+
+
+def _messages_by_rowids(db: sqlite3.Connection, rowids: list[int], in_context_of: set[int]) -> list[Message]:
+    rows = all_in(db, f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE rowid IN ({{ids}})", rowids)
+    by_id = {r["rowid"]: r for r in rows}
+    return [message_from_row(by_id[i], i in in_context_of) for i in rowids if i in by_id]
+
+
+def _written(m: NewMessage, params: tuple[Any, ...], in_context: bool) -> Message:
     """The Message a row of `_message_rows` stored (what reading it back would give)."""
+    fields: dict[str, Any] = {  # validated by Message (NewMessage's type, role and status are plain str)
+        "message_type": m.message_type, "role": m.role, "status": m.status,
+    }
     return Message(
-        id=params[0], conversation_id=params[2], agent_id=params[1], message_type=m.message_type, role=m.role,
-        content=m.content, created_at=params[14], run_id=m.run_id, is_err=m.is_err, in_context=in_context,
-        model=m.model, reasoning=m.reasoning, tool_call_id=m.tool_call_id, status=m.status,
-        tool_calls=[ToolCall(**c) for c in m.tool_calls] if m.tool_calls else None,
+        id=params[0], conversation_id=params[2], agent_id=params[1], content=m.content, created_at=params[14],
+        run_id=m.run_id, is_err=m.is_err, in_context=in_context, model=m.model, reasoning=m.reasoning,
+        tool_call_id=m.tool_call_id, tool_calls=[ToolCall(**c) for c in m.tool_calls] if m.tool_calls else None,
+        **fields,
     )
 
 
-ALL_TYPES = (
-    "system_message", "user_message", "assistant_message", "reasoning_message",
-    "tool_call_message", "tool_return_message", "summary_message",
-)
 
 
 def _section(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from array import array
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..models import Agent, Block, Conversation, ForkedFrom, Message, Run, ToolCall, Usage
@@ -20,41 +19,6 @@ def unpack(blob: bytes | None) -> list[int]:
 
 def pack(rowids: list[int]) -> bytes:
     return array("q", rowids).tobytes()
-
-
-@dataclass
-class NewMessage:
-    """A message to store; ids and timestamps are filled in by the store when absent."""
-
-    message_type: str
-    role: str
-    content: str | None = None
-    reasoning: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    tool_call_id: str | None = None
-    status: str | None = None
-    model: str | None = None
-    run_id: str | None = None
-    is_err: bool = False
-    id: str | None = None
-    created_at: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def search_text(self) -> str | None:
-        """What full-text search indexes: text, reasoning, or a tool call's name and arguments."""
-        if self.message_type == "system_message":
-            return None
-        parts = [p for p in (self.content, self.reasoning) if p]
-        for call in self.tool_calls or []:
-            parts.append(f"{call.get('name', '')} {call.get('arguments', '')}")
-        return "\n".join(parts) if parts else None
-
-    def search_extra(self) -> str | None:
-        """What the `search_extra` column stores: the indexed text only where it is not simply the
-        content (the database computes `search_text` as that, else the content; schema m006)."""
-        if self.message_type == "system_message" or not self.reasoning and not self.tool_calls:
-            return None
-        return self.search_text()
 
 
 def block_from_row(r: Any) -> Block:

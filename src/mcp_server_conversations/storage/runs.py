@@ -1,6 +1,6 @@
 """Runs: one send_message each.
 
-The send path's steps are one trip each to the database thread (storage/hop.py): what a send
+The send path's steps are one trip each to the database thread (storage/database.py): what a send
 needs to know about its conversation, a run started with its input, a model call's prompt, a
 step's messages (append_messages), and a run's end with its final state."""
 
@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DuplicateRunError, NotFoundError
 from ..models import Message, Run
 from ..util import now_iso
-from . import hop
-from .conversations import ConversationStore
+from .conversations import ConversationStore, append_rows
 from .rows import (
     BLOCKS_OF,
     MESSAGE_COLUMNS,
-    NewMessage,
     agent_from_row,
     block_from_row,
     message_from_row,
@@ -27,6 +24,7 @@ from .rows import (
     run_from_row,
     unpack,
 )  # fmt: skip
+from .types import NewMessage, PromptRows, SendTarget
 
 RUN_FIELDS = {
     "model", "status", "stop_reason", "prompt_tokens", "completion_tokens", "total_tokens", "error",
@@ -40,27 +38,6 @@ DEAD_OWNER_END = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class SendTarget:
-    """What a send needs to know about its conversation before it picks a model."""
-
-    agent_id: str
-    conversation_model: str | None
-    agent_model: str | None
-    existing_run: str | None  # the run an idempotency key already names
-
-
-@dataclass(frozen=True, slots=True)
-class PromptRows:
-    """What one model call's prompt is built from, read together."""
-
-    agent: Any  # models.Agent, with its memory blocks
-    system_text: str | None  # the stored system message
-    context: list[tuple[str, str | None, str | None, str | None, str | None]]
-    # the in-context rows after the system message: (message_type, content, tool_calls as stored JSON,
-    # tool_call_id, run_id), what prompt.rows_to_chat takes
-
-
 class RunStore(ConversationStore):
     async def create_run(
         self, run_id: str, conversation_id: str, agent_id: str, *, status: str, idempotency_key: str | None,
@@ -68,17 +45,17 @@ class RunStore(ConversationStore):
     ) -> Run:
         """Store a run (queued). DuplicateRunError if `idempotency_key` already names a run of the conversation."""
         created_at = now_iso()
-        await hop.write(self._write_lock, self.db, lambda db: _insert_run(db, conversation_id, idempotency_key, (
+        await self.database.write(lambda db: _insert_run(db, conversation_id, idempotency_key, (
             "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, owner) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)"
         ), (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner)))  # fmt: skip
-        return Run(id=run_id, run_id=run_id, conversation_id=conversation_id, agent_id=agent_id, status=status,
-                   created_at=created_at)  # fmt: skip
+        fields: dict[str, Any] = {"status": status}  # validated by Run
+        return Run(id=run_id, run_id=run_id, conversation_id=conversation_id, agent_id=agent_id, created_at=created_at,
+                   **fields)  # fmt: skip
 
     async def start_run(
         self, run_id: str, conversation_id: str, agent_id: str, inputs: list[NewMessage], *, model: str,
         started_at: str, create: bool = False, idempotency_key: str | None = None, owner: str = "",
-        owner_alive: Callable[[str], bool] = lambda _: False,
     ) -> tuple[Run, PromptRows] | None:
         """The run claims its conversation's turn for `owner` (this process), becomes `running` with `model`,
         and its input enters the conversation, in one transaction; with `create` the run row is made here (a
@@ -86,13 +63,14 @@ class RunStore(ConversationStore):
         Returns the run as it is now and, read in the same trip, what its first model call's prompt is built
         from — or None, writing nothing, while another live process's run holds the turn. DuplicateRunError
         (nothing written) if `idempotency_key` already names a run of the conversation."""
+        owner_alive = self._alive
 
         def run(db: sqlite3.Connection) -> tuple[Run, PromptRows] | None:
             if _held_elsewhere(db, conversation_id, owner, owner_alive) or _queued_earlier_elsewhere(
                 db, conversation_id, run_id, owner, owner_alive
             ):
                 return None
-            self.append_rows(db, conversation_id, inputs)  # first write: NotFoundError if the conversation is gone
+            append_rows(db, conversation_id, inputs)  # first write: NotFoundError if the conversation is gone
             _claim(db, conversation_id, run_id, owner, started_at)
             if create:
                 _insert_run(db, conversation_id, idempotency_key, (
@@ -110,31 +88,24 @@ class RunStore(ConversationStore):
                 raise NotFoundError("run", run_id)
             return run_from_row(row), _prompt_rows(db, conversation_id, agent_id)
 
-        return await hop.write(self._write_lock, self.db, run)
+        return await self.database.write(run)
 
     async def get_run(self, run_id: str, *, with_messages: bool = True) -> Run:
-        row = await self.one("SELECT * FROM runs WHERE id = ?", (run_id,))
-        if row is None:
-            raise NotFoundError("run", run_id)
-        messages = await self.run_messages(run_id, row["conversation_id"]) if with_messages else []
-        return run_from_row(row, messages)
+
+        def read(db: sqlite3.Connection) -> Run:
+            row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is None:
+                raise NotFoundError("run", run_id)
+            messages = _run_messages(db, run_id, row["conversation_id"]) if with_messages else []
+            return run_from_row(row, messages)
+
+        return await self.database.read(read, snapshot=with_messages)
 
     async def run_by_idempotency_key(self, conversation_id: str, key: str) -> str | None:
-        row = await self.one(
+        row = await self._one(
             "SELECT id FROM runs WHERE conversation_id = ? AND idempotency_key = ?", (conversation_id, key)
         )
         return row["id"] if row else None
-
-    async def run_messages(self, run_id: str, conversation_id: str) -> list[Message]:
-        """What the run produced, in order; the user's input is not repeated."""
-        rows = await self.all(
-            f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE run_id = ? AND message_type != 'user_message' "
-            "AND message_type != 'system_message' ORDER BY rowid",
-            (run_id,),
-        )
-        conv = await self.one("SELECT context FROM conversations WHERE id = ?", (conversation_id,))
-        context = set(unpack(conv["context"])) if conv else set()
-        return [message_from_row(r, r["rowid"] in context) for r in rows]
 
     async def send_target(self, conversation_id: str, idempotency_key: str | None = None) -> SendTarget:
         """The conversation's agent and models, and the run `idempotency_key` names if any (one trip)."""
@@ -156,17 +127,16 @@ class RunStore(ConversationStore):
                 existing = key[0] if key else None
             return SendTarget(row[0], row[1], row[2], existing)
 
-        return await hop.in_thread(self._reads(), read)
+        return await self.database.read(read)
 
     async def prompt_rows(self, conversation_id: str, agent_id: str) -> PromptRows:
         """The agent with its blocks, the stored system message and the in-context rows (one trip)."""
-        return await hop.in_thread(self._reads(), lambda db: _prompt_rows(db, conversation_id, agent_id))
+        return await self.database.read(lambda db: _prompt_rows(db, conversation_id, agent_id))
 
-    async def claim_turn(
-        self, conversation_id: str, holder: str, owner: str, owner_alive: Callable[[str], bool]
-    ) -> bool:
+    async def claim_turn(self, conversation_id: str, holder: str, owner: str) -> bool:
         """Take the conversation's turn for `holder` (not a run: a compaction) unless another live process
         holds it; the same claim start_run makes for a run. NotFoundError if there is no such conversation."""
+        owner_alive = self._alive
 
         def claim(db: sqlite3.Connection) -> bool:
             if db.execute("SELECT 1 FROM conversations WHERE id = ?", (conversation_id,)).fetchone() is None:
@@ -176,26 +146,26 @@ class RunStore(ConversationStore):
             _claim(db, conversation_id, holder, owner, now_iso())
             return True
 
-        return await hop.write(self._write_lock, self.db, claim)
+        return await self.database.write(claim)
 
     async def release_turn(self, conversation_id: str, holder: str) -> None:
-        await hop.write(self._write_lock, self.db, lambda db: db.execute(
+        await self.database.write(lambda db: db.execute(
             "DELETE FROM turns WHERE conversation_id = ? AND run_id = ?", (conversation_id, holder)
         ))  # fmt: skip
 
     async def clear_turns(self) -> None:
         """Forget every claimed turn (at a start that finds no other live process: their owners are gone)."""
-        await hop.write(self._write_lock, self.db, lambda db: db.execute("DELETE FROM turns"))
+        await self.database.write(lambda db: db.execute("DELETE FROM turns"))
 
     async def unfinished_runs(self) -> list[tuple[str, str]]:
         """(run_id, conversation_id) of runs queued or running (in some process, or left by a dead one)."""
-        rows = await self.all("SELECT id, conversation_id FROM runs WHERE status IN ('queued', 'running')")
+        rows = await self._all("SELECT id, conversation_id FROM runs WHERE status IN ('queued', 'running')")
         return [(r["id"], r["conversation_id"]) for r in rows]
 
     async def unfinished_runs_elsewhere(self, owner: str) -> list[tuple[str, str, str | None]]:
         """(run_id, conversation_id, owner) of runs queued or running that process `owner` does not own
         (owner is null for runs stored before m007)."""
-        rows = await self.all(
+        rows = await self._all(
             "SELECT id, conversation_id, owner FROM runs WHERE status IN ('queued', 'running') AND owner IS NOT ?",
             (owner,),
         )
@@ -203,18 +173,18 @@ class RunStore(ConversationStore):
 
     async def run_owner(self, run_id: str) -> str | None:
         """The process that stored the run (None for runs stored before m007, or no such run)."""
-        row = await self.one("SELECT owner FROM runs WHERE id = ?", (run_id,))
+        row = await self._one("SELECT owner FROM runs WHERE id = ?", (run_id,))
         return None if row is None else row["owner"]
 
     async def request_cancel(self, run_id: str) -> bool:
         """Ask the process owning the run to stop it; False if the run has already ended."""
-        return await hop.write(self._write_lock, self.db, lambda db: db.execute(
+        return await self.database.write(lambda db: db.execute(
             "UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', 'running')", (run_id,)
         ).rowcount > 0)  # fmt: skip
 
     async def cancel_requests(self, owner: str) -> list[str]:
         """Runs of `owner` still queued or running that another process asked to cancel."""
-        rows = await self.all(
+        rows = await self._all(
             "SELECT id FROM runs WHERE cancel_requested = 1 AND owner = ? AND status IN ('queued', 'running')",
             (owner,),
         )
@@ -228,15 +198,15 @@ class RunStore(ConversationStore):
         every row it wrote leaves the context window (and what its compaction evicted comes back) and its user
         input is marked is_err, so the context is as it was before the run; then the conversation's
         last_run_completion. `append`: messages to store with the end (a completed run's last step: one
-        transaction for both). Returns the run as it ended,
-        with its messages, read in the same trip (None if there is no such run: it was never stored, or
-        its conversation was deleted meanwhile; with `unfinished_only`, also if it had already ended, as
-        when two processes end a dead process's run at once)."""
+        transaction for both). Returns the run as it ended, with its messages, read in the same trip (None if
+        there is no such run: it was never stored, or its conversation was deleted meanwhile; with
+        `unfinished_only`, also if it had already ended, as when two processes end a dead process's run at
+        once)."""
 
         def end(db: sqlite3.Connection) -> Run | None:
             context = _end_run(
                 db, run_id, conversation_id, fields, abandon=abandon, unfinished_only=unfinished_only,
-                before=(lambda: self.append_rows(db, conversation_id, append)) if append else None,
+                before=(lambda: append_rows(db, conversation_id, append)) if append else None,
             )  # fmt: skip
             if context is None:
                 return None
@@ -252,7 +222,19 @@ class RunStore(ConversationStore):
             ]
             return run_from_row(row, messages)
 
-        return await hop.write(self._write_lock, self.db, end)
+        return await self.database.write(end)
+
+
+def _run_messages(db: sqlite3.Connection, run_id: str, conversation_id: str) -> list[Message]:
+    """What the run produced, in order; the user's input is not repeated."""
+    rows = db.execute(
+        f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE run_id = ? AND message_type != 'user_message' "
+        "AND message_type != 'system_message' ORDER BY rowid",
+        (run_id,),
+    ).fetchall()
+    conv = db.execute("SELECT context FROM conversations WHERE id = ?", (conversation_id,)).fetchone()
+    context = set(unpack(conv["context"])) if conv else set()
+    return [message_from_row(r, r["rowid"] in context) for r in rows]
 
 
 def _context_before_compaction(db: sqlite3.Connection, conversation_id: str, run_id: str) -> bytes | None:

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import sqlite3
 
-import aiosqlite
-
 M001_INITIAL = """
 CREATE TABLE agents (
     id TEXT PRIMARY KEY,
@@ -253,23 +251,21 @@ class SchemaTooNewError(RuntimeError):
     """The file was migrated by a newer release; opening it could corrupt its data."""
 
 
-async def schema_version(db: aiosqlite.Connection) -> int:
-    async with db.execute("SELECT max(version) FROM schema_migrations") as cur:
-        row = await cur.fetchone()
+def schema_version(db: sqlite3.Connection) -> int:
+    row = db.execute("SELECT max(version) FROM schema_migrations").fetchone()
     return int(row[0] or 0) if row else 0
 
 
-async def migrate(db: aiosqlite.Connection) -> list[str]:
+def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply pending migrations, each with its version row in one transaction; return their names.
 
     The version row is inserted first, so when two processes open a blank file at once the
     second one's insert fails on the primary key and it rolls back instead of re-running DDL."""
-    await db.execute(
+    db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations "
         "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    await db.commit()
-    current = await schema_version(db)
+    current = schema_version(db)
     if current > len(MIGRATIONS):
         raise SchemaTooNewError(
             f"the database has schema version {current} but this server knows only {len(MIGRATIONS)}; "
@@ -284,14 +280,19 @@ async def migrate(db: aiosqlite.Connection) -> list[str]:
             f"VALUES ({version}, '{name}', strftime('%Y-%m-%dT%H:%M:%fZ', 'now'));\n{sql}\nCOMMIT;"
         )
         try:
-            await db.executescript(script)
+            db.executescript(script)
         except sqlite3.IntegrityError:
-            await db.rollback()
-            if await schema_version(db) < version:
+            _rollback(db)
+            if schema_version(db) < version:
                 raise
             continue  # another process applied it first
         except BaseException:
-            await db.rollback()
+            _rollback(db)
             raise
         applied.append(name)
     return applied
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    if db.in_transaction:
+        db.execute("ROLLBACK")

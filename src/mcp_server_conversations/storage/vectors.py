@@ -4,28 +4,20 @@ them back with the same scope filters full-text search applies (storage/search.p
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import sqlite3
 from typing import Any
 
 from ..models import SearchResult
-from .search import SearchStore
-
-
-@dataclass(frozen=True, slots=True)
-class PendingMessage:
-    """A message whose search text has no vector for the current embedding model yet."""
-
-    rowid: int
-    id: str
-    agent_id: str
-    text: str
+from .base import all_in
+from .search import SearchStore, _message_filters
+from .types import PendingMessage
 
 
 class VectorStore(SearchStore):
     def data_changes(self) -> int:
-        """Rows changed through this connection since it opened: a free check (no query) that
+        """A number that changes whenever this process writes: a free check (no query) that
         tells the indexer whether anything was written since it last looked."""
-        return self.db.total_changes
+        return self.database.writes
 
     async def messages_missing_embeddings(
         self, model: str, *, after: int = 0, limit: int = 64, agent_id: str | None = None
@@ -40,7 +32,7 @@ class VectorStore(SearchStore):
         if agent_id is not None:
             sql += " AND m.agent_id = :agent"
             params["agent"] = agent_id
-        rows = await self.all(sql + " ORDER BY m.rowid LIMIT :limit", params)
+        rows = await self._all(sql + " ORDER BY m.rowid LIMIT :limit", params)
         return [PendingMessage(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def save_embeddings(self, model: str, vectors: list[tuple[str, int, bytes]]) -> list[tuple[int, str]]:
@@ -49,24 +41,28 @@ class VectorStore(SearchStore):
         Returns (rowid, agent_id) of the rows written."""
         if not vectors:
             return []
-        async with self.write() as db:
-            await db.executemany(
+
+        def save(db: sqlite3.Connection) -> list[tuple[int, str]]:
+            db.executemany(
                 "INSERT OR REPLACE INTO message_embeddings (message_rowid, agent_id, model, dim, vector) "
                 "SELECT rowid, agent_id, ?, ?, ? FROM messages WHERE id = ?",
                 [(model, dim, blob, message_id) for message_id, dim, blob in vectors],
             )
             # Read in the transaction (its own rows), so the caller updates its cached matrices as soon
             # as the vectors are visible to other readers, not one database trip later.
-            rows = await self.all_in(
+            rows = all_in(
+                db,
                 "SELECT e.message_rowid, e.agent_id FROM message_embeddings e "
                 "JOIN messages m ON m.rowid = e.message_rowid WHERE m.id IN ({ids})",
                 [message_id for message_id, _, _ in vectors],
             )
-        return [(r[0], r[1]) for r in rows]
+            return [(r[0], r[1]) for r in rows]
+
+        return await self.database.write(save)
 
     async def load_vectors(self, agent_id: str, model: str, dim: int) -> tuple[list[int], bytes]:
         """Every `dim`-sized vector of the agent for `model`: rowids ascending, vectors concatenated."""
-        rows = await self.all(
+        rows = await self._all(
             "SELECT message_rowid, vector FROM message_embeddings WHERE agent_id = ? AND model = ? AND dim = ? "
             "ORDER BY message_rowid",
             (agent_id, model, dim),
@@ -84,31 +80,37 @@ class VectorStore(SearchStore):
     ) -> list[int]:
         """Rowids of the agent's searchable messages inside a search's scope (the filtered vector
         side). Messages only: joining the vectors' table would read a page per row for nothing."""
-        where, params = await self.message_filters(agent_id, roles, start, end, conversation_id)
-        rows = await self.all(
-            f"SELECT m.rowid FROM messages m WHERE m.search_text IS NOT NULL AND {' AND '.join(where)}", params
-        )
-        return [r[0] for r in rows]
+
+        def read(db: sqlite3.Connection) -> list[int]:
+            where, params = _message_filters(db, agent_id, roles, start, end, conversation_id)
+            sql = f"SELECT m.rowid FROM messages m WHERE m.search_text IS NOT NULL AND {' AND '.join(where)}"
+            return [r[0] for r in db.execute(sql, params)]
+
+        return await self.database.read(read, snapshot=True)
 
     async def present_rowids(self, rowids: list[int], model: str, scope: dict[str, Any] | None = None) -> set[int]:
         """Which vector candidates still exist with a `model` vector (a cached matrix may hold rows
         deleted since) and, given a `scope` (message_filters' arguments), lie inside it."""
-        where: list[str] = []
-        params: dict[str, object] = {}
-        if scope is not None:
-            where, params = await self.message_filters(**scope)
-        params.update(candidates=json.dumps(rowids), model=model)
-        rows = await self.all(
-            "SELECT m.rowid FROM messages m JOIN message_embeddings e ON e.message_rowid = m.rowid "
-            "WHERE m.rowid IN (SELECT value FROM json_each(:candidates)) AND e.model = :model"
-            + "".join(f" AND {w}" for w in where),
-            params,
-        )
-        return {r[0] for r in rows}
+
+        def read(db: sqlite3.Connection) -> set[int]:
+            where: list[str] = []
+            params: dict[str, object] = {}
+            if scope is not None:
+                where, params = _message_filters(db, **scope)
+            params.update(candidates=json.dumps(rowids), model=model)
+            rows = db.execute(
+                "SELECT m.rowid FROM messages m JOIN message_embeddings e ON e.message_rowid = m.rowid "
+                "WHERE m.rowid IN (SELECT value FROM json_each(:candidates)) AND e.model = :model"
+                + "".join(f" AND {w}" for w in where),
+                params,
+            )
+            return {r[0] for r in rows}
+
+        return await self.database.read(read, snapshot=True)
 
     async def vector_hits(self, rowids: list[int]) -> dict[int, SearchResult]:
         """Search results (without snippet or score yet) for the messages at `rowids`."""
-        rows = await self.all_in(
+        rows = await self._all_in(
             "SELECT m.rowid, m.id, m.home_conversation_id, m.role, m.message_type, m.content, m.reasoning, "
             "m.created_at FROM messages m WHERE m.rowid IN ({ids})",
             rowids,
@@ -126,12 +128,3 @@ class VectorStore(SearchStore):
             )
             for r in rows
         }
-
-    async def count_embeddings(self, model: str | None = None) -> int:
-        """How many messages have a (non-empty) vector, for `model` or any."""
-        if model is None:
-            row = await self.one("SELECT count(*) FROM message_embeddings WHERE dim > 0")
-        else:
-            row = await self.one("SELECT count(*) FROM message_embeddings WHERE dim > 0 AND model = ?", (model,))
-        return int(row[0]) if row else 0
-

@@ -1,0 +1,243 @@
+"""The Store contract: everything the layers above storage may ask of a database.
+
+Services, the runtime, the agent loop, compaction, cancels, hybrid search and the HTTP layer type
+against `Store` and `Presence`; only `storage.open_store` knows which class implements them
+(today `SQLiteStore`). A second backend implements these two protocols and nothing else:
+
+- **Units of work.** Each write method is one transaction: it commits whole or not at all, also
+  when the awaiting task is cancelled midway (finish it or roll it back; never leave it open).
+  Reads see committed data only; a method that reads several things (an agent with its blocks,
+  a history page, a run with its messages) reads them from one snapshot.
+- **Serialization.** Writes touching one conversation (append, start_run, claim_turn,
+  finish_run, replace_context_prefix, fork, delete) must not interleave: history order is write
+  order. `edit_block_value` and `upsert_block` are read-modify-write under a row lock; their
+  callbacks run inside the unit of work (maybe in a database thread), so they must be pure
+  functions of their arguments. SQLite gets all this from its single writer; a server database
+  from row locks.
+- **Keys.** Messages have an integer key the backend assigns, increasing in write order within
+  a conversation (SQLite's rowid; a bigint identity elsewhere). The history cursors
+  (`HistoryKey`) and the vector index (`PendingMessage.rowid`, `load_vectors`,
+  `present_rowids`, `scoped_rowids`, `vector_hits`) carry it; nothing else may rely on it.
+- **Search** gets words (`terms`, from search.terms()), never query syntax: the backend builds
+  its own (an FTS5 expression, a tsquery). Rank by relevance with term rarity (BM25-like);
+  `exact=True` is the uncapped ranking tests compare against.
+- **Processes.** Several server processes may share one database. `presence()` is this
+  process's membership (file locks for SQLite; advisory locks or heartbeats for a server
+  database); the store consults it itself when a run or compaction claims a conversation's turn
+  (a dead process's claim does not count). The `wait_*` methods return when what they wait for
+  may have happened, or after `within` seconds: polling is the fallback (SQLite), a backend with
+  notifications (LISTEN/NOTIFY) returns early. Callers always re-check after a wait.
+- **Errors.** Missing rows raise errors.NotFoundError; bad references errors.ValidationError.
+  Nothing backend-specific (sqlite3, asyncpg) escapes to the caller as a different error than
+  the same failure would give on the other backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+from ..models import Agent, Block, Conversation, Message, Run, SearchResult
+from .types import HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget
+
+
+class Presence(Protocol):
+    """This process's membership among the processes sharing one database."""
+
+    owner: str  # names this process in stored turns and runs
+
+    async def join(self) -> bool:
+        """Register this process; True if no other live process uses the database."""
+
+    async def alive(self, owner: str) -> bool:
+        """Whether the process named `owner` still runs."""
+
+    async def leave(self) -> None: ...
+
+
+class Store(Protocol):
+    """Agents, memory blocks, conversations, messages, runs, search and message embeddings."""
+
+    location: str  # where the data lives, for logs (a path, or a URL without credentials)
+
+    # -- lifecycle and processes --
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> None:
+        """Fails if the database cannot be reached (health checks)."""
+
+    def presence(self) -> Presence:
+        """This process's presence (one per store); the store uses it when claiming turns."""
+
+    async def wait_turn(self, conversation_id: str, within: float) -> None:
+        """Until the conversation's turn may have been released, or `within` seconds."""
+
+    async def wait_cancel_requests(self, owner: str, within: float) -> None:
+        """Until a cancel may have been requested for one of `owner`'s runs, or `within` seconds."""
+
+    async def wait_run_end(self, run_id: str, within: float) -> None:
+        """Until the run may have ended, or `within` seconds."""
+
+    # -- agents and blocks --
+
+    async def create_agent(
+        self, *, name: str, model: str | None, system: str, context_window_limit: int | None,
+        blocks: list[dict[str, Any]], is_default: bool = False,
+    ) -> Agent: ...  # fmt: skip
+
+    async def ensure_default_agent(self, *, name: str, system: str, blocks: list[dict[str, Any]]) -> str:
+        """The default agent's id, made once however many callers race."""
+
+    async def get_agent(self, agent_id: str) -> Agent: ...
+
+    async def default_agent(self) -> Agent | None: ...
+
+    async def default_agent_id(self) -> str | None: ...
+
+    async def list_agents(self, limit: int, after: tuple[str, str] | None, desc: bool = False) -> list[Agent]:
+        """By (created_at, id); `after` is the last page's last (created_at, id)."""
+
+    async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> Agent: ...
+
+    async def delete_agent(self, agent_id: str) -> None: ...
+
+    async def get_block(self, agent_id: str, label: str) -> Block | None: ...
+
+    async def get_block_by_id(self, block_id: str) -> tuple[str, Block]:
+        """The block and its agent's id."""
+
+    async def upsert_block(
+        self, agent_id: str, label: str, fields: dict[str, Any],
+        check: Callable[[Block | None, dict[str, Any]], dict[str, Any]],
+    ) -> Block:  # fmt: skip
+        """`check(current, fields)` runs inside the transaction and returns the new values or raises."""
+
+    async def edit_block_value(self, agent_id: str, label: str, edit: Callable[[Block | None], str]) -> Block:
+        """`edit(current)` runs inside the transaction, so parallel edits never lose each other."""
+
+    # -- conversations and messages --
+
+    async def create_conversation(
+        self, agent_id: str, *, model: str | None, summary: str | None, system_text: str
+    ) -> Conversation: ...
+
+    async def get_conversation(self, conv_id: str) -> Conversation: ...
+
+    async def update_conversation(self, conv_id: str, fields: dict[str, Any]) -> Conversation: ...
+
+    async def list_conversations(
+        self, agent_id: str, *, order_by: str, desc: bool, limit: int, after: list[Any] | None
+    ) -> list[Conversation]:
+        """Keyset pages by (order_by, id); never-run conversations sort last in both orders."""
+
+    async def fork_conversation(self, src_id: str, message_id: str | None, system_text: str) -> Conversation: ...
+
+    async def delete_conversation(self, conv_id: str) -> None:
+        """Its rows go, except those a fork holds (reported from then on under that fork)."""
+
+    async def append_messages(
+        self, conv_id: str, messages: list[NewMessage], *, in_context: bool = True
+    ) -> list[Message]:
+        """Store and (by default) append to the context window; returns them as stored."""
+
+    async def context_messages(self, conv_id: str) -> list[Message]:
+        """The context window in prompt order, its system message first."""
+
+    async def set_system_text(self, conv_id: str, text: str) -> None: ...
+
+    async def replace_context_prefix(self, conv_id: str, evicted_ids: list[str], summary: NewMessage) -> Message:
+        """Compaction: the evicted messages leave the context, `summary` follows the system message."""
+
+    async def list_history(
+        self, conv_id: str, *, limit: int, after: HistoryKey | None, desc: bool, types: set[str] | None,
+        include_system: bool, stop: HistoryKey | None = None,
+    ) -> tuple[list[Message], HistoryKey | None]: ...  # fmt: skip
+
+    async def history_key_of(self, conv_id: str, message_id: str) -> HistoryKey: ...
+
+    # -- runs and turns --
+
+    async def send_target(self, conversation_id: str, idempotency_key: str | None = None) -> SendTarget: ...
+
+    async def create_run(
+        self, run_id: str, conversation_id: str, agent_id: str, *, status: str, idempotency_key: str | None,
+        owner: str | None = None,
+    ) -> Run:  # fmt: skip
+        """Store a queued run; errors.DuplicateRunError (nothing written) if `idempotency_key` already
+        names a run of the conversation (stored by another process since the caller looked)."""
+
+    async def start_run(
+        self, run_id: str, conversation_id: str, agent_id: str, inputs: list[NewMessage], *, model: str,
+        started_at: str, create: bool = False, idempotency_key: str | None = None, owner: str = "",
+    ) -> tuple[Run, PromptRows] | None:
+        """Claim the turn, start the run and store its input in one transaction, and read the first
+        prompt; None (nothing written) while another live process holds the turn or queued earlier.
+        A turn held by a dead process's run ends that run first (DEAD_OWNER_END, its rows out of the
+        context), in the same transaction. DuplicateRunError as for create_run."""
+
+    async def get_run(self, run_id: str, *, with_messages: bool = True) -> Run: ...
+
+    async def run_by_idempotency_key(self, conversation_id: str, key: str) -> str | None: ...
+
+    async def prompt_rows(self, conversation_id: str, agent_id: str) -> PromptRows: ...
+
+    async def claim_turn(self, conversation_id: str, holder: str, owner: str) -> bool:
+        """Take the turn for a compaction (`holder`) unless another live process holds it; a dead
+        holder's run ends first, as in start_run."""
+
+    async def release_turn(self, conversation_id: str, holder: str) -> None: ...
+
+    async def clear_turns(self) -> None: ...
+
+    async def unfinished_runs(self) -> list[tuple[str, str]]:
+        """(run_id, conversation_id) of queued or running runs."""
+
+    async def unfinished_runs_elsewhere(self, owner: str) -> list[tuple[str, str, str | None]]:
+        """(run_id, conversation_id, owner) of queued or running runs not owned by `owner` (the dead-run
+        sweep's one query: it must stay cheap)."""
+
+    async def run_owner(self, run_id: str) -> str | None: ...
+
+    async def request_cancel(self, run_id: str) -> bool:
+        """Ask the run's owning process to stop it; False if it has ended."""
+
+    async def cancel_requests(self, owner: str) -> list[str]: ...
+
+    async def finish_run(
+        self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
+        append: list[NewMessage] | None = None, unfinished_only: bool = False,
+    ) -> Run | None:  # fmt: skip
+        """End the run (its final fields, `append`ed messages, and with `abandon` its rows out of the
+        context and what its compaction evicted back) and release its turn, in one transaction; the run
+        as it ended, None if unknown (with `unfinished_only`, also if it had already ended)."""
+
+    # -- search and embeddings --
+
+    async def search(
+        self, *, agent_id: str, terms: Sequence[str], roles: list[str] | None, start: str | None,
+        end: str | None, conversation_id: str | None, limit: int, exact: bool = False,
+    ) -> list[SearchResult]: ...  # fmt: skip
+
+    def data_changes(self) -> int:
+        """Changes whenever this process wrote (a free check for the embedding indexer)."""
+
+    async def messages_missing_embeddings(
+        self, model: str, *, after: int = 0, limit: int = 64, agent_id: str | None = None
+    ) -> list[PendingMessage]: ...
+
+    async def save_embeddings(self, model: str, vectors: list[tuple[str, int, bytes]]) -> list[tuple[int, str]]:
+        """(message id, dim, float32 bytes) in; (message key, agent_id) of the rows written out."""
+
+    async def load_vectors(self, agent_id: str, model: str, dim: int) -> tuple[list[int], bytes]: ...
+
+    async def scoped_rowids(
+        self, *, agent_id: str, roles: list[str] | None, start: str | None, end: str | None,
+        conversation_id: str | None,
+    ) -> list[int]: ...  # fmt: skip
+
+    async def present_rowids(
+        self, rowids: list[int], model: str, scope: dict[str, Any] | None = None
+    ) -> set[int]: ...
+
+    async def vector_hits(self, rowids: list[int]) -> dict[int, SearchResult]: ...

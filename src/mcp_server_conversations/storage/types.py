@@ -1,0 +1,85 @@
+"""The values passed across the Store contract (storage/contract.py): what the layers above
+storage hand to a store and get back, besides the models of models.py. Backend-neutral."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..models import Agent
+
+MESSAGE_TYPES = (
+    "system_message", "user_message", "assistant_message", "reasoning_message",
+    "tool_call_message", "tool_return_message", "summary_message",
+)  # fmt: skip
+
+# History keys order a conversation's history: (0, 0) its system message, (1, i) the i-th
+# inherited row, (2, n) a row it wrote (n: the store's integer key for the row, increasing in
+# write order). They are what list cursors carry, opaque to the layers above.
+HistoryKey = tuple[int, int]
+
+
+@dataclass
+class NewMessage:
+    """A message to store; ids and timestamps are filled in by the store when absent."""
+
+    message_type: str
+    role: str
+    content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+    status: str | None = None
+    model: str | None = None
+    run_id: str | None = None
+    is_err: bool = False
+    id: str | None = None
+    created_at: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def search_text(self) -> str | None:
+        """What full-text search indexes: text, reasoning, or a tool call's name and arguments."""
+        if self.message_type == "system_message":
+            return None
+        parts = [p for p in (self.content, self.reasoning) if p]
+        for call in self.tool_calls or []:
+            parts.append(f"{call.get('name', '')} {call.get('arguments', '')}")
+        return "\n".join(parts) if parts else None
+
+    def search_extra(self) -> str | None:
+        """What the `search_extra` column stores: the indexed text only where it is not simply the
+        content (the database computes `search_text` as that, else the content; schema m006)."""
+        if self.message_type == "system_message" or not self.reasoning and not self.tool_calls:
+            return None
+        return self.search_text()
+
+
+@dataclass(frozen=True, slots=True)
+class SendTarget:
+    """What a send needs to know about its conversation before it picks a model."""
+
+    agent_id: str
+    conversation_model: str | None
+    agent_model: str | None
+    existing_run: str | None  # the run an idempotency key already names
+
+
+@dataclass(frozen=True, slots=True)
+class PromptRows:
+    """What one model call's prompt is built from, read together."""
+
+    agent: Agent  # with its memory blocks
+    system_text: str | None  # the stored system message
+    context: list[tuple[str, str | None, str | None, str | None, str | None]]
+    # the in-context rows after the system message: (message_type, content, tool_calls as stored JSON,
+    # tool_call_id, run_id), what prompt.rows_to_chat takes
+
+
+@dataclass(frozen=True, slots=True)
+class PendingMessage:
+    """A message whose search text has no vector for the current embedding model yet."""
+
+    rowid: int
+    id: str
+    agent_id: str
+    text: str
