@@ -18,8 +18,8 @@ import anyio
 from pydantic import BaseModel
 
 from mcp_server_conversations.cli import parse_args, serve_stdio, settings_from_args
+from mcp_server_conversations.mcp.server import _lean_output_schemas, build_server
 from mcp_server_conversations.models import Conversation, ConversationList, MessageList
-from mcp_server_conversations.server import _lean_output_schemas, build_server
 
 from .storage_bench import open_service
 

@@ -12,7 +12,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from mcp_server_conversations.search import terms
+from mcp_server_conversations.search.query import terms
 from mcp_server_conversations.storage import NewMessage, SQLiteStore
 
 from .common import Figure, Sizes

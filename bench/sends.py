@@ -156,9 +156,9 @@ async def send_overhead(s: Session, provider: Provider, sizes: Sizes) -> Figure:
 async def database_trips(provider: Provider, sizes: Sizes) -> Figure:
     """Hand-offs to the database threads per one-step send, counted in process (over stdio they cannot
     be seen). Cancel requests are not looked for meanwhile: that watcher is not the send's work."""
-    from mcp_server_conversations import remote_cancel
     from mcp_server_conversations.app import open_app
     from mcp_server_conversations.config import Settings
+    from mcp_server_conversations.runs import remote_cancel
 
     os.environ.update(provider.env())
     poll, remote_cancel.CANCEL_POLL = remote_cancel.CANCEL_POLL, 3600.0

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from mcp_server_conversations.config import Settings
-from mcp_server_conversations.service import ConversationService
+from mcp_server_conversations.service.conversations import ConversationService
 from mcp_server_conversations.storage import NewMessage, SQLiteStore
 
 from .common import RESULTS, Figure, Sizes, median, ms, now, percentile

@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
+
+# Tests live in one folder per layer (tests/mcp, tests/runs, ...) and some share constants and helpers by
+# module name across folders (the e2e servers' setup, the MCP handshake bodies): every folder is importable
+# whatever order pytest collects them in.
+for _folder in sorted(p for p in Path(__file__).parent.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))):
+    if str(_folder) not in sys.path:
+        sys.path.append(str(_folder))
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("PYTHON_DOTENV_DISABLED", "1")

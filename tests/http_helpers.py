@@ -31,7 +31,7 @@ import uvicorn
 
 from mcp_server_conversations.app import App, open_app
 from mcp_server_conversations.config import Settings
-from mcp_server_conversations.http import build_http_app, uvicorn_server
+from mcp_server_conversations.http.app import build_http_app, uvicorn_server
 
 CONSOLE_SCRIPT = str(Path(sys.executable).with_name("mcp-server-conversations"))
 START_TIMEOUT = 60.0  # generous: the machine is shared; this bounds a hang, it asserts nothing

@@ -16,7 +16,7 @@ from fake_provider import FakeProvider
 from mcp import Client
 
 from mcp_server_conversations.config import Settings
-from mcp_server_conversations.server import build_server
+from mcp_server_conversations.mcp.server import build_server
 
 MODEL = "openai/fake-model"
 

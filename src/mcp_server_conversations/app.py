@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .config import Settings
-from .runtime import Runtime
-from .service import ConversationService
+from .runs.runtime import Runtime
+from .service.conversations import ConversationService
 from .storage import Store, open_store
 
 if TYPE_CHECKING:
-    from .embeddings import EmbeddingIndex
+    from .search.hybrid import EmbeddingIndex
 
 log = logging.getLogger("mcp_server_conversations")
 STOP_WITHIN = 30.0  # seconds for runs and the indexer to stop at shutdown before the database closes anyway
@@ -44,7 +44,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
         await app.runtime.start()
         try:
             if settings.embedding_model:
-                from .embeddings import EmbeddingIndex  # numpy: only loaded when hybrid search is on
+                from .search.hybrid import EmbeddingIndex  # numpy: only loaded when hybrid search is on
 
                 app.embeddings = service.hybrid = EmbeddingIndex(settings, store, app.runtime.gateway)
                 await app.embeddings.start()

@@ -66,11 +66,11 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
     configure_logging(settings.log_level, settings.debug_all)
     if settings.transport == "streamable-http":
-        from .http import serve_http
+        from .http.app import serve_http
 
         serve_http(settings)
         return
-    from .server import build_server
+    from .mcp.server import build_server
 
     server = build_server(settings)
     gc.freeze()  # the imports so far live as long as the process: spare the collector's full passes
@@ -89,7 +89,7 @@ def configure_logging(level: str, debug_all: bool = False) -> None:
 
 async def serve_stdio(server: Any) -> None:
     """MCPServer.run_stdio_async, over fast_stdio's loop-driven pipes where those are usable."""
-    from .fast_stdio import serve_stdio as streams
+    from .mcp.fast_stdio import serve_stdio as streams
 
     lowlevel = server._lowlevel_server  # what MCPServer.run_stdio_async drives
     try:

@@ -17,7 +17,8 @@ def default_db_path() -> Path:
     return Path(user_data_dir("mcp-server-conversations", appauthor=False)) / "conversations.db"
 
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class Settings(BaseSettings):
@@ -55,14 +56,14 @@ class Settings(BaseSettings):
     request_timeout: float = Field(
         default=30.0, gt=0, allow_inf_nan=False, description="Seconds for a request's headers, and its body, to arrive"
     )
-    log_level: str = "WARNING"
+    log_level: LogLevel = "WARNING"
     # At DEBUG, third-party loggers (sse_starlette, httpx, ...) log whole messages and
     # SQL parameters; they stay at INFO unless this is set.
     debug_all: bool = False
 
     @field_validator("log_level", mode="before")
     @classmethod
-    def _log_level(cls, value: object) -> str:
+    def _log_level(cls, value: object) -> object:
         """Any case on the command line; the MCP SDK and logging want upper case."""
         level = str(value).strip().upper()
         if level not in LOG_LEVELS:

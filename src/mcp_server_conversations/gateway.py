@@ -49,7 +49,7 @@ def _load_litellm() -> ModuleType:
             os.environ.setdefault("PYTHON_DOTENV_DISABLED", "1")
             for name in _LITELLM_LOGGERS:
                 logging.getLogger(name).setLevel(logging.WARNING)
-        litellm = importlib.import_module("litellm")
+        litellm: Any = importlib.import_module("litellm")
         litellm.suppress_debug_info = True
         if first:
             # litellm's ~300k import-time objects live as long as the process: keep them out of the

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from ..app import App
 from ..errors import ValidationError
-from ..service import UNSET
+from ..service.conversations import UNSET
 from . import shapes
 from .common import LettaBody, json_response, page_by_id, parse_body, parse_query, route
 

@@ -19,8 +19,8 @@ from typing import Any
 
 from ..app import App
 from ..errors import ConversationsError
-from ..events import RunEvent
 from ..models import Run
+from ..runs.events import RunEvent
 from . import shapes
 
 log = logging.getLogger("mcp_server_conversations.rest")

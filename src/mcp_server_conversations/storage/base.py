@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import presence
+from . import presence
 from .database import Database
 
 Self = TypeVar("Self", bound="SQLiteBase")

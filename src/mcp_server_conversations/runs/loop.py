@@ -1,0 +1,219 @@
+"""One turn of the agent: model call, tool calls run server-side, model again, until an answer
+without tool calls (`end_turn`) or `max_steps`.
+
+Each model call gets a system message compiled now from the agent's base prompt and its current
+memory blocks (so an edit made by any conversation is in the next call of every conversation),
+then the conversation's in-context messages, which end with this turn's input and steps. Before a
+call the context is compacted when it nears the window; on a provider context-window error it is
+compacted once and the call retried. Deltas go to the run's listeners as they arrive and are
+kept only in memory (partial_text); a step's messages are stored when the step completes (the
+last step's by the runtime, with the run's end).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ContextWindowError
+from ..gateway import Completion, ModelGateway
+from ..models import Message, Run, Usage
+from ..storage import NewMessage, PromptRows, Store
+from ..util import new_id
+from .agent_tools import AgentTools
+from .compaction import Compactor, effective_window, over_threshold
+from .events import RunEvent
+from .memory import compile_system
+from .prompt import estimate_tokens, rows_to_chat
+
+if TYPE_CHECKING:
+    from ..errors import ConversationsError
+
+log = logging.getLogger("mcp_server_conversations.runs.loop")
+
+Listener = Callable[[RunEvent], Awaitable[None]]
+
+
+@dataclass
+class RunState:
+    """What the runtime knows about a run while it is queued or running (in memory only)."""
+
+    run_id: str
+    conversation_id: str
+    agent_id: str
+    model: str
+    override_model: str | None
+    background: bool
+    status: str = "queued"
+    partial: list[str] = field(default_factory=list)  # this step's text deltas; joined only when read
+    usage: Usage = field(default_factory=Usage)
+    listeners: list[Listener] = field(default_factory=list)
+    subscribers: list[asyncio.Queue[RunEvent]] = field(default_factory=list)
+    admitted: asyncio.Event = field(default_factory=asyncio.Event)  # set once queued-or-running is known
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+    cancel_requested: bool = False
+    end_as: str = "cancelled"  # what a cancellation means: cancelled (by a client) or interrupted (shutdown)
+    error: ConversationsError | None = None
+    created: Run | None = None  # the run as first stored (what a background send returns)
+    replaced_by: str | None = None  # the run another process stored first with this idempotency key
+    final: Run | None = None
+
+    @property
+    def partial_text(self) -> str:
+        """The assistant text streamed so far in the current step."""
+        return "".join(self.partial)
+
+    def add_usage(self, usage: Usage) -> None:
+        self.usage = Usage(
+            prompt_tokens=self.usage.prompt_tokens + usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens + usage.completion_tokens,
+            total_tokens=self.usage.total_tokens + usage.total_tokens,
+        )
+
+    async def emit(self, event: RunEvent) -> None:
+        """Hand an event to subscribers (queued) and listeners (awaited in order; their failures are ignored)."""
+        for queue in self.subscribers:
+            queue.put_nowait(event)
+        for listener in list(self.listeners):
+            try:
+                await listener(event)
+            except Exception:  # a listener whose client went away must not end the run
+                log.debug("run listener failed; detaching it", exc_info=True)
+                if listener in self.listeners:
+                    self.listeners.remove(listener)
+
+
+class AgentLoop:
+    """Runs the steps of one turn of `state`'s run (the caller holds the conversation's turn)."""
+
+    def __init__(
+        self,
+        store: Store,
+        gateway: ModelGateway,
+        tools: AgentTools,
+        compactor: Compactor,
+        state: RunState,
+        max_steps: int,
+        first_prompt: PromptRows | None = None,
+    ) -> None:
+        self.store = store
+        self.gateway = gateway
+        self.tools = tools
+        self.compactor = compactor
+        self.state = state
+        self.max_steps = max_steps
+        self._preloaded = first_prompt  # read with the run's start, in the same trip
+
+    async def run(self) -> tuple[str, list[NewMessage]]:
+        """The stop reason (end_turn or max_steps) and the last step's messages, not yet stored: the
+        runtime stores them with the run's end, in one transaction. Raises ProviderError on a provider failure."""
+        for _ in range(self.max_steps):
+            completion, ids = await self.step()
+            new = self.step_messages(completion, ids)
+            if not completion.tool_calls:
+                return "end_turn", new
+            await self._emit_stored(await self.store.append_messages(self.state.conversation_id, new))
+            self.state.partial.clear()
+            await self.run_tools(completion.tool_calls)
+        return "max_steps", []
+
+    async def build_prompt(self) -> tuple[list[dict], int]:
+        """The messages for the next call and the effective window for this call's model."""
+        rows, self._preloaded = self._preloaded, None
+        if rows is None:
+            rows = await self.store.prompt_rows(self.state.conversation_id, self.state.agent_id)
+        system = compile_system(rows.agent)
+        if rows.system_text != system:  # the memory changed since the last call (usually it has not)
+            await self.store.set_system_text(self.state.conversation_id, system)
+        prompt = [{"role": "system", "content": system}, *rows_to_chat(rows.context)]
+        return prompt, effective_window(rows.agent, self.gateway, self.state.model)
+
+    async def compact(self, window: int) -> bool:
+        result = await self.compactor.compact(
+            self.state.conversation_id, self.state.model, window, run_id=self.state.run_id
+        )
+        self.state.add_usage(result.usage)
+        return result.summary is not None
+
+    async def step(self) -> tuple[Completion, dict[str, str]]:
+        """One model call (compacting first when the prompt nears the window; once more on a context error)."""
+        compacted = retried = False
+        while True:
+            prompt, window = await self.build_prompt()
+            if not compacted and over_threshold(estimate_tokens(prompt, self.tools.schemas), window):
+                compacted = True
+                if await self.compact(window):
+                    continue
+            try:
+                return await self.call(prompt)
+            except ContextWindowError:
+                if retried:
+                    raise
+                retried = compacted = True
+                log.info("context window exceeded in %s; compacting and retrying", self.state.conversation_id)
+                if not await self.compact(window):
+                    raise
+
+    async def call(self, prompt: list[dict]) -> tuple[Completion, dict[str, str]]:
+        """Stream one model call to the listeners; return the whole message and its message ids."""
+        state = self.state
+        ids = {"reasoning": new_id("message"), "text": new_id("message"), "call": new_id("message")}
+        state.partial.clear()
+        completion: Completion | None = None
+        async for item in self.gateway.stream(state.model, prompt, self.tools.schemas):
+            if isinstance(item, Completion):
+                completion = item
+            elif item.kind == "text":
+                state.partial.append(item.text)
+                await state.emit(RunEvent("text_delta", state.run_id, ids["text"], item.text))
+            elif item.kind == "reasoning":
+                await state.emit(RunEvent("reasoning_delta", state.run_id, ids["reasoning"], item.text))
+            else:
+                await state.emit(RunEvent("tool_call", state.run_id, ids["call"], item.text))
+        assert completion is not None  # gateway.stream always ends with the Completion
+        state.add_usage(completion.usage)
+        return completion, ids
+
+    def step_messages(self, completion: Completion, ids: dict[str, str]) -> list[NewMessage]:
+        """The messages a model call's answer is stored as: reasoning, text, tool calls."""
+        state = self.state
+        common: dict[str, Any] = {"model": state.model, "run_id": state.run_id}
+        new: list[NewMessage] = []
+        if completion.reasoning:
+            new.append(NewMessage("reasoning_message", "assistant", reasoning=completion.reasoning,
+                                  id=ids["reasoning"], **common))  # fmt: skip
+        if completion.content or not completion.tool_calls:
+            new.append(
+                NewMessage("assistant_message", "assistant", content=completion.content, id=ids["text"], **common)
+            )
+        if completion.tool_calls:
+            new.append(NewMessage("tool_call_message", "assistant", tool_calls=completion.tool_calls,
+                                  id=ids["call"], **common))  # fmt: skip
+        return new
+
+    async def run_tools(self, calls: list[dict[str, str]]) -> None:
+        state = self.state
+        for call in calls:
+            result = await self.tools.execute(state.agent_id, call["name"], call["arguments"])
+            stored = await self.store.append_messages(
+                state.conversation_id,
+                [
+                    NewMessage(
+                        "tool_return_message", "tool", content=result.text, tool_call_id=call["tool_call_id"],
+                        status="success" if result.ok else "error", run_id=state.run_id,
+                    )
+                ],
+            )  # fmt: skip
+            await self._emit_stored(stored)
+
+    async def _emit_stored(self, stored: list[Message]) -> None:
+        """A `message` event for each stored message, in order."""
+        for m in stored:
+            await self.state.emit(RunEvent("message", self.state.run_id, m.id, message=m))
+
+
+__all__ = ["AgentLoop", "Listener", "RunState"]

@@ -1,0 +1,1 @@
+"""Services: every operation the MCP tools and the REST API expose, validated once, over the Store."""

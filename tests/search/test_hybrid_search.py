@@ -1,0 +1,453 @@
+"""Hybrid search (--embedding-model): the background indexer, vector ranking fused with BM25 by
+reciprocal rank fusion, filters on the vector side, deletions, and falling back to full-text when
+the embedding provider fails. Embeddings come from the fake OpenAI-compatible server through
+litellm (`openai/fake-embed`): hashed bag-of-words vectors where "pottery" and "ceramics" share
+a dimension, so a vector match without a shared word can be shown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import shutil
+import subprocess
+import sys
+from array import array
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_provider import FakeProvider
+from foundation_helpers import count_embeddings, say
+from mcp import Client
+from rest_helpers import letta, rest_server, sdk
+from runtime_helpers import call, db_rows, eventually
+
+from mcp_server_conversations.app import App, open_app
+from mcp_server_conversations.config import Settings
+from mcp_server_conversations.mcp.server import build_server
+from mcp_server_conversations.models import SearchResult
+from mcp_server_conversations.search.hybrid import RRF_K, EmbeddingIndex, fuse, lead
+from mcp_server_conversations.storage import NewMessage
+
+EMBED = "openai/fake-embed"
+CERAMICS = "Ada signed up for a ceramics course on Tuesdays"
+GLAZE = "The pottery glaze arrived cracked"
+FILLER = [
+    "We talked about the marathon training plan",
+    "Grocery list: eggs, spinach, oat milk",
+    "The quarterly budget review moved to Friday",
+    "My sister adopted a grey kitten",
+]
+
+
+@pytest.fixture(autouse=True)
+def _quick_indexer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Poll often and back off briefly, so waiting for the indexer takes milliseconds."""
+    monkeypatch.setattr(EmbeddingIndex, "start_delay", 0.0)
+    monkeypatch.setattr(EmbeddingIndex, "poll", 0.02)
+    monkeypatch.setattr(EmbeddingIndex, "max_backoff", 0.1)
+
+
+@pytest.fixture
+def hybrid(settings: Settings, fake_provider: FakeProvider) -> Settings:
+    return settings.model_copy(update={"embedding_model": EMBED})
+
+
+def pending(settings: Settings) -> int:
+    """Searchable messages the indexer has not handled yet."""
+    return db_rows(
+        settings,
+        "SELECT count(*) FROM messages m WHERE search_text IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM message_embeddings e WHERE e.message_rowid = m.rowid AND e.model = ?)",
+        (EMBED,),
+    )[0][0]
+
+
+async def indexed(settings: Settings) -> None:
+    await eventually(lambda: pending(settings) == 0, "the indexer to embed every searchable message")
+
+
+async def conversation(app: App, *texts: str, role: str = "user", **kw: Any) -> str:
+    conv = await app.service.create_conversation()
+    if texts:
+        await say(app.store, conv.id, *texts, role=role, **kw)
+    return conv.id
+
+
+def contents(results: Any) -> list[str | None]:
+    return [r.content for r in results.results]
+
+
+# -- fusion (pure) --
+
+
+def result(message_id: str, snippet: str = "", content: str = "text") -> SearchResult:
+    return SearchResult(
+        message_id=message_id, conversation_id="conv-1", role="user", message_type="user_message",
+        content=content, snippet=snippet, created_at="2026-01-01T00:00:00Z", score=1.0,
+    )  # fmt: skip
+
+
+def test_reciprocal_rank_fusion() -> None:
+    fts = [result("a", "…match…"), result("b", "…b…"), result("c", "…c…")]
+    vec = [result("c"), result("d", content="  a   long\nvector-only   hit " + "word " * 60)]
+    fused = fuse(fts, vec, limit=10)
+    assert [r.message_id for r in fused] == ["c", "a", "b", "d"]  # c is in both rankings; b ties d, full-text first
+    assert fused[0].score == round(1 / (RRF_K + 3) + 1 / (RRF_K + 1), 6)
+    assert fused[1].score == round(1 / (RRF_K + 1), 6) and fused[1].snippet == "…match…"
+    assert [r.score for r in fused] == sorted((r.score for r in fused), reverse=True)
+    assert fused[2].snippet == "…b…"
+    assert fused[3].snippet.startswith("a long vector-only hit word") and fused[3].snippet.endswith("…")
+    assert len(fused[3].snippet) <= 161
+    assert [r.message_id for r in fuse(fts, vec, limit=2)] == ["c", "a"]
+    assert [r.message_id for r in fuse([result("x")], [result("y")], limit=5)] == ["x", "y"]  # ties: full-text first
+    assert fuse([], [], limit=3) == []
+    assert lead("short  text") == "short text"
+
+
+# -- the indexer --
+
+
+async def test_the_indexer_embeds_new_messages_in_the_background(hybrid: Settings, fake_provider: FakeProvider) -> None:
+    async with open_app(hybrid) as app:
+        conv = await conversation(app, CERAMICS, *FILLER)
+        await indexed(hybrid)
+        rows = db_rows(
+            hybrid, "SELECT e.*, m.content FROM message_embeddings e JOIN messages m ON m.rowid = e.message_rowid"
+        )
+        assert sorted(r["content"] for r in rows) == sorted([CERAMICS, *FILLER])  # the system message has no vector
+        for r in rows:
+            assert (r["model"], r["dim"], r["agent_id"]) == (EMBED, 64, (await app.service.resolve_agent(None)))
+            vector = array("f", r["vector"])
+            assert len(vector) == 64 and math.isclose(math.sqrt(sum(v * v for v in vector)), 1.0, rel_tol=1e-5)
+        sent = len(fake_provider.embedding_inputs)
+        await say(app.store, conv, "A later message about the garden")
+        await indexed(hybrid)
+        assert fake_provider.embedding_inputs[sent:] == [["A later message about the garden"]]  # only the new one
+        assert await count_embeddings(app.store, EMBED) == len(FILLER) + 2
+
+
+async def test_a_backlog_is_embedded_in_batches_when_the_flag_is_turned_on(
+    settings: Settings, hybrid: Settings, fake_provider: FakeProvider
+) -> None:
+    async with open_app(settings) as app:  # no embedding model: nothing is embedded
+        assert app.embeddings is None and app.service.hybrid is None
+        conv = await conversation(app)
+        await app.store.import_messages([(conv, [NewMessage("user_message", "user", content=f"note {i}")
+                                                 for i in range(150)])])  # fmt: skip
+    assert fake_provider.embedding_inputs == [] and pending(settings) == 150
+    async with open_app(hybrid) as app:
+        await indexed(hybrid)
+        sizes = [len(texts) for texts in fake_provider.embedding_inputs]
+        assert sizes == [64, 64, 22]
+        assert await count_embeddings(app.store) == 150
+
+
+async def test_switching_the_embedding_model_re_embeds_everything(hybrid: Settings) -> None:
+    async with open_app(hybrid) as app:
+        await conversation(app, CERAMICS, *FILLER)
+        await indexed(hybrid)
+    other = hybrid.model_copy(update={"embedding_model": "openai/fake-embed-2"})
+    async with open_app(other) as app:
+        sql = "SELECT count(*) FROM message_embeddings WHERE model = 'openai/fake-embed-2'"
+        await eventually(lambda: db_rows(other, sql)[0][0] == 1 + len(FILLER), "every message re-embedded")
+        assert await count_embeddings(app.store) == 1 + len(FILLER)  # replaced, not added
+        assert contents(await app.service.search("pottery", limit=1)) == [CERAMICS]
+
+
+async def test_a_message_the_provider_refuses_does_not_block_the_others(
+    hybrid: Settings, fake_provider: FakeProvider
+) -> None:
+    fake_provider.embedding_error, fake_provider.embedding_fail_when = 400, "POISON"
+    async with open_app(hybrid) as app:
+        await conversation(app, "first note", "a POISON message", "third note")
+        await indexed(hybrid)
+        assert await count_embeddings(app.store, EMBED) == 2
+        refused = db_rows(hybrid, "SELECT dim, length(vector) FROM message_embeddings WHERE dim = 0")
+        assert [tuple(r) for r in refused] == [(0, 0)]  # remembered, so it is not asked for again
+        calls = len(fake_provider.embedding_inputs)
+        await say(app.store, (await app.service.list_conversations()).conversations[0].id, "fourth note")
+        await indexed(hybrid)
+        assert fake_provider.embedding_inputs[calls:] == [["fourth note"]]
+
+
+async def test_the_indexer_waits_out_a_provider_outage(
+    hybrid: Settings, fake_provider: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_provider.embedding_error = 401  # a bad key until someone fixes it (401 is not retried by the SDK)
+    caplog.set_level(logging.WARNING, logger="mcp_server_conversations.search.hybrid")
+    async with open_app(hybrid) as app:
+        await conversation(app, CERAMICS)
+        await eventually(lambda: app.embeddings.failures >= 2, "the indexer to fail twice")
+        assert pending(hybrid) == 1
+        assert "embedding messages with openai/fake-embed failed" in caplog.text
+        fake_provider.embedding_error = None
+        await indexed(hybrid)
+        await eventually(lambda: app.embeddings.failures == 0, "the indexer to recover")
+        assert "works again" in caplog.text
+
+
+# -- fused ranking --
+
+
+async def test_a_vector_match_without_a_shared_word_is_found(hybrid: Settings, settings: Settings) -> None:
+    async with open_app(hybrid) as app:
+        await conversation(app, *FILLER, CERAMICS, *FILLER)
+        await indexed(hybrid)
+        only_fts = await app.store.search(
+            agent_id=await app.service.resolve_agent(None), terms=["pottery"], roles=None, start=None, end=None,
+            conversation_id=None, limit=10,
+        )  # fmt: skip
+        assert only_fts == []  # full-text alone misses it: no shared word
+        top = (await app.service.search("pottery", limit=1)).results
+        assert [r.content for r in top] == [CERAMICS]
+        assert top[0].snippet == CERAMICS and top[0].score == round(1 / (RRF_K + 1), 6)
+        assert len((await app.service.search("pottery", limit=100)).results) == 2 * len(FILLER) + 1
+    async with open_app(settings) as app:  # the same database without the flag: full-text only, as before
+        assert (await app.service.search("pottery")).results == []
+
+
+async def test_fusion_keeps_full_text_hits_first(hybrid: Settings) -> None:
+    async with open_app(hybrid) as app:
+        await conversation(app, *FILLER, CERAMICS, GLAZE)
+        await indexed(hybrid)
+        found = (await app.service.search("pottery", limit=3)).results
+        assert [r.content for r in found[:2]] == [GLAZE, CERAMICS]  # GLAZE leads both rankings
+        assert "pottery" in found[0].snippet and found[0].score > found[1].score > found[2].score
+        assert found[0].score == round(2 / (RRF_K + 1), 6)
+
+
+async def test_filters_hold_on_the_vector_side(hybrid: Settings) -> None:
+    async with open_app(hybrid) as app:
+        mine = await conversation(app, *FILLER)
+        await say(app.store, mine, CERAMICS, role="assistant", created_at="2026-03-05T10:00:00Z")
+        other = await conversation(app, "Bo joined the pottery club")  # another thread, a full-text hit
+        fork = await app.service.fork_conversation(mine)
+        theirs = await app.service.create_agent(name="someone else")
+        await say(app.store, (await app.service.create_conversation(agent_id=theirs.id)).id, CERAMICS)
+        await indexed(hybrid)
+
+        def hits(found: Any) -> list[tuple[str | None, str]]:
+            return [(r.content, r.conversation_id) for r in found.results if r.content in (CERAMICS, GLAZE) or
+                    "pottery" in (r.content or "")]  # fmt: skip
+
+        assert hits(await app.service.search("pottery")) == [("Bo joined the pottery club", other), (CERAMICS, mine)]
+        assert hits(await app.service.search("pottery", roles=["user"])) == [("Bo joined the pottery club", other)]
+        assert hits(await app.service.search("pottery", roles=["assistant"])) == [(CERAMICS, mine)]
+        assert hits(await app.service.search("pottery", start_date="2026-03-06")) == [
+            ("Bo joined the pottery club", other)
+        ]
+        assert hits(await app.service.search("pottery", end_date="2026-03-05")) == [(CERAMICS, mine)]
+        assert hits(await app.service.search("pottery", conversation_id=mine)) == [(CERAMICS, mine)]
+        assert hits(await app.service.search("pottery", conversation_id=fork.id)) == [(CERAMICS, mine)]  # inherited
+        assert hits(await app.service.search("pottery", conversation_id=other)) == [
+            ("Bo joined the pottery club", other)
+        ]
+        found = await app.service.search("pottery", agent_id=theirs.id)
+        assert [(r.content, r.conversation_id != mine) for r in found.results] == [(CERAMICS, True)]
+
+
+async def test_a_narrow_scope_finds_its_nearest_rows_behind_many_nearer_ones(hybrid: Settings) -> None:
+    async with open_app(hybrid) as app:
+        crowd = await conversation(app)
+        await app.store.import_messages([(crowd, [NewMessage("user_message", "user", content=f"ceramics {i}")
+                                                  for i in range(600)])])  # fmt: skip
+        mine = await conversation(app, "Ceramic tiles for the kitchen", *FILLER)
+        await indexed(hybrid)
+        assert "Ceramic tiles for the kitchen" not in contents(await app.service.search("pottery", limit=100))
+        found = await app.service.search("pottery", conversation_id=mine, limit=1)
+        assert [(r.content, r.conversation_id) for r in found.results] == [("Ceramic tiles for the kitchen", mine)]
+
+
+async def test_deleted_conversations_leave_vector_results(hybrid: Settings) -> None:
+    async with open_app(hybrid) as app:
+        closer = [f"ceramics {i}" for i in range(60)]  # nearer to the query than anything kept: the top 50
+        gone = await conversation(app, CERAMICS, *closer)
+        held = await conversation(app, "Ceramic tiles for the kitchen")
+        fork = await app.service.fork_conversation(held)
+        await conversation(app, *FILLER)
+        await indexed(hybrid)
+        found = contents(await app.service.search("pottery", limit=100))
+        assert set(found[:60]) == set(closer) and "Ceramic tiles for the kitchen" in found  # the matrix is cached
+
+        await app.service.delete_conversation(gone)
+        await app.service.delete_conversation(held)
+        results = (await app.service.search("pottery", limit=len(FILLER) + 1)).results  # ranks 50 deep
+        assert [(r.content, r.conversation_id) for r in results][0] == ("Ceramic tiles for the kitchen", fork.id)
+        assert len(results) == len(FILLER) + 1  # nothing of the deleted conversation
+        assert db_rows(hybrid, "SELECT count(*) FROM message_embeddings e JOIN messages m ON m.rowid = "
+                               "e.message_rowid WHERE m.content = ?", (CERAMICS,))[0][0] == 0  # fmt: skip
+        agent = await app.service.create_agent(name="short-lived")
+        await say(app.store, (await app.service.create_conversation(agent_id=agent.id)).id, CERAMICS)
+        await indexed(hybrid)
+        before = db_rows(hybrid, "SELECT count(*) FROM message_embeddings")[0][0]
+        await app.service.delete_agent(agent.id)
+        assert db_rows(hybrid, "SELECT count(*) FROM message_embeddings")[0][0] == before - 1
+
+
+async def test_new_messages_join_a_cached_matrix(hybrid: Settings) -> None:
+    async with open_app(hybrid) as app:
+        conv = await conversation(app, *FILLER)
+        await indexed(hybrid)
+        assert CERAMICS not in contents(await app.service.search("pottery"))  # loads and caches the matrix
+        await say(app.store, conv, CERAMICS)
+        await indexed(hybrid)
+        assert contents(await app.service.search("pottery", limit=1)) == [CERAMICS]
+
+
+# -- failures --
+
+
+async def test_a_failing_provider_leaves_full_text_results(
+    hybrid: Settings, settings: Settings, fake_provider: FakeProvider, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="mcp_server_conversations.search.hybrid")
+    async with open_app(settings) as app:
+        await conversation(app, *FILLER, CERAMICS, GLAZE)
+        baseline = await app.service.search("pottery glaze")
+    assert len(baseline.results) == 1
+    async with open_app(hybrid) as app:
+        await indexed(hybrid)
+        fake_provider.embedding_error = 401  # e.g. a missing or revoked key
+        found = await app.service.search("pottery glaze")
+        assert found == baseline  # exactly the full-text answer, BM25 scores included
+        assert "fell back to full-text only" in caplog.text
+        asked = len(fake_provider.embedding_inputs)
+        assert contents(await app.service.search("cracked")) == [GLAZE]  # in cooldown: the provider is not asked
+        assert len(fake_provider.embedding_inputs) == asked
+        app.embeddings._down_until = 0.0  # the cooldown is over
+        fake_provider.embedding_error = None
+        assert contents(await app.service.search("pottery glaze", limit=2)) == [GLAZE, CERAMICS]
+
+
+async def test_an_unreachable_provider_leaves_full_text_results(
+    hybrid: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with open_app(hybrid) as app:
+        await conversation(app, *FILLER, CERAMICS, GLAZE)
+        await indexed(hybrid)
+        for key in ("OPENAI_API_BASE", "OPENAI_BASE_URL"):
+            monkeypatch.setenv(key, "http://127.0.0.1:9/v1")  # nothing listens on the discard port
+        found = await app.service.search("cracked glaze")
+        assert contents(found) == [GLAZE]
+
+
+def test_without_an_embedding_model_search_loads_neither_litellm_nor_numpy(tmp_path) -> None:
+    script = f"""
+import asyncio, sys
+from mcp_server_conversations.config import Settings
+from mcp_server_conversations.service.conversations import ConversationService
+from mcp_server_conversations.storage import NewMessage, SQLiteStore
+
+async def main():
+    store = await SQLiteStore.open({str(tmp_path / "plain.db")!r})
+    service = ConversationService(store, Settings())
+    conv = await service.create_conversation()
+    await store.append_messages(conv.id, [NewMessage("user_message", "user", content="the pottery class")])
+    found = await service.search("pottery")
+    await store.close()
+    loaded = [m for m in ("litellm", "numpy", "mcp_server_conversations.search.hybrid") if m in sys.modules]
+    print(len(found.results), loaded)
+
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "1 []"
+
+
+# -- every caller of service.search: the MCP tool, the agent's own tool, REST --
+
+
+async def test_the_mcp_tool_and_the_agents_own_tool_fuse(hybrid: Settings, fake_provider: FakeProvider) -> None:
+    settings = hybrid.model_copy(update={"default_model": "openai/fake-model"})
+    async with Client(build_server(settings), mode="auto") as c:
+        conv = (await call(c, "create_conversation", {}))["id"]
+        fake_provider.enqueue("Noted: the ceramics course is on Tuesdays.")
+        await call(c, "send_message", {"conversation_id": conv, "content": CERAMICS})
+        await indexed(settings)
+        found = await call(c, "conversation_search", {"query": "pottery", "limit": 2})
+        assert {r["content"] for r in found["results"]} == {CERAMICS, "Noted: the ceramics course is on Tuesdays."}
+        assert found["results"][0]["score"] > found["results"][1]["score"] > 0
+
+        search = {"name": "conversation_search", "arguments": {"query": "pottery", "limit": 3}}
+        fake_provider.enqueue(tool_calls=[search])
+        fake_provider.enqueue("You take ceramics on Tuesdays.")
+        run = await call(c, "send_message", {"conversation_id": conv, "content": "when is my class?"})
+        returned = next(m for m in run["messages"] if m["message_type"] == "tool_return_message")
+        seen = [r["content"] for r in json.loads(returned["content"])]  # the agent's own tool call is a full-text hit
+        assert CERAMICS in seen and "Noted: the ceramics course is on Tuesdays." in seen
+
+
+def rest_search(base_url: str, agent_id: str) -> list[str]:
+    return [r.content for r in letta(base_url).messages.search(query="pottery", agent_id=agent_id, limit=1)]
+
+
+async def test_rest_search_fuses(settings: Settings, fake_provider: FakeProvider) -> None:
+    async with rest_server(settings, embedding_model=EMBED) as served:
+        app = served.app
+        await conversation(app, *FILLER, CERAMICS)
+        await indexed(settings)
+        agent = await app.service.resolve_agent(None)
+        assert await sdk(rest_search, served.base_url, agent) == [CERAMICS]
+
+
+# -- end to end over stdio --
+
+SCRIPT = shutil.which("mcp-server-conversations", path=os.path.dirname(sys.executable))
+
+
+async def test_stdio_server_with_an_embedding_model_fuses_and_keeps_stdout_clean(
+    tmp_path: Path, fake_provider: FakeProvider
+) -> None:
+    """The console script with --embedding-model and debug logging: the indexer embeds what
+    send_message stored, search finds it by meaning, and stdout carries nothing but JSON-RPC."""
+    assert SCRIPT
+    db = tmp_path / "stdio.db"
+    proc = await asyncio.create_subprocess_exec(
+        SCRIPT, "--db", str(db), "--model", "openai/fake-model", "--embedding-model", EMBED, "--log-level", "debug",
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHON_DOTENV_DISABLED": "1"},
+    )  # fmt: skip
+    assert proc.stdin is not None and proc.stdout is not None
+    lines: list[bytes] = []
+
+    async def rpc(id_: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params}).encode() + b"\n")
+        await proc.stdin.drain()
+        while True:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            assert line, "the server closed stdout"
+            lines.append(line)
+            message = json.loads(line)
+            if message.get("id") == id_:
+                return message["result"]
+
+    async def tool(id_: int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        result = await rpc(id_, "tools/call", {"name": name, "arguments": arguments})
+        assert result["isError"] is False, result["content"]
+        return result["structuredContent"]
+
+    try:
+        await rpc(1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
+                                    "clientInfo": {"name": "hybrid", "version": "0"}})  # fmt: skip
+        proc.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+        conv = (await tool(2, "create_conversation", {}))["id"]
+        await tool(3, "send_message", {"conversation_id": conv, "content": CERAMICS})
+        await indexed(Settings(db=db))
+        found = await tool(4, "conversation_search", {"query": "pottery", "limit": 1})
+        assert [r["content"] for r in found["results"]] == [CERAMICS]
+    finally:
+        proc.stdin.close()
+        try:
+            rest, err = await asyncio.wait_for(proc.communicate(), 60)
+        except TimeoutError:
+            proc.kill()
+            raise
+    lines += [line for line in rest.splitlines(keepends=True) if line.strip()]
+    for line in lines:
+        assert json.loads(line)["jsonrpc"] == "2.0", line
+    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in err
