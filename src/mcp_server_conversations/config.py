@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_db_path() -> Path:
@@ -27,6 +27,9 @@ class Settings(BaseSettings):
 
     db: Path = Field(default_factory=default_db_path, description="SQLite database file")
     default_model: str | None = Field(default=None, description="Model handle used when no other level sets one")
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Extra model handles to list at GET /v1/models/ (comma-separated)"
+    )
     max_message_chars: int = Field(default=200_000, ge=1, description="Largest accepted message text")
     default_context_window: int = Field(
         default=32_000, ge=1000, description="Context window for models whose size litellm does not know"
@@ -48,6 +51,19 @@ class Settings(BaseSettings):
     session_idle_timeout: float = Field(default=1800.0, gt=0, allow_inf_nan=False, description="Seconds")
     max_sessions: int = Field(default=1000, ge=1, description="Open MCP sessions at most (503 beyond)")
     log_level: str = "WARNING"
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: object) -> object:
+        """`a,b` or `a b` from the environment; a list from the command line."""
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        if isinstance(value, list):
+            value = [h for v in value for h in str(v).replace(",", " ").split()]
+            bad = [h for h in value if "/" not in h.strip("/")]
+            if bad:
+                raise ValueError(f"models must be provider/model-name handles (got {', '.join(bad)})")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod
