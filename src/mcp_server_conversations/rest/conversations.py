@@ -55,24 +55,26 @@ async def list_conversations(app: App, request: Request) -> Response:
 
 
 async def get_conversation(app: App, request: Request) -> Response:
-    conv = await app.service.get_conversation(conversation_id(request))
-    return json_response(shapes.conversation(conv))
+    conv = await app.service.get_conversation(await conversation_id(app, request))
+    # Letta clients look for a tool call waiting for approval at the end of the context window.
+    context = [m.id for m in await app.store.context_messages(conv.id)]
+    return json_response(shapes.conversation(conv, context))
 
 
 async def update_conversation(app: App, request: Request) -> Response:
-    conv_id = conversation_id(request)
+    conv_id = await conversation_id(app, request)
     body = await parse_body(request, ConversationUpdate)
     conv = await app.service.update_conversation(conv_id, **sent(body, "model", "summary"))
     return json_response(shapes.conversation(conv))
 
 
 async def delete_conversation(app: App, request: Request) -> Response:
-    await app.service.delete_conversation(conversation_id(request))
+    await app.service.delete_conversation(await conversation_id(app, request))
     return json_response(None)
 
 
 async def fork_conversation(app: App, request: Request) -> Response:
-    conv_id = conversation_id(request)
+    conv_id = await conversation_id(app, request)
     q = parse_query(request, ForkQuery)
     fork = await app.service.fork_conversation(conv_id, q.message_id)
     return json_response(shapes.conversation(fork))
@@ -80,7 +82,7 @@ async def fork_conversation(app: App, request: Request) -> Response:
 
 async def cancel_conversation(app: App, request: Request) -> Response:
     """Cancel the conversation's queued and running runs: `{run_id: "cancelled"}` (empty if none)."""
-    conv_id = conversation_id(request)
+    conv_id = await conversation_id(app, request)
     result: dict[str, str] = {}
     for run_id in await app.service.active_runs(conv_id):
         run = await app.runtime.cancel_run(run_id)
@@ -89,7 +91,7 @@ async def cancel_conversation(app: App, request: Request) -> Response:
 
 
 async def compact_conversation(app: App, request: Request) -> Response:
-    result = await app.runtime.compact(conversation_id(request))
+    result = await app.runtime.compact(await conversation_id(app, request))
     return json_response(shapes.compaction(result))
 
 

@@ -9,7 +9,6 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
@@ -19,7 +18,8 @@ from ..errors import ValidationError
 from ..models import Run
 from ..util import now_iso
 from . import shapes, sse
-from .common import LettaBody, conversation_id, json_response, parse_body, parse_query, route
+from .common import LettaBody, conversation_id, json_response, parse_body, parse_query, resolve_conversation, route
+from .inputs import ClientTool, ContentPart, MessageIn, check_pending, messages_of, text_of, tool_schemas
 
 # How long a send may take to be accepted before the stream's headers go out anyway; it is
 # normally milliseconds, and errors found by then (bad input, no model) get a proper status.
@@ -30,6 +30,7 @@ OUR_TYPES = {
     "system_message", "user_message", "assistant_message", "reasoning_message", "tool_call_message",
     "tool_return_message", "summary_message",
 }
+STORED_AS = {"approval_request_message": "tool_call_message"}  # Letta's types we store as another
 
 
 class ListQuery(LettaBody):
@@ -41,30 +42,22 @@ class ListQuery(LettaBody):
     include_return_message_types: list[str] | None = None
 
 
-class TextPart(BaseModel):
-    type: str = "text"
-    text: str | None = None
-
-
-class MessageIn(LettaBody):
-    role: str = "user"
-    content: str | list[TextPart]
-    otid: str | None = None
-
-
 class MessageCreate(LettaBody):
     messages: list[MessageIn] | None = None
-    input: str | list[TextPart] | None = None
+    input: str | list[ContentPart] | None = None
+    agent_id: str | None = None  # with conversation "default"
     override_model: str | None = None
     max_steps: int | None = None
     stream_tokens: bool = False
     streaming: bool = True
     include_pings: bool = False
     include_return_message_types: list[str] | None = None
+    client_tools: list[ClientTool] | None = None
 
 
 class StreamResume(LettaBody):
     run_id: str | None = None
+    agent_id: str | None = None
     include_pings: bool = False
 
 
@@ -77,24 +70,10 @@ class SearchBody(LettaBody):
     end_date: str | None = None
 
 
-def text_of(content: str | list[TextPart], where: str) -> str:
-    """Letta content (a string or text parts) as our message text."""
-    if isinstance(content, str):
-        return content
-    parts = []
-    for i, part in enumerate(content):
-        if part.type != "text" or part.text is None:
-            raise ValidationError(f"{where}[{i}]", f"{part.type!r} content is not supported; send text parts")
-        parts.append(part.text)
-    return "\n".join(parts)
-
-
-def inputs(body: MessageCreate) -> tuple[list[dict[str, str]], list[str]]:
-    """The messages to send as `[{role, content}]`, and their otids."""
+def inputs(body: MessageCreate) -> tuple[list[dict[str, Any]], list[str]]:
+    """The send's inputs as `[{role, content, ...}]` (tool results first), and their otids."""
     if body.messages:
-        msgs = [{"role": m.role, "content": text_of(m.content, f"messages[{i}].content")}
-                for i, m in enumerate(body.messages)]
-        return msgs, [m.otid for m in body.messages if m.otid]
+        return messages_of(body.messages)
     if body.input is not None:
         return [{"role": "user", "content": text_of(body.input, "input")}], []
     raise ValidationError("messages", "give at least one message, e.g. messages=[{role: 'user', content: 'hi'}]")
@@ -124,11 +103,20 @@ def letta_types(types: list[str] | None) -> set[str] | None:
     return None if types is None else set(types)
 
 
+async def target(app: App, request: Request, agent_id: str | None = None) -> str:
+    """The conversation a message route addresses: the path's, or on the agent-direct routes
+    (/v1/agents/{id}/messages) the agent's default conversation (or the one `conversation_id` names)."""
+    if "conversation_id" in request.path_params:
+        return await conversation_id(app, request, agent_id)
+    conv = request.query_params.get("conversation_id") or "default"
+    return await resolve_conversation(app, conv, request.path_params["agent_id"])
+
+
 async def list_messages(app: App, request: Request) -> Response:
-    conv_id = conversation_id(request)
+    conv_id = await target(app, request)
     q = parse_query(request, ListQuery)
     wanted = letta_types(q.include_return_message_types)
-    ours = sorted(wanted & OUR_TYPES) if wanted is not None else None
+    ours = sorted({STORED_AS.get(t, t) for t in wanted} & OUR_TYPES) if wanted is not None else None
     if ours == []:
         await app.service.get_conversation(conv_id)
         return json_response([])
@@ -136,22 +124,25 @@ async def list_messages(app: App, request: Request) -> Response:
         conv_id, q.limit, order=q.order, message_types=ours, include_system=bool(ours and "system_message" in ours),
         after_id=q.after, before_id=q.before,
     )
-    return json_response([shapes.message(m) for m in page.messages])
+    items = [shapes.message(m) for m in page.messages]
+    return json_response([i for i in items if wanted is None or i["message_type"] in wanted])
 
 
 async def send_message(app: App, request: Request) -> Response:
     """Start a run and stream it (Letta's default), or wait for it with `streaming: false`."""
-    conv_id = conversation_id(request)
     body = await parse_body(request, MessageCreate)
+    conv_id = await target(app, request, body.agent_id)
     messages, otids = inputs(body)
+    client_tools = tool_schemas(body.client_tools)
     await app.service.get_conversation(conv_id)
+    await check_pending(app, conv_id, messages)
     key = idempotency_key(app, request, conv_id, await request.body(), otids)
     feed = sse.Feed()
     kwargs: dict[str, Any] = {"max_steps": body.max_steps} if body.max_steps is not None else {}
     t0 = now_iso()
     started = asyncio.create_task(app.runtime.send(
         conv_id, messages=messages, override_model=body.override_model, idempotency_key=key, background=True,
-        listener=feed.listener, **kwargs,
+        listener=feed.listener, client_tools=client_tools, **kwargs,
     ))
     await asyncio.wait({started}, timeout=START_WAIT)
     if started.done():
@@ -164,7 +155,8 @@ async def send_message(app: App, request: Request) -> Response:
     if not body.streaming:
         final = await sse.wait_for_end(app, started, feed)
         translate = sse.Translator(sse.StreamOptions(types=opts.types))
-        msgs = [shapes.message(m) for m in final.messages if translate.wanted(m.message_type)]
+        shaped = [shapes.message(m) for m in final.messages]
+        msgs = [m for m in shaped if translate.wanted(m["message_type"])]
         return json_response({"messages": msgs, "stop_reason": shapes.stop_reason(final), "usage": shapes.usage(final)})
     return StreamingResponse(sse.stream_body(app, started, feed, opts, replay),
                              media_type="text/event-stream", headers=sse.STREAM_HEADERS)
@@ -172,8 +164,8 @@ async def send_message(app: App, request: Request) -> Response:
 
 async def resume_stream(app: App, request: Request) -> Response:
     """Re-attach to a run: the given one, else the conversation's newest active run."""
-    conv_id = conversation_id(request)
     body = await parse_body(request, StreamResume)
+    conv_id = await conversation_id(app, request, body.agent_id)
     run_id = body.run_id
     if run_id is None:
         active = await app.service.active_runs(conv_id)
@@ -202,6 +194,12 @@ async def search_messages(app: App, request: Request) -> Response:
     return json_response(items[:limit])
 
 
+async def get_message(app: App, request: Request) -> Response:
+    """Letta answers a message id with the message's variants (one here)."""
+    m = await app.store.get_message(request.path_params["message_id"])
+    return json_response([shapes.message(m)])
+
+
 def routes(app: App) -> list[Route]:
     item = "/conversations/{conversation_id}"
     return [
@@ -210,6 +208,9 @@ def routes(app: App) -> list[Route]:
         route(app, item + "/messages", send_message, "POST"),
         route(app, item + "/messages/", send_message, "POST"),
         route(app, item + "/stream", resume_stream, "POST"),
+        route(app, "/agents/{agent_id}/messages", list_messages, "GET"),
+        route(app, "/agents/{agent_id}/messages", send_message, "POST"),
         route(app, "/messages/search", search_messages, "POST"),
         route(app, "/messages/search/", search_messages, "POST"),
+        route(app, "/messages/{message_id}", get_message, "GET"),
     ]

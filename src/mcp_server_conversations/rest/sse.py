@@ -89,7 +89,8 @@ class Translator:
             if m.id in self.sent or m.id in self.streamed or m.message_type in ("user_message", "system_message"):
                 return []
             self.sent.add(m.id)
-            return [event(shapes.message(m))] if self.wanted(m.message_type) else []
+            shaped = shapes.message(m)
+            return [event(shaped)] if self.wanted(shaped["message_type"]) else []
         return []
 
     def finale(self, run: Run) -> list[bytes]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -13,7 +14,8 @@ from . import hop
 from .base import SQLiteBase
 from .rows import BLOCKS_OF, agent_from_row, block_from_row
 
-AGENT_FIELDS = {"name", "model", "system", "context_window_limit"}
+AGENT_FIELDS = {"name", "model", "system", "context_window_limit", "description", "tags", "model_settings"}
+JSON_FIELDS = {"tags", "model_settings"}  # stored as JSON text
 BLOCK_FIELDS = {"value": "value", "description": "description", "limit": "char_limit", "read_only": "read_only"}
 
 
@@ -27,9 +29,13 @@ class AgentStore(SQLiteBase):
         context_window_limit: int | None,
         blocks: list[dict[str, Any]],
         is_default: bool = False,
+        letta: dict[str, Any] | None = None,
     ) -> Agent:
+        """`letta`: description, tags and model_settings, as Letta clients give them."""
         async with self.write() as db:
             agent_id = await self._insert_agent(db, name, model, system, context_window_limit, blocks, is_default)
+            if letta:
+                await _set_fields(db, agent_id, letta)
         return await self.get_agent(agent_id)
 
     async def ensure_default_agent(self, *, name: str, system: str, blocks: list[dict[str, Any]]) -> str:
@@ -106,10 +112,23 @@ class AgentStore(SQLiteBase):
             cur = await db.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,))
             if await cur.fetchone() is None:
                 raise NotFoundError("agent", agent_id)
-            if fields:
-                sets = ", ".join(f"{k} = ?" for k in fields)
-                await db.execute(f"UPDATE agents SET {sets} WHERE id = ?", (*fields.values(), agent_id))
+            await _set_fields(db, agent_id, fields)
         return await self.get_agent(agent_id)
+
+    async def claim_default_conversation(self, agent_id: str, conversation_id: str) -> str:
+        """Make `conversation_id` the agent's default conversation unless it has one that still exists;
+        the default conversation's id either way."""
+        async with self.write() as db:
+            await db.execute(
+                "UPDATE agents SET default_conversation_id = ? WHERE id = ? AND (default_conversation_id IS NULL "
+                "OR default_conversation_id NOT IN (SELECT id FROM conversations WHERE agent_id = ?))",
+                (conversation_id, agent_id, agent_id),
+            )
+            cur = await db.execute("SELECT default_conversation_id FROM agents WHERE id = ?", (agent_id,))
+            row = await cur.fetchone()
+        if row is None:
+            raise NotFoundError("agent", agent_id)
+        return str(row["default_conversation_id"])
 
     async def delete_agent(self, agent_id: str) -> None:
         """Delete the agent with its blocks, conversations, messages and runs."""
@@ -188,6 +207,13 @@ class AgentStore(SQLiteBase):
                 "UPDATE blocks SET value = ?, updated_at = ? WHERE id = ?", (value, now_iso(), current.id)
             )
         return current.model_copy(update={"value": value})
+
+
+async def _set_fields(db: Any, agent_id: str, fields: dict[str, Any]) -> None:
+    fields = {k: json.dumps(v) if k in JSON_FIELDS and v is not None else v for k, v in fields.items()}
+    if fields:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        await db.execute(f"UPDATE agents SET {sets} WHERE id = ?", (*fields.values(), agent_id))
 
 
 def _read_agent(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> Agent | None:

@@ -229,6 +229,15 @@ ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_cancel_requested ON runs(owner) WHERE cancel_requested = 1;
 """
 
+# What Letta clients keep on an agent (description, tags as a JSON list, model_settings as a JSON object), and
+# the conversation Letta's agent-direct routes (`conversation_id=default`) address, made on first use.
+M009_AGENT_LETTA_FIELDS = """
+ALTER TABLE agents ADD COLUMN description TEXT;
+ALTER TABLE agents ADD COLUMN tags TEXT;
+ALTER TABLE agents ADD COLUMN model_settings TEXT;
+ALTER TABLE agents ADD COLUMN default_conversation_id TEXT;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_bulk_fts", M002_BULK_FTS),
@@ -238,6 +247,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m006_computed_search_text", M006_COMPUTED_SEARCH_TEXT),
     ("m007_turns", M007_TURNS),
     ("m008_cancel_requests", M008_CANCEL_REQUESTS),
+    ("m009_agent_letta_fields", M009_AGENT_LETTA_FIELDS),
 ]
 
 
