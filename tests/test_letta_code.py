@@ -62,3 +62,49 @@ def test_plain_prompt_in_a_fresh_home_creates_the_default_agent(letta: LettaCode
     result = letta.prompt("Hi there")
     assert result["subtype"] == "success" and result["result"] == "first words"
     assert result["agent_id"].startswith("agent-")
+
+
+def test_later_runs_new_conversation_and_listing(letta: LettaCode, server: Spawned,
+                                                 fake_provider: FakeProvider) -> None:
+    first = letta.prompt("remember the word walrus", "--new-agent", "-m", MODEL)
+    agent, conv = first["agent_id"], first["conversation_id"]
+    again = letta.prompt("and again", "--conversation", conv)
+    assert again["conversation_id"] == conv and again["agent_id"] == agent
+    assert "walrus" in str(fake_provider.requests[-1].messages)  # the model saw the earlier turn
+    parallel = letta.prompt("a parallel thread", "--new")
+    assert parallel["agent_id"] == agent and parallel["conversation_id"] != conv
+    later = letta.prompt("plain later run")
+    assert later["agent_id"] == agent
+
+    listed = letta.json("messages", "list", "--agent", agent, "--conversation", conv)
+    assert any("and again" in str(m.get("content")) for m in listed)
+    assert letta.json("messages", "list", "--agent", agent) == []  # its default conversation, still empty
+    found = letta.json("messages", "search", "--query", "walrus", "--agent", agent)
+    assert any(m["conversation_id"] == conv for m in found)
+    everywhere = letta.json("messages", "search", "--query", "walrus", "--all-agents")
+    assert any(m["conversation_id"] == conv for m in everywhere)
+    agents = letta.json("agents", "list", "--tags", "origin:letta-code")
+    assert agent in {a["id"] for a in agents["body"]}
+    assert letta.json("agents", "list", "--name", "no such agent")["body"] == []
+    # Tags and model settings were kept: a later start re-PATCHes neither.
+    state = rest(server, "GET", f"/v1/agents/{agent}").json()
+    assert "origin:letta-code" in state["tags"] and state["model_settings"]["parallel_tool_calls"] is True
+
+
+def test_client_side_tool_approved_and_denied(letta: LettaCode, fake_provider: FakeProvider) -> None:
+    fake_provider.enqueue(tool_calls=[{"name": "exec_command",
+                                       "arguments": {"cmd": "printf ran-%s 42", "description": "print a marker"}}])
+    fake_provider.enqueue("The command ran.")
+    ran = letta.prompt("Run the command", "--new-agent", "-m", MODEL)
+    assert ran["subtype"] == "success" and ran["result"] == "The command ran."
+    assert ran["usage"]["step_count"] == 2
+    tool_result = fake_provider.requests[-1].messages[-1]
+    assert tool_result["role"] == "tool" and "ran-42" in tool_result["content"]  # run by Letta Code, here
+
+    # Letta Code refuses a call missing a required argument: a denial with its reason continues the turn.
+    fake_provider.enqueue(tool_calls=[{"name": "exec_command", "arguments": {"cmd": "printf nope"}}])
+    fake_provider.enqueue("Denied, fine.")
+    denied = letta.prompt("Run another", "--conversation", ran["conversation_id"])
+    assert denied["result"] == "Denied, fine."
+    refusal = fake_provider.requests[-1].messages[-1]
+    assert refusal["role"] == "tool" and "denied" in refusal["content"] and "description" in refusal["content"]

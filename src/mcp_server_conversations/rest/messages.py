@@ -183,15 +183,34 @@ async def resume_stream(app: App, request: Request) -> Response:
 
 
 async def search_messages(app: App, request: Request) -> Response:
+    """One agent's (or conversation's) messages; without either, every agent's (Letta's --all-agents)."""
     body = await parse_body(request, SearchBody)
     limit = body.limit
     # Tool calls and returns have no member in Letta's result union: ask for spare results to drop them.
     fetch = min(100, limit * 2) if 1 <= limit <= 100 else limit  # out of range: the service says so
-    found = await app.service.search(
-        body.query, body.agent_id, body.conversation_id, None, body.start_date, body.end_date, fetch
-    )
-    items = [i for r in found.results if (i := shapes.search_result(r, body.agent_id)) is not None]
+    agents: list[str | None] = [body.agent_id]
+    if body.agent_id is None and body.conversation_id is None:
+        agents = await every_agent(app)
+    results = []
+    for agent_id in agents or [None]:
+        found = await app.service.search(
+            body.query, agent_id, body.conversation_id, None, body.start_date, body.end_date, fetch
+        )
+        results += [(r, agent_id) for r in found.results]
+    results.sort(key=lambda pair: -pair[0].score)  # one index's scores: comparable across agents
+    items = [i for r, agent_id in results if (i := shapes.search_result(r, agent_id)) is not None]
     return json_response(items[:limit])
+
+
+async def every_agent(app: App) -> list[str | None]:
+    ids: list[str | None] = []
+    after: str | None = None
+    while True:
+        page = await app.service.list_agents(1000, order="asc", after_id=after)
+        ids += [a.id for a in page.agents]
+        if len(page.agents) < 1000:
+            return ids
+        after = page.agents[-1].id
 
 
 async def get_message(app: App, request: Request) -> Response:
