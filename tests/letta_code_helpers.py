@@ -11,13 +11,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tarfile
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -128,3 +131,65 @@ class LettaCode:
     def json(self, *args: str) -> Any:
         """A subcommand whose output is JSON (`agents list`, `messages list`, ...)."""
         return json.loads(self.run(*args).stdout)
+
+
+class DroppingProxy:
+    """A loopback TCP proxy (threads) in front of the server that cuts the response to the first message
+    POST once `after` assistant chunks went through, as a dropped connection would; `dropped` is set then.
+    Later requests pass untouched; `requests` records each request line."""
+
+    def __init__(self, target_port: int, after: int = 2) -> None:
+        self.target_port = target_port
+        self.after = after
+        self.dropped = threading.Event()
+        self.requests: list[str] = []
+        self._armed = True
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True, name="dropping-proxy").start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                client, _ = self._sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._pipe, args=(client,), daemon=True).start()
+
+    def _pipe(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        cut = threading.Event()
+
+        def up() -> None:
+            with contextlib.suppress(OSError):
+                while data := client.recv(65536):
+                    line = data.split(b"\r\n", 1)[0].decode(errors="replace")
+                    if line.split(" ")[0] in ("GET", "POST", "PATCH", "DELETE"):
+                        self.requests.append(line)
+                        if self._armed and line.startswith("POST /v1/conversations/") and "/messages" in line:
+                            self._armed = False
+                            cut.set()
+                    upstream.sendall(data)
+
+        threading.Thread(target=up, daemon=True).start()
+        seen = 0
+        with contextlib.suppress(OSError):
+            while data := upstream.recv(65536):
+                if cut.is_set() and not self.dropped.is_set():
+                    seen += data.count(b'"message_type":"assistant_message"')
+                    if seen >= self.after:
+                        client.sendall(data)
+                        self.dropped.set()
+                        break
+                client.sendall(data)
+        for s in (client, upstream):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()

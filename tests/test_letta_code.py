@@ -5,6 +5,7 @@ scripts the model. See tests/letta_code_helpers.py for how the CLI is installed 
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import httpx
 import pytest
 from fake_provider import FakeProvider
 from http_helpers import Spawned, console_env, spawned_http_server
-from letta_code_helpers import LettaCode, letta_code_path
+from letta_code_helpers import DroppingProxy, LettaCode, letta_code_path
 
 TOKEN = "letta-code-token"
 MODEL = "openai/fake-model"
@@ -108,3 +109,21 @@ def test_client_side_tool_approved_and_denied(letta: LettaCode, fake_provider: F
     assert denied["result"] == "Denied, fine."
     refusal = fake_provider.requests[-1].messages[-1]
     assert refusal["role"] == "tool" and "denied" in refusal["content"] and "description" in refusal["content"]
+
+
+def test_dropped_stream_is_recovered_from_its_seq_id(letta_js: Path, server: Spawned, tmp_path: Path,
+                                                     fake_provider: FakeProvider) -> None:
+    agent = rest(server, "POST", "/v1/agents/", json={"name": "recovering", "model": MODEL}).json()
+    proxy = DroppingProxy(int(server.base_url.rsplit(":", 1)[1]), after=2)
+    try:
+        letta = LettaCode(letta_js, proxy.base_url, tmp_path / "home", TOKEN)
+        release = threading.Event()
+        fake_provider.enqueue("one two three four five six", hold_after=2, wait_for=release)
+        threading.Thread(target=lambda: proxy.dropped.wait(60) and release.set(), daemon=True).start()
+        result = letta.prompt("count", "--agent", agent["id"])
+    finally:
+        proxy.close()
+    assert proxy.dropped.is_set()
+    assert result["result"] == "one two three four five six"  # each word once: no chunk lost or repeated
+    resumed = [r for r in proxy.requests if r.startswith("POST /v1/runs/") and "/stream" in r]
+    assert resumed, proxy.requests

@@ -81,7 +81,7 @@ async def test_client_tool_call_waits_for_approval_then_continues(settings: Sett
         # A new message while the call waits: 409, as on Letta's server, and nothing is stored.
         busy = await http.post(f"/v1/conversations/{conv}/messages",
                                json={"messages": [{"role": "user", "content": "hello?"}]})
-        assert busy.status_code == 409 and "waiting for approval" in busy.json()["detail"]
+        assert busy.status_code == 409 and "waiting for approval on a tool call" in busy.json()["detail"]
         assert busy.headers["x-should-retry"] == "false"
         wrong = await http.post(f"/v1/conversations/{conv}/messages", json={"messages": [
             {"type": "approval", "approvals": [{"type": "tool", "tool_call_id": "call_other", "tool_return": "x"}]}]})
@@ -112,7 +112,7 @@ async def test_denial_and_parallel_client_calls(settings: Settings, fake_provide
         assert [c["tool_call_id"] for c in request["tool_calls"]] == ["call_a", "call_b"]
         partial = await http.post(f"/v1/conversations/{conv}/messages", json={"messages": [
             {"type": "approval", "approvals": [{"type": "approval", "tool_call_id": "call_a", "approve": False}]}]})
-        assert partial.status_code == 422 and "call_b" in partial.json()["detail"]
+        assert partial.status_code == 422 and "Invalid tool call IDs" in partial.json()["detail"]
         done = await send(http, conv, [{"type": "approval", "approvals": [
             {"type": "approval", "tool_call_id": "call_a", "approve": False, "reason": "too dangerous"},
             {"type": "tool", "tool_call_id": "call_b", "tool_return": [{"type": "text", "text": "contents"}],
@@ -193,3 +193,38 @@ async def test_default_conversation_on_agent_direct_routes(settings: Settings, f
         assert default["agent_id"] == agent_id and listed[0]["conversation_id"] == default["id"]
         missing = await http.get("/v1/agents/agent-00000000-0000-0000-0000-000000000000/messages")
         assert missing.status_code == 404
+
+
+async def test_runs_list_retrieve_and_reattach_from_seq_id(settings: Settings, fake_provider: FakeProvider) -> None:
+    fake_provider.enqueue("alpha beta gamma delta")
+    async with rest_server(settings) as served, httpx.AsyncClient(base_url=served.base_url, headers=AUTH,
+                                                                  timeout=30) as http:
+        agent_id, conv = await new_conversation(http)
+        first = await send(http, conv, [{"role": "user", "content": "go"}])
+        seqs = [c["seq_id"] for c in first if "seq_id" in c]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and len(seqs) >= 5
+        run_id = of_type(first, "stop_reason")[0]["run_id"]
+        assert {c["run_id"] for c in first if c.get("run_id")} == {run_id}
+
+        run = (await http.get(f"/v1/runs/{run_id}")).json()
+        assert run["status"] == "completed" and run["stop_reason"] == "end_turn"
+        assert run["conversation_id"] == conv and run["agent_id"] == agent_id and run["metadata"] == {}
+        listed = (await http.get("/v1/runs", params={"conversation_id": conv})).json()
+        assert [r["id"] for r in listed] == [run_id]
+        assert (await http.get("/v1/runs/", params=[("conversation_id", conv), ("statuses", "running")])).json() == []
+        assert [r["id"] for r in (await http.get("/v1/runs", params={"agent_id": agent_id})).json()] == [run_id]
+        assert (await http.get("/v1/runs/run-nope")).status_code == 404
+        assert (await http.get("/v1/runs", params={"statuses": "bogus"})).status_code == 422
+
+        # Re-attaching after the third chunk repeats nothing before it and misses nothing after it.
+        cut = seqs[2]
+        again = chunks((await http.post(f"/v1/runs/{run_id}/stream", json={"starting_after": cut})).text)
+        def undated(cs: list[dict]) -> list[dict]:
+            return [{k: v for k, v in c.items() if k != "date"} for c in cs]
+
+        assert undated([c for c in first if c.get("seq_id", 0) > cut]) == undated(again)
+        words = "".join(c["content"] for c in first if c.get("seq_id", 0) <= cut and c["message_type"] ==
+                        "assistant_message") + "".join(c["content"] for c in of_type(again, "assistant_message"))
+        assert words == "alpha beta gamma delta"
+        by_otid_body = {"otid": "o-9", "starting_after": 0}
+        assert (await http.post(f"/v1/conversations/{conv}/stream", json=by_otid_body)).status_code == 404

@@ -153,14 +153,14 @@ async def check_pending(app: App, conversation_id: str, inputs: list[dict[str, A
     """A send must answer every waiting client tool call, and only those."""
     pending = await pending_calls(app, conversation_id)
     answered = [m["tool_call_id"] for m in inputs if m["role"] == "tool"]
-    if pending and not answered:
+    if pending and not answered:  # Letta's wording: Letta Code recognizes it and answers the calls first
         raise ConflictError(
-            "Cannot send a new message: the agent is waiting for approval of tool call(s) "
-            f"{', '.join(pending)}. Approve or deny them (a message of type 'approval') before continuing."
+            "Cannot send a new message: The agent is waiting for approval on a tool call. Please approve or "
+            f"deny the pending request before continuing. (waiting: {', '.join(pending)})"
         )
-    unknown = [c for c in answered if c not in pending]
-    if unknown:
-        raise ValidationError("approvals", f"tool call {unknown[0]} is not waiting for approval in this conversation")
-    missing = [c for c in pending if c not in answered]
-    if missing:
-        raise ValidationError("approvals", f"tool call(s) {', '.join(missing)} wait for their results too")
+    if answered and not pending:
+        raise ValidationError("approvals", "No tool call is currently awaiting approval in this conversation")
+    if sorted(answered) != sorted(pending):
+        raise ValidationError(
+            "approvals", f"Invalid tool call IDs. Expected {sorted(pending)}, but received {sorted(answered)}"
+        )

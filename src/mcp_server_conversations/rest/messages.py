@@ -14,12 +14,13 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..app import App
-from ..errors import ValidationError
+from ..errors import NotFoundError, ValidationError
 from ..models import Run
 from ..util import now_iso
-from . import shapes, sse
+from . import runs, shapes, sse
 from .common import LettaBody, conversation_id, json_response, parse_body, parse_query, resolve_conversation, route
 from .inputs import ClientTool, ContentPart, MessageIn, check_pending, messages_of, text_of, tool_schemas
+from .runs import ConversationStream
 
 # How long a send may take to be accepted before the stream's headers go out anyway; it is
 # normally milliseconds, and errors found by then (bad input, no model) get a proper status.
@@ -55,12 +56,6 @@ class MessageCreate(LettaBody):
     client_tools: list[ClientTool] | None = None
 
 
-class StreamResume(LettaBody):
-    run_id: str | None = None
-    agent_id: str | None = None
-    include_pings: bool = False
-
-
 class SearchBody(LettaBody):
     query: str
     agent_id: str | None = None
@@ -79,12 +74,17 @@ def inputs(body: MessageCreate) -> tuple[list[dict[str, Any]], list[str]]:
     raise ValidationError("messages", "give at least one message, e.g. messages=[{role: 'user', content: 'hi'}]")
 
 
+def otid_key(otids: list[str]) -> str:
+    """The idempotency key of a send with these otids, hashed: a key's length is bounded, otids' not."""
+    return "otid:" + hashlib.sha256("\0".join(otids).encode()).hexdigest()
+
+
 def idempotency_key(app: App, request: Request, conv_id: str, raw: bytes, otids: list[str]) -> str:
     """The run's idempotency key. Letta's otids are the client's own key. Without them, an SDK retry
     (`x-stainless-retry-count` > 0, the same body) reuses the key of the attempt it repeats, so a
     timeout followed by the SDK's automatic re-POST never stores the turn twice."""
-    if otids:  # hashed: a key has a bounded length, a list of otids has not
-        return "otid:" + hashlib.sha256("\0".join(otids).encode()).hexdigest()
+    if otids:
+        return otid_key(otids)
     recent: dict[str, tuple[str, float]] = app.extras.setdefault("rest_recent_sends", {})
     now = time.monotonic()
     for fp, (_, at) in list(recent.items()):
@@ -163,10 +163,15 @@ async def send_message(app: App, request: Request) -> Response:
 
 
 async def resume_stream(app: App, request: Request) -> Response:
-    """Re-attach to a run: the given one, else the conversation's newest active run."""
-    body = await parse_body(request, StreamResume)
+    """Re-attach to a run: the given one, else the one the send with this `otid` started, else the
+    conversation's newest active run; after `starting_after` when this process keeps its feed."""
+    body = await parse_body(request, ConversationStream)
     conv_id = await conversation_id(app, request, body.agent_id)
     run_id = body.run_id
+    if run_id is None and body.otid is not None:
+        run_id = await app.store.run_by_idempotency_key(conv_id, otid_key([body.otid]))
+        if run_id is None:
+            raise NotFoundError("run with otid", body.otid)
     if run_id is None:
         active = await app.service.active_runs(conv_id)
         if not active:
@@ -175,11 +180,7 @@ async def resume_stream(app: App, request: Request) -> Response:
     run = await app.runtime.get_run(run_id)
     if run.conversation_id != conv_id:
         raise ValidationError("run_id", f"run {run_id} belongs to conversation {run.conversation_id}")
-    started: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
-    started.set_result(run)
-    opts = sse.StreamOptions(include_pings=body.include_pings)
-    return StreamingResponse(sse.stream_body(app, started, sse.Feed(), opts, lambda _: True, subscribe=True),
-                             media_type="text/event-stream", headers=sse.STREAM_HEADERS)
+    return runs.attach(app, run, body.include_pings, body.starting_after)
 
 
 async def search_messages(app: App, request: Request) -> Response:
