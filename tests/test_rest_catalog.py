@@ -52,6 +52,9 @@ async def test_cloud_only_services_answer_empty(settings: Settings) -> None:
             assert (await http.get(f"/v1/agents/{agent.id}/repositories")).json() == {"repositories": []}
             assert (await http.get("/v1/agents/agent-nope/secrets")).status_code == 404
             assert (await http.get("/v1/health/")).json()["version"] == "0.16.6"
+            assert (await http.get("/v1/environments")).json() == {"connections": []}
+            assert (await http.get("/v1/metadata/balance")).json()["total_balance"] == "no"
+            assert (await http.get("/v1/organizations/self/quotas")).json()["lettaTier"]["dailyBucket"] is None
 
 
 def test_models_flag_and_environment(monkeypatch) -> None:

@@ -3,8 +3,8 @@
 Letta clients build their model list from `GET /v1/models/`: Letta Code cannot create an agent
 without it. The list is what this server can serve: the configured default, the `--models` list
 and every model an agent names. Cloud-only services (secrets, per-agent MCP servers, shared memory
-repositories, base-tool installation, balance) have nothing behind them here; they answer empty, so
-clients go on without warnings instead of treating a 404 as a failure."""
+repositories, base-tool installation, remote computers, credits and quotas) have nothing behind them
+here; they answer empty or "not applicable", so clients go on without warnings or crashes."""
 
 from __future__ import annotations
 
@@ -91,6 +91,21 @@ async def agent_empty_list(app: App, request: Request) -> Response:
     return json_response([])
 
 
+async def no_computers(app: App, request: Request) -> Response:
+    return json_response({"connections": []})
+
+
+async def balance(app: App, request: Request) -> Response:
+    """No credits here: models run on the provider keys in the server's environment."""
+    return json_response({"billing_tier": "self-hosted (models use the server's own provider keys)",
+                          "total_balance": "no"})  # fmt: skip  (Letta Code prints "Balance: no credits")
+
+
+async def quotas(app: App, request: Request) -> Response:
+    tier = {"bucket": "not applicable", "dailyBucket": None}
+    return json_response({"lettaTier": tier, "quotaWindowEnd": "not applicable", "dailyQuotaWindowEnd": None})
+
+
 def routes(app: App) -> list[Route]:
     agent = "/agents/{agent_id}"
     return [
@@ -103,4 +118,7 @@ def routes(app: App) -> list[Route]:
         route(app, agent + "/secrets", agent_empty_list, "GET"),
         route(app, agent + "/mcp-servers", agent_empty_list, "GET"),
         route(app, agent + "/repositories", no_repositories, "GET"),
+        route(app, "/environments", no_computers, "GET"),
+        route(app, "/metadata/balance", balance, "GET"),
+        route(app, "/organizations/self/quotas", quotas, "GET"),
     ]
