@@ -115,10 +115,15 @@ class LettaCode:
             self.project.mkdir(parents=True)
             if shutil.which("git"):
                 subprocess.run(["git", "init", "-q"], cwd=self.project, check=False)
-        proc = subprocess.run(
-            ["node", str(self.js), *args], cwd=self.project, env=self.env(), capture_output=True, text=True,
-            timeout=RUN_TIMEOUT, check=False,
-        )  # fmt: skip
+        # stdout to a file: node writes to a pipe asynchronously, and the CLI exits before a large
+        # output (a long message list) has been written to one.
+        with tempfile.TemporaryFile() as out:
+            proc = subprocess.run(
+                ["node", str(self.js), *args], cwd=self.project, env=self.env(), stdout=out,
+                stderr=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT, check=False,
+            )  # fmt: skip
+            out.seek(0)
+            proc.stdout = out.read().decode()
         if check and proc.returncode != 0:
             raise AssertionError(f"letta {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
         return proc

@@ -127,3 +127,26 @@ def test_dropped_stream_is_recovered_from_its_seq_id(letta_js: Path, server: Spa
     assert result["result"] == "one two three four five six"  # each word once: no chunk lost or repeated
     resumed = [r for r in proxy.requests if r.startswith("POST /v1/runs/") and "/stream" in r]
     assert resumed, proxy.requests
+
+
+def test_pending_approval_left_before_a_restart_is_closed_on_resume(letta_js: Path, tmp_path: Path,
+                                                                     fake_provider: FakeProvider) -> None:
+    db = tmp_path / "restart.db"
+    env = console_env(**fake_provider.env())
+    flags = ("--auth-token", TOKEN, "--model", MODEL)
+    fake_provider.enqueue(tool_calls=[{"name": "exec_command", "arguments": {"cmd": "ls"}, "id": "call_left"}])
+    with spawned_http_server(db, *flags, env=env) as first:
+        agent = rest(first, "POST", "/v1/agents/", json={"name": "interrupted", "model": MODEL}).json()
+        conv = rest(first, "POST", f"/v1/conversations/?agent_id={agent['id']}", json={}).json()["id"]
+        stream = rest(first, "POST", f"/v1/conversations/{conv}/messages", json={
+            "messages": [{"role": "user", "content": "list files"}],
+            "client_tools": [{"name": "exec_command", "parameters": {"type": "object"}}]}).text
+        assert '"stop_reason":"requires_approval"' in stream  # the client that should answer went away
+    fake_provider.enqueue("Picking up again.")
+    with spawned_http_server(db, *flags, env=env) as second:
+        letta = LettaCode(letta_js, second.base_url, tmp_path / "home", TOKEN)
+        result = letta.prompt("next", "--conversation", conv)
+    assert result["result"] == "Picking up again."
+    sent = fake_provider.requests[-1].messages
+    assert sent[-2]["role"] == "tool" and sent[-2]["tool_call_id"] == "call_left"  # closed by Letta Code
+    assert sent[-1]["role"] == "user" and sent[-1]["content"].endswith("next")

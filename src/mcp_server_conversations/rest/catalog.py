@@ -98,7 +98,7 @@ async def no_computers(app: App, request: Request) -> Response:
 async def balance(app: App, request: Request) -> Response:
     """No credits here: models run on the provider keys in the server's environment."""
     return json_response({"billing_tier": "self-hosted (models use the server's own provider keys)",
-                          "total_balance": "no"})  # fmt: skip  (Letta Code prints "Balance: no credits")
+                          "total_balance": "no"})  # fmt: skip
 
 
 async def quotas(app: App, request: Request) -> Response:
