@@ -91,6 +91,10 @@ async def test_client_tool_call_waits_for_approval_then_continues(settings: Sett
             {"type": "tool", "tool_call_id": "call_one", "tool_return": "a.txt\nb.txt", "status": "success"}]}])
         assert "".join(c["content"] for c in of_type(done, "assistant_message")) == "There are two files."
         assert of_type(done, "stop_reason")[0]["stop_reason"] == "end_turn"
+        repeated = await send(http, conv, [{"type": "approval", "otid": "o-1", "approvals": [
+            {"type": "tool", "tool_call_id": "call_one", "tool_return": "a.txt\nb.txt", "status": "success"}]}])
+        assert of_type(repeated, "stop_reason")[0]["run_id"] == of_type(done, "stop_reason")[0]["run_id"]
+        assert len(fake_provider.requests) == 2  # the repeat (same otid) joined the run it repeats
         sent = fake_provider.requests[1].messages
         assert sent[-2]["tool_calls"][0]["id"] == "call_one"
         assert sent[-1] == {"role": "tool", "tool_call_id": "call_one", "content": "a.txt\nb.txt"}
@@ -187,10 +191,18 @@ async def test_default_conversation_on_agent_direct_routes(settings: Settings, f
         r = await http.post("/v1/conversations/default/messages",
                             json={"messages": [{"role": "user", "content": "hello default"}], "agent_id": agent_id})
         assert "Hi from default." in r.text
+        fake_provider.enqueue("Direct again.")
+        direct = await http.post(f"/v1/agents/{agent_id}/messages",
+                                 json={"messages": [{"role": "user", "content": "agent route"}]})
+        assert "Direct again." in direct.text
         listed = (await http.get(f"/v1/agents/{agent_id}/messages", params={"conversation_id": "default"})).json()
-        assert [m["message_type"] for m in listed] == ["assistant_message", "user_message"]
+        assert [m["message_type"] for m in listed] == ["assistant_message", "user_message"] * 2
         default = (await http.get("/v1/conversations/default", params={"agent_id": agent_id})).json()
         assert default["agent_id"] == agent_id and listed[0]["conversation_id"] == default["id"]
+        await http.patch(f"/v1/conversations/{default['id']}", json={"summary": "Refactoring the parser"})
+        titled = (await http.get("/v1/conversations/", params={"agent_id": agent_id,
+                                                              "summary_search": "PARSER"})).json()
+        assert [c["id"] for c in titled] == [default["id"]]
         missing = await http.get("/v1/agents/agent-00000000-0000-0000-0000-000000000000/messages")
         assert missing.status_code == 404
 

@@ -14,6 +14,8 @@ from . import shapes
 from .agents import sent
 from .common import LettaBody, conversation_id, json_response, parse_body, parse_query, route
 
+SCAN = 1000  # conversations read at a time while filtering by summary
+
 
 class CreateQuery(LettaBody):
     agent_id: str | None = None
@@ -35,6 +37,7 @@ class ListQuery(LettaBody):
     order_by: Literal["created_at", "last_run_completion"] = "created_at"
     after: str | None = None
     limit: int = 50
+    summary_search: str | None = None
 
 
 class ForkQuery(LettaBody):
@@ -50,8 +53,17 @@ async def create_conversation(app: App, request: Request) -> Response:
 
 async def list_conversations(app: App, request: Request) -> Response:
     q = parse_query(request, ListQuery)
-    page = await app.service.list_conversations(q.agent_id, q.order_by, q.order, q.limit, after_id=q.after)
-    return json_response([shapes.conversation(c) for c in page.conversations])
+    if not q.summary_search:
+        page = await app.service.list_conversations(q.agent_id, q.order_by, q.order, q.limit, after_id=q.after)
+        return json_response([shapes.conversation(c) for c in page.conversations])
+    text, found, after = q.summary_search.lower(), [], q.after  # summaries containing the text, page by page
+    while len(found) < q.limit:
+        page = await app.service.list_conversations(q.agent_id, q.order_by, q.order, SCAN, after_id=after)
+        found += [c for c in page.conversations if text in (c.summary or "").lower()]
+        if len(page.conversations) < SCAN:
+            break
+        after = page.conversations[-1].id
+    return json_response([shapes.conversation(c) for c in found[: q.limit]])
 
 
 async def get_conversation(app: App, request: Request) -> Response:

@@ -135,8 +135,9 @@ async def send_message(app: App, request: Request) -> Response:
     messages, otids = inputs(body)
     client_tools = tool_schemas(body.client_tools)
     await app.service.get_conversation(conv_id)
-    await check_pending(app, conv_id, messages)
     key = idempotency_key(app, request, conv_id, await request.body(), otids)
+    if not otids or await app.store.run_by_idempotency_key(conv_id, key) is None:  # a repeat joins its run
+        await check_pending(app, conv_id, messages)
     feed = sse.Feed()
     kwargs: dict[str, Any] = {"max_steps": body.max_steps} if body.max_steps is not None else {}
     t0 = now_iso()
