@@ -240,3 +240,19 @@ async def test_runs_list_retrieve_and_reattach_from_seq_id(settings: Settings, f
         assert words == "alpha beta gamma delta"
         by_otid_body = {"otid": "o-9", "starting_after": 0}
         assert (await http.post(f"/v1/conversations/{conv}/stream", json=by_otid_body)).status_code == 404
+
+
+async def test_feeds_kept_for_reattaching_are_bounded(monkeypatch) -> None:
+    from types import SimpleNamespace
+
+    from mcp_server_conversations.events import RunEvent
+    from mcp_server_conversations.rest import sse
+
+    monkeypatch.setattr(sse, "MAX_FEEDS", 2)
+    app = SimpleNamespace(extras={})
+    running, finished, newest = sse.Feed(), sse.Feed(), sse.Feed()
+    await finished.listener(RunEvent("done", "run-b"))
+    sse.register(app, "run-a", running)
+    sse.register(app, "run-b", finished)
+    sse.register(app, "run-c", newest)
+    assert set(app.extras["run_feeds"]) == {"run-a", "run-c"}  # the finished one made room; a live one stays

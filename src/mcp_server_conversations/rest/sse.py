@@ -44,6 +44,7 @@ class StreamOptions:
 
 Item = tuple[int | None, RunEvent] | Exception  # an event and its number in the run's feed (seq_id)
 RETAIN = 600.0  # seconds a finished run's feed stays to re-attach to (a client recovering a dropped stream)
+MAX_FEEDS = 256  # feeds kept at most: beyond, the oldest finished ones go first (their runs stay readable)
 
 
 @dataclass
@@ -84,6 +85,9 @@ def register(app: App, run_id: str, feed: Feed) -> None:
     feeds: dict[str, Feed] = app.extras.setdefault("run_feeds", {})
     if run_id in feeds:
         return
+    if len(feeds) >= MAX_FEEDS:
+        for old in [k for k, f in feeds.items() if f.done][: len(feeds) - MAX_FEEDS + 1]:
+            del feeds[old]
     feeds[run_id] = feed
     feed.on_done = lambda: asyncio.get_running_loop().call_later(RETAIN, feeds.pop, run_id, None)
     if feed.done:
