@@ -138,6 +138,10 @@ def tool_schemas(tools: list[ClientTool] | None) -> list[dict[str, Any]]:
 
 async def pending_calls(app: App, conversation_id: str) -> list[str]:
     """Ids of the client tool calls the conversation waits for (the last request's unanswered calls)."""
+    latest = await app.store.list_runs(conversation_id=conversation_id, agent_id=None, statuses=None, limit=1,
+                                       desc=True)  # fmt: skip
+    if not latest or latest[0].stop_reason in ("end_turn", "max_steps"):
+        return []  # the usual case, known without reading the context
     pending: list[str] = []
     for m in await app.store.context_messages(conversation_id):
         if m.message_type == "tool_call_message" and m.status == "requires_approval":
