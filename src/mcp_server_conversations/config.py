@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 def default_db_path() -> Path:
@@ -28,6 +28,9 @@ class Settings(BaseSettings):
 
     db: Path = Field(default_factory=default_db_path, description="SQLite database file")
     default_model: str | None = Field(default=None, description="Model handle used when no other level sets one")
+    models: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Extra model handles to list at GET /v1/models/ (comma-separated)"
+    )
     max_message_chars: int = Field(default=200_000, ge=1, description="Largest accepted message text")
     default_context_window: int = Field(
         default=32_000, ge=1000, description="Context window for models whose size litellm does not know"
@@ -60,6 +63,19 @@ class Settings(BaseSettings):
     # At DEBUG, third-party loggers (sse_starlette, httpx, ...) log whole messages and
     # SQL parameters; they stay at INFO unless this is set.
     debug_all: bool = False
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _models(cls, value: object) -> object:
+        """`a,b` or `a b` from the environment; a list from the command line."""
+        if isinstance(value, str):
+            value = value.replace(",", " ").split()
+        if isinstance(value, list):
+            value = [h for v in value for h in str(v).replace(",", " ").split()]
+            bad = [h for h in value if "/" not in h.strip("/")]
+            if bad:
+                raise ValueError(f"models must be provider/model-name handles (got {', '.join(bad)})")
+        return value
 
     @field_validator("log_level", mode="before")
     @classmethod

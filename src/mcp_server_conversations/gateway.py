@@ -199,6 +199,12 @@ class ModelGateway:
         value = info.get("max_input_tokens") or info.get("max_tokens")
         return int(value) if value else self.settings.default_context_window
 
+    def model_limits(self, model: str) -> tuple[int, int | None]:
+        """The model's input window and, when litellm knows it, its largest output (litellm must be loaded)."""
+        info = self._info(model) or {}
+        output = info.get("max_output_tokens")
+        return self.max_input_tokens(model), int(output) if output else None
+
     def _unpriced(self, model: str) -> bool:
         """True when litellm has no price for the model (local and self-hosted models). litellm then
         searches its whole price table again after every call (~3 ms of CPU each here) to report a

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -17,7 +17,9 @@ MessageType = Literal[
 ]
 Role = Literal["user", "assistant", "tool", "system"]
 RunStatus = Literal["queued", "running", "completed", "failed", "cancelled", "interrupted"]
-StopReason = Literal["end_turn", "max_steps", "error", "cancelled", "interrupted", "context_window_exceeded"]
+StopReason = Literal[
+    "end_turn", "max_steps", "error", "cancelled", "interrupted", "context_window_exceeded", "requires_approval"
+]
 
 NEXT = "Pass as `after` (with the same ordering) for the next page; null at the end"
 
@@ -55,6 +57,14 @@ class Agent(BaseModel):
     )
     created_at: str
     memory_blocks: list[Block] = Field(default_factory=list, description="Blocks in every system message")
+    description: str | None = Field(default=None, description="What the agent is for (set by Letta clients)")
+    tags: list[str] = Field(default_factory=list, description="Labels Letta clients filter agents by")
+    model_settings: dict[str, Any] | None = Field(
+        default=None, exclude=True, description="Letta clients' model settings, kept as given"
+    )
+    default_conversation_id: str | None = Field(
+        default=None, exclude=True, description="The conversation Letta's agent-direct routes use"
+    )
 
 
 class ForkedFrom(BaseModel):
@@ -102,7 +112,9 @@ class Message(BaseModel):
     reasoning: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
-    status: Literal["success", "error"] | None = None
+    status: Literal["success", "error", "requires_approval"] | None = Field(
+        default=None, description="A tool return's outcome; requires_approval: tool calls a client runs"
+    )
 
 
 class Usage(BaseModel):

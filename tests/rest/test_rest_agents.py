@@ -116,7 +116,12 @@ def conversations_crud(base_url: str) -> None:
     assert "provider/model-name" in bad.value.body["detail"]
     with pytest.raises(letta_client.UnprocessableEntityError) as direct:
         client.conversations.retrieve("default")
-    assert "agent-direct mode" in direct.value.body["detail"]
+    assert "give agent_id" in direct.value.body["detail"]
+    # Agent-direct mode: the agent's default conversation, a real one, made on first use.
+    default = client.conversations.retrieve("default", extra_query={"agent_id": agent.id})
+    assert default.id.startswith("conv-") and default.agent_id == agent.id
+    assert client.conversations.retrieve(agent.id).id == default.id
+    assert default.id in {c.id for c in client.conversations.list(agent_id=agent.id)}
 
 
 async def test_conversations_create_retrieve_update_list_fork_delete(settings: Settings) -> None:

@@ -10,9 +10,12 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from ..app import App
-from . import agents, conversations, messages
+from . import agents, catalog, conversations, messages, runs
 
 
 def routes(app: App) -> list[BaseRoute]:
     """The /v1 routes, translated onto the same services as the MCP tools."""
-    return [*agents.routes(app), *conversations.routes(app), *messages.routes(app)]
+    return [
+        *agents.routes(app), *catalog.routes(app), *conversations.routes(app), *messages.routes(app),
+        *runs.routes(app),
+    ]

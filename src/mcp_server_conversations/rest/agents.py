@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from ..app import App
 from ..errors import ValidationError
+from ..models import Agent
 from ..service.conversations import UNSET
 from . import shapes
 from .common import LettaBody, json_response, page_by_id, parse_body, parse_query, route
@@ -29,13 +30,18 @@ class AgentCreate(LettaBody):
     system: str | None = None
     memory_blocks: list[BlockIn] | None = None
     context_window_limit: int | None = None
+    description: str | None = None
+    tags: list[str] | None = None
+    model_settings: dict[str, Any] | None = None
 
 
-class AgentUpdate(LettaBody):
-    name: str | None = None
-    model: str | None = None
-    system: str | None = None
-    context_window_limit: int | None = None
+class AgentUpdate(AgentCreate):
+    pass
+
+
+LETTA_FIELDS = ("description", "tags", "model_settings")
+UPDATABLE = ("name", "model", "system", "context_window_limit", *LETTA_FIELDS)
+ALL_AGENTS_PAGE = 1000
 
 
 class ListQuery(LettaBody):
@@ -43,6 +49,13 @@ class ListQuery(LettaBody):
     before: str | None = None
     limit: int | None = None
     order: Literal["asc", "desc"] = "desc"
+
+
+class AgentListQuery(ListQuery):
+    name: str | None = None
+    tags: list[str] | None = None
+    match_all_tags: bool = False
+    query_text: str | None = None
 
 
 class BlockListQuery(ListQuery):
@@ -65,18 +78,44 @@ def sent(model: LettaBody, *names: str) -> dict[str, Any]:
 async def create_agent(app: App, request: Request) -> Response:
     body = await parse_body(request, AgentCreate)
     blocks = [b.model_dump() for b in body.memory_blocks or []]
+    letta = {k: v for k, v in sent(body, *LETTA_FIELDS).items() if v is not UNSET}
     agent = await app.service.create_agent(
-        body.name or "agent", body.model, body.system, blocks, body.context_window_limit
+        body.name or "agent", body.model, body.system, blocks, body.context_window_limit, letta=letta
     )
     return json_response(shapes.agent_state(agent, app.settings))
 
 
+def matches(a: Agent, q: AgentListQuery) -> bool:
+    """Letta's agent filters: exact name, tags (any, or all with match_all_tags), text in name or description."""
+    if q.name is not None and a.name != q.name:
+        return False
+    if q.tags:
+        have = set(a.tags)
+        if not (have.issuperset(q.tags) if q.match_all_tags else have.intersection(q.tags)):
+            return False
+    if q.query_text:
+        text = q.query_text.lower()
+        return text in a.name.lower() or text in (a.description or "").lower()
+    return True
+
+
 async def list_agents(app: App, request: Request) -> Response:
-    q = parse_query(request, ListQuery)
-    page = await app.service.list_agents(
-        q.limit or 50, order=q.order, after_id=q.after, before_id=q.before
-    )
-    return json_response([shapes.agent_state(a, app.settings) for a in page.agents])
+    q = parse_query(request, AgentListQuery)
+    if q.name is None and not q.tags and not q.query_text:
+        page = await app.service.list_agents(
+            q.limit or 50, order=q.order, after_id=q.after, before_id=q.before
+        )
+        return json_response([shapes.agent_state(a, app.settings) for a in page.agents])
+    agents: list[Agent] = []  # filtered: agents are few; read them all, then page the matches by id
+    after: str | None = None
+    while True:
+        page = await app.service.list_agents(ALL_AGENTS_PAGE, order="asc", after_id=after)
+        agents += [a for a in page.agents if matches(a, q)]
+        if len(page.agents) < ALL_AGENTS_PAGE:
+            break
+        after = page.agents[-1].id
+    window = page_by_id(agents, after=q.after, before=q.before, limit=q.limit or 50, order=q.order)
+    return json_response([shapes.agent_state(a, app.settings) for a in window])
 
 
 async def get_agent(app: App, request: Request) -> Response:
@@ -86,7 +125,7 @@ async def get_agent(app: App, request: Request) -> Response:
 
 async def update_agent(app: App, request: Request) -> Response:
     body = await parse_body(request, AgentUpdate)
-    fields = sent(body, "name", "model", "system", "context_window_limit")
+    fields = sent(body, *UPDATABLE)
     agent = await app.service.update_agent(request.path_params["agent_id"], **fields)
     return json_response(shapes.agent_state(agent, app.settings))
 

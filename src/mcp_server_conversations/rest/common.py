@@ -105,17 +105,22 @@ def parse_query(request: Request, model: type[M]) -> M:
         raise _validation(e, "query string") from None
 
 
-def conversation_id(request: Request) -> str:
-    """The path's conversation id. Letta's agent-direct mode ('default' or an agent id) has no
-    counterpart here: every conversation is explicit."""
+async def conversation_id(app: App, request: Request, agent_id: str | None = None) -> str:
+    """The path's conversation id. Letta's agent-direct mode names the agent's default conversation
+    (made on first use): `default` with the agent's id (`agent_id` from the body, else the query), or
+    the agent's id itself."""
     conv = request.path_params["conversation_id"]
-    if conv == "default" or conv.startswith("agent-"):
-        raise ValidationError(
-            "conversation_id",
-            f"{conv!r}: agent-direct mode is not supported by this server; create a conversation with "
-            "conversations.create(agent_id=...) and use its conv-… id",
-        )
-    return conv
+    return await resolve_conversation(app, conv, agent_id or request.query_params.get("agent_id"))
+
+
+async def resolve_conversation(app: App, conv: str, agent_id: str | None) -> str:
+    if conv.startswith("agent-"):
+        agent_id, conv = conv, "default"
+    if conv != "default":
+        return conv
+    if not agent_id:
+        raise ValidationError("agent_id", "conversation 'default' is an agent's default conversation: give agent_id")
+    return (await app.service.default_conversation(agent_id)).id
 
 
 def json_response(data: Any, status_code: int = 200) -> JSONResponse:

@@ -10,9 +10,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..app import App
+from ..models import Conversation
 from . import shapes
 from .agents import sent
 from .common import LettaBody, conversation_id, json_response, parse_body, parse_query, route
+
+SCAN = 1000  # conversations read at a time while filtering by summary
 
 
 class CreateQuery(LettaBody):
@@ -35,6 +38,7 @@ class ListQuery(LettaBody):
     order_by: Literal["created_at", "last_run_completion"] = "created_at"
     after: str | None = None
     limit: int = 50
+    summary_search: str | None = None
 
 
 class ForkQuery(LettaBody):
@@ -50,29 +54,41 @@ async def create_conversation(app: App, request: Request) -> Response:
 
 async def list_conversations(app: App, request: Request) -> Response:
     q = parse_query(request, ListQuery)
-    page = await app.service.list_conversations(q.agent_id, q.order_by, q.order, q.limit, after_id=q.after)
-    return json_response([shapes.conversation(c) for c in page.conversations])
+    if not q.summary_search:
+        page = await app.service.list_conversations(q.agent_id, q.order_by, q.order, q.limit, after_id=q.after)
+        return json_response([shapes.conversation(c) for c in page.conversations])
+    text, after = q.summary_search.lower(), q.after  # summaries containing the text, page by page
+    found: list[Conversation] = []
+    while len(found) < q.limit:
+        page = await app.service.list_conversations(q.agent_id, q.order_by, q.order, SCAN, after_id=after)
+        found += [c for c in page.conversations if text in (c.summary or "").lower()]
+        if len(page.conversations) < SCAN:
+            break
+        after = page.conversations[-1].id
+    return json_response([shapes.conversation(c) for c in found[: q.limit]])
 
 
 async def get_conversation(app: App, request: Request) -> Response:
-    conv = await app.service.get_conversation(conversation_id(request))
-    return json_response(shapes.conversation(conv))
+    conv = await app.service.get_conversation(await conversation_id(app, request))
+    # Letta clients look for a tool call waiting for approval at the end of the context window.
+    context = [m.id for m in await app.store.context_messages(conv.id)]
+    return json_response(shapes.conversation(conv, context))
 
 
 async def update_conversation(app: App, request: Request) -> Response:
-    conv_id = conversation_id(request)
+    conv_id = await conversation_id(app, request)
     body = await parse_body(request, ConversationUpdate)
     conv = await app.service.update_conversation(conv_id, **sent(body, "model", "summary"))
     return json_response(shapes.conversation(conv))
 
 
 async def delete_conversation(app: App, request: Request) -> Response:
-    await app.service.delete_conversation(conversation_id(request))
+    await app.service.delete_conversation(await conversation_id(app, request))
     return json_response(None)
 
 
 async def fork_conversation(app: App, request: Request) -> Response:
-    conv_id = conversation_id(request)
+    conv_id = await conversation_id(app, request)
     q = parse_query(request, ForkQuery)
     fork = await app.service.fork_conversation(conv_id, q.message_id)
     return json_response(shapes.conversation(fork))
@@ -80,7 +96,7 @@ async def fork_conversation(app: App, request: Request) -> Response:
 
 async def cancel_conversation(app: App, request: Request) -> Response:
     """Cancel the conversation's queued and running runs: `{run_id: "cancelled"}` (empty if none)."""
-    conv_id = conversation_id(request)
+    conv_id = await conversation_id(app, request)
     result: dict[str, str] = {}
     for run_id in await app.service.active_runs(conv_id):
         run = await app.runtime.cancel_run(run_id)
@@ -89,7 +105,7 @@ async def cancel_conversation(app: App, request: Request) -> Response:
 
 
 async def compact_conversation(app: App, request: Request) -> Response:
-    result = await app.runtime.compact(conversation_id(request))
+    result = await app.runtime.compact(await conversation_id(app, request))
     return json_response(shapes.compaction(result))
 
 

@@ -9,17 +9,18 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..app import App
-from ..errors import ValidationError
+from ..errors import NotFoundError, ValidationError
 from ..models import Run
 from ..util import now_iso
-from . import shapes, sse
-from .common import LettaBody, conversation_id, json_response, parse_body, parse_query, route
+from . import runs, shapes, sse
+from .common import LettaBody, conversation_id, json_response, parse_body, parse_query, resolve_conversation, route
+from .inputs import ClientTool, ContentPart, MessageIn, check_pending, messages_of, text_of, tool_schemas
+from .runs import ConversationStream
 
 # How long a send may take to be accepted before the stream's headers go out anyway; it is
 # normally milliseconds, and errors found by then (bad input, no model) get a proper status.
@@ -30,6 +31,7 @@ OUR_TYPES = {
     "system_message", "user_message", "assistant_message", "reasoning_message", "tool_call_message",
     "tool_return_message", "summary_message",
 }
+STORED_AS = {"approval_request_message": "tool_call_message"}  # Letta's types we store as another
 
 
 class ListQuery(LettaBody):
@@ -41,31 +43,17 @@ class ListQuery(LettaBody):
     include_return_message_types: list[str] | None = None
 
 
-class TextPart(BaseModel):
-    type: str = "text"
-    text: str | None = None
-
-
-class MessageIn(LettaBody):
-    role: str = "user"
-    content: str | list[TextPart]
-    otid: str | None = None
-
-
 class MessageCreate(LettaBody):
     messages: list[MessageIn] | None = None
-    input: str | list[TextPart] | None = None
+    input: str | list[ContentPart] | None = None
+    agent_id: str | None = None  # with conversation "default"
     override_model: str | None = None
     max_steps: int | None = None
     stream_tokens: bool = False
     streaming: bool = True
     include_pings: bool = False
     include_return_message_types: list[str] | None = None
-
-
-class StreamResume(LettaBody):
-    run_id: str | None = None
-    include_pings: bool = False
+    client_tools: list[ClientTool] | None = None
 
 
 class SearchBody(LettaBody):
@@ -77,35 +65,26 @@ class SearchBody(LettaBody):
     end_date: str | None = None
 
 
-def text_of(content: str | list[TextPart], where: str) -> str:
-    """Letta content (a string or text parts) as our message text."""
-    if isinstance(content, str):
-        return content
-    parts = []
-    for i, part in enumerate(content):
-        if part.type != "text" or part.text is None:
-            raise ValidationError(f"{where}[{i}]", f"{part.type!r} content is not supported; send text parts")
-        parts.append(part.text)
-    return "\n".join(parts)
-
-
-def inputs(body: MessageCreate) -> tuple[list[dict[str, str]], list[str]]:
-    """The messages to send as `[{role, content}]`, and their otids."""
+def inputs(body: MessageCreate) -> tuple[list[dict[str, Any]], list[str]]:
+    """The send's inputs as `[{role, content, ...}]` (tool results first), and their otids."""
     if body.messages:
-        msgs = [{"role": m.role, "content": text_of(m.content, f"messages[{i}].content")}
-                for i, m in enumerate(body.messages)]
-        return msgs, [m.otid for m in body.messages if m.otid]
+        return messages_of(body.messages)
     if body.input is not None:
         return [{"role": "user", "content": text_of(body.input, "input")}], []
     raise ValidationError("messages", "give at least one message, e.g. messages=[{role: 'user', content: 'hi'}]")
+
+
+def otid_key(otids: list[str]) -> str:
+    """The idempotency key of a send with these otids, hashed: a key's length is bounded, otids' not."""
+    return "otid:" + hashlib.sha256("\0".join(otids).encode()).hexdigest()
 
 
 def idempotency_key(app: App, request: Request, conv_id: str, raw: bytes, otids: list[str]) -> str:
     """The run's idempotency key. Letta's otids are the client's own key. Without them, an SDK retry
     (`x-stainless-retry-count` > 0, the same body) reuses the key of the attempt it repeats, so a
     timeout followed by the SDK's automatic re-POST never stores the turn twice."""
-    if otids:  # hashed: a key has a bounded length, a list of otids has not
-        return "otid:" + hashlib.sha256("\0".join(otids).encode()).hexdigest()
+    if otids:
+        return otid_key(otids)
     recent: dict[str, tuple[str, float]] = app.extras.setdefault("rest_recent_sends", {})
     now = time.monotonic()
     for fp, (_, at) in list(recent.items()):
@@ -124,11 +103,20 @@ def letta_types(types: list[str] | None) -> set[str] | None:
     return None if types is None else set(types)
 
 
+async def target(app: App, request: Request, agent_id: str | None = None) -> str:
+    """The conversation a message route addresses: the path's, or on the agent-direct routes
+    (/v1/agents/{id}/messages) the agent's default conversation (or the one `conversation_id` names)."""
+    if "conversation_id" in request.path_params:
+        return await conversation_id(app, request, agent_id)
+    conv = request.query_params.get("conversation_id") or "default"
+    return await resolve_conversation(app, conv, request.path_params["agent_id"])
+
+
 async def list_messages(app: App, request: Request) -> Response:
-    conv_id = conversation_id(request)
+    conv_id = await target(app, request)
     q = parse_query(request, ListQuery)
     wanted = letta_types(q.include_return_message_types)
-    ours = sorted(wanted & OUR_TYPES) if wanted is not None else None
+    ours = sorted({STORED_AS.get(t, t) for t in wanted} & OUR_TYPES) if wanted is not None else None
     if ours == []:
         await app.service.get_conversation(conv_id)
         return json_response([])
@@ -136,22 +124,26 @@ async def list_messages(app: App, request: Request) -> Response:
         conv_id, q.limit, order=q.order, message_types=ours, include_system=bool(ours and "system_message" in ours),
         after_id=q.after, before_id=q.before,
     )
-    return json_response([shapes.message(m) for m in page.messages])
+    items = [shapes.message(m) for m in page.messages]
+    return json_response([i for i in items if wanted is None or i["message_type"] in wanted])
 
 
 async def send_message(app: App, request: Request) -> Response:
     """Start a run and stream it (Letta's default), or wait for it with `streaming: false`."""
-    conv_id = conversation_id(request)
     body = await parse_body(request, MessageCreate)
+    conv_id = await target(app, request, body.agent_id)
     messages, otids = inputs(body)
+    client_tools = tool_schemas(body.client_tools)
     await app.service.get_conversation(conv_id)
     key = idempotency_key(app, request, conv_id, await request.body(), otids)
+    if not otids or await app.store.run_by_idempotency_key(conv_id, key) is None:  # a repeat joins its run
+        await check_pending(app, conv_id, messages)
     feed = sse.Feed()
     kwargs: dict[str, Any] = {"max_steps": body.max_steps} if body.max_steps is not None else {}
     t0 = now_iso()
     started = asyncio.create_task(app.runtime.send(
         conv_id, messages=messages, override_model=body.override_model, idempotency_key=key, background=True,
-        listener=feed.listener, **kwargs,
+        listener=feed.listener, client_tools=client_tools, **kwargs,
     ))
     await asyncio.wait({started}, timeout=START_WAIT)
     if started.done():
@@ -164,17 +156,23 @@ async def send_message(app: App, request: Request) -> Response:
     if not body.streaming:
         final = await sse.wait_for_end(app, started)
         translate = sse.Translator(sse.StreamOptions(types=opts.types))
-        msgs = [shapes.message(m) for m in final.messages if translate.wanted(m.message_type)]
+        shaped = [shapes.message(m) for m in final.messages]
+        msgs = [m for m in shaped if translate.wanted(m["message_type"])]
         return json_response({"messages": msgs, "stop_reason": shapes.stop_reason(final), "usage": shapes.usage(final)})
     return StreamingResponse(sse.stream_body(app, started, feed, opts, replay),
                              media_type="text/event-stream", headers=sse.STREAM_HEADERS)
 
 
 async def resume_stream(app: App, request: Request) -> Response:
-    """Re-attach to a run: the given one, else the conversation's newest active run."""
-    conv_id = conversation_id(request)
-    body = await parse_body(request, StreamResume)
+    """Re-attach to a run: the given one, else the one the send with this `otid` started, else the
+    conversation's newest active run; after `starting_after` when this process keeps its feed."""
+    body = await parse_body(request, ConversationStream)
+    conv_id = await conversation_id(app, request, body.agent_id)
     run_id = body.run_id
+    if run_id is None and body.otid is not None:
+        run_id = await app.store.run_by_idempotency_key(conv_id, otid_key([body.otid]))
+        if run_id is None:
+            raise NotFoundError("run with otid", body.otid)
     if run_id is None:
         active = await app.service.active_runs(conv_id)
         if not active:
@@ -183,23 +181,44 @@ async def resume_stream(app: App, request: Request) -> Response:
     run = await app.runtime.get_run(run_id)
     if run.conversation_id != conv_id:
         raise ValidationError("run_id", f"run {run_id} belongs to conversation {run.conversation_id}")
-    started: asyncio.Future[Run] = asyncio.get_running_loop().create_future()
-    started.set_result(run)
-    opts = sse.StreamOptions(include_pings=body.include_pings)
-    return StreamingResponse(sse.stream_body(app, started, sse.Feed(), opts, lambda _: True, subscribe=True),
-                             media_type="text/event-stream", headers=sse.STREAM_HEADERS)
+    return runs.attach(app, run, body.include_pings, body.starting_after)
 
 
 async def search_messages(app: App, request: Request) -> Response:
+    """One agent's (or conversation's) messages; without either, every agent's (Letta's --all-agents)."""
     body = await parse_body(request, SearchBody)
     limit = body.limit
     # Tool calls and returns have no member in Letta's result union: ask for spare results to drop them.
     fetch = min(100, limit * 2) if 1 <= limit <= 100 else limit  # out of range: the service says so
-    found = await app.service.search(
-        body.query, body.agent_id, body.conversation_id, None, body.start_date, body.end_date, fetch
-    )
-    items = [i for r in found.results if (i := shapes.search_result(r, body.agent_id)) is not None]
+    agents: list[str | None] = [body.agent_id]
+    if body.agent_id is None and body.conversation_id is None:
+        agents = await every_agent(app)
+    results = []
+    for agent_id in agents or [None]:
+        found = await app.service.search(
+            body.query, agent_id, body.conversation_id, None, body.start_date, body.end_date, fetch
+        )
+        results += [(r, agent_id) for r in found.results]
+    results.sort(key=lambda pair: -pair[0].score)  # one index's scores: comparable across agents
+    items = [i for r, agent_id in results if (i := shapes.search_result(r, agent_id)) is not None]
     return json_response(items[:limit])
+
+
+async def every_agent(app: App) -> list[str | None]:
+    ids: list[str | None] = []
+    after: str | None = None
+    while True:
+        page = await app.service.list_agents(1000, order="asc", after_id=after)
+        ids += [a.id for a in page.agents]
+        if len(page.agents) < 1000:
+            return ids
+        after = page.agents[-1].id
+
+
+async def get_message(app: App, request: Request) -> Response:
+    """Letta answers a message id with the message's variants (one here)."""
+    m = await app.store.get_message(request.path_params["message_id"])
+    return json_response([shapes.message(m)])
 
 
 def routes(app: App) -> list[Route]:
@@ -210,6 +229,9 @@ def routes(app: App) -> list[Route]:
         route(app, item + "/messages", send_message, "POST"),
         route(app, item + "/messages/", send_message, "POST"),
         route(app, item + "/stream", resume_stream, "POST"),
+        route(app, "/agents/{agent_id}/messages", list_messages, "GET"),
+        route(app, "/agents/{agent_id}/messages", send_message, "POST"),
         route(app, "/messages/search", search_messages, "POST"),
         route(app, "/messages/search/", search_messages, "POST"),
+        route(app, "/messages/{message_id}", get_message, "GET"),
     ]

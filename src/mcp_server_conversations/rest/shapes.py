@@ -25,7 +25,7 @@ ENDPOINT_TYPES = {
 # Our stop reasons -> Letta's StopReasonType.
 STOP_REASONS = {
     "end_turn": "end_turn", "max_steps": "max_steps", "error": "llm_api_error", "cancelled": "cancelled",
-    "interrupted": "cancelled", "context_window_exceeded": "llm_api_error",
+    "interrupted": "cancelled", "context_window_exceeded": "llm_api_error", "requires_approval": "requires_approval",
 }
 # Run errors that lead with these kinds are the server's own faults (a stored run error leads with its kind).
 SERVER_FAULTS = {"StorageUnavailableError", "InternalError"}
@@ -56,19 +56,20 @@ def agent_state(a: Agent, settings: Settings) -> dict[str, Any]:
     handle = a.model or settings.default_model
     blocks = [block(b) for b in a.memory_blocks]
     return {
-        "id": a.id, "name": a.name, "system": a.system, "agent_type": AGENT_TYPE, "description": None,
-        "tags": [], "tools": [], "sources": [], "metadata": {},
+        "id": a.id, "name": a.name, "system": a.system, "agent_type": AGENT_TYPE, "description": a.description,
+        "tags": a.tags, "tools": [], "sources": [], "metadata": {}, "model_settings": a.model_settings,
         "blocks": blocks, "memory": {"blocks": blocks, "agent_type": AGENT_TYPE},
         "model": handle, "llm_config": llm_config(handle, a.context_window_limit or settings.default_context_window),
         "created_at": a.created_at, "context_window_limit": a.context_window_limit,
     }
 
 
-def conversation(c: Conversation) -> dict[str, Any]:
+def conversation(c: Conversation, in_context: list[str] | None = None) -> dict[str, Any]:
+    """Conversation; `in_context`: the ids of its context window in prompt order, where it was read."""
     forked = c.forked_from.model_dump() if c.forked_from else None
     return {
         "id": c.id, "agent_id": c.agent_id, "summary": c.summary, "model": c.model, "created_at": c.created_at,
-        "last_message_at": c.last_run_completion, "archived": False, "in_context_message_ids": None,
+        "last_message_at": c.last_run_completion, "archived": False, "in_context_message_ids": in_context,
         "last_run_completion": c.last_run_completion, "forked_from": forked, "message_count": c.message_count,
     }
 
@@ -95,6 +96,8 @@ def message(m: Message) -> dict[str, Any]:
         calls = [c.model_dump() for c in m.tool_calls or []]
         out["tool_call"] = calls[0] if calls else {"name": "", "arguments": "", "tool_call_id": ""}
         out["tool_calls"] = calls
+        if m.status == "requires_approval":  # calls the client runs: Letta asks it for their results
+            out["message_type"] = "approval_request_message"
     elif t == "tool_return_message":
         out["tool_return"] = m.content or ""
         out["status"] = m.status or ("error" if m.is_err else "success")
@@ -120,12 +123,20 @@ def stop_reason(run: Run) -> dict[str, Any]:
     return {"message_type": "stop_reason", "stop_reason": reason}
 
 
+def step_count(run: Run) -> int:
+    """The run's model calls that completed: each step calling tools stored a tool-call message (a
+    step calling both the agent's and the client's tools stored two, and counts twice), and a run
+    that ended its turn made one more, its answer."""
+    calls = sum(1 for m in run.messages if m.message_type == "tool_call_message")
+    return calls + (1 if run.stop_reason == "end_turn" else 0)
+
+
 def usage(run: Run) -> dict[str, Any]:
     u = run.usage
     return {
         "message_type": "usage_statistics", "prompt_tokens": u.prompt_tokens if u else 0,
         "completion_tokens": u.completion_tokens if u else 0, "total_tokens": u.total_tokens if u else 0,
-        "run_ids": [run.id],
+        "step_count": step_count(run), "run_ids": [run.id],
     }
 
 

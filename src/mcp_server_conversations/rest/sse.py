@@ -42,14 +42,60 @@ class StreamOptions:
     types: set[str] | None = None  # include_return_message_types
 
 
+Item = tuple[int | None, RunEvent] | Exception  # an event and its number in the run's feed (seq_id)
+RETAIN = 600.0  # seconds a finished run's feed stays to re-attach to (a client recovering a dropped stream)
+MAX_FEEDS = 256  # feeds kept at most: beyond, the oldest finished ones go first (their runs stay readable)
+
+
 @dataclass
 class Feed:
-    """The events of one run, as a queue a listener fills and the stream drains."""
+    """The events of one run, numbered from 1 (the chunks' `seq_id`), as queues a listener fills: the
+    stream that started the run drains `queue`; a client re-attaching (`follow`) gets its own, with
+    every event so far, so it can skip what it has seen (`starting_after`)."""
 
-    queue: asyncio.Queue[RunEvent | Exception] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
+    events: list[RunEvent] = field(default_factory=list)
+    followers: list[asyncio.Queue[Item]] = field(default_factory=list)
+    opts: StreamOptions | None = None  # how the run was first streamed; a re-attached stream repeats it
+    on_done: Callable[[], Any] | None = None
+
+    @property
+    def done(self) -> bool:
+        return bool(self.events) and self.events[-1].kind == "done"
 
     async def listener(self, ev: RunEvent) -> None:
-        self.queue.put_nowait(ev)
+        self.events.append(ev)
+        item = (len(self.events), ev)
+        self.queue.put_nowait(item)
+        for q in self.followers:
+            q.put_nowait(item)
+        if ev.kind == "done" and self.on_done is not None:
+            self.on_done()
+
+    def follow(self) -> asyncio.Queue[Item]:
+        q: asyncio.Queue[Item] = asyncio.Queue()
+        for i, ev in enumerate(self.events, start=1):
+            q.put_nowait((i, ev))
+        self.followers.append(q)
+        return q
+
+
+def register(app: App, run_id: str, feed: Feed) -> None:
+    """Keep the feed of a run this process streams, for re-attaching, until RETAIN after it ends."""
+    feeds: dict[str, Feed] = app.extras.setdefault("run_feeds", {})
+    if run_id in feeds:
+        return
+    if len(feeds) >= MAX_FEEDS:
+        for old in [k for k, f in feeds.items() if f.done][: len(feeds) - MAX_FEEDS + 1]:
+            del feeds[old]
+    feeds[run_id] = feed
+    feed.on_done = lambda: asyncio.get_running_loop().call_later(RETAIN, feeds.pop, run_id, None)
+    if feed.done:
+        feed.on_done()
+
+
+def feed_of(app: App, run_id: str) -> Feed | None:
+    return app.extras.get("run_feeds", {}).get(run_id)
 
 
 def keepalive_of(app: App) -> float:
@@ -75,32 +121,46 @@ class Translator:
     def wanted(self, message_type: str) -> bool:
         return self.opts.types is None or message_type in self.opts.types
 
-    def chunks(self, ev: RunEvent) -> list[bytes]:
+    def chunks(self, ev: RunEvent, seq: int | None = None) -> list[bytes]:
+        """The event's chunk, if any; `seq`: its `seq_id`."""
+        chunk = self._chunk(ev)
+        if chunk is None:
+            return []
+        if seq is not None:
+            chunk["seq_id"] = seq
+        return [event(chunk)]
+
+    def _chunk(self, ev: RunEvent) -> dict[str, Any] | None:
         if ev.kind in ("reasoning_delta", "text_delta"):
             if not self.opts.stream_tokens or self.replaying or not ev.message_id or not ev.delta:
-                return []
+                return None
             chunk = shapes.delta(ev.kind, ev.message_id, ev.delta, ev.run_id)
             if not self.wanted(chunk["message_type"]):
-                return []
+                return None
             self.streamed.add(ev.message_id)
-            return [event(chunk)]
+            return chunk
         if ev.kind == "message" and ev.message is not None:
             m = ev.message
             if m.id in self.sent or m.id in self.streamed or m.message_type in ("user_message", "system_message"):
-                return []
+                return None
             self.sent.add(m.id)
-            return [event(shapes.message(m))] if self.wanted(m.message_type) else []
-        return []
+            shaped = shapes.message(m)
+            return shaped if self.wanted(shaped["message_type"]) else None
+        return None
 
-    def finale(self, run: Run) -> list[bytes]:
-        """Any stored message not sent yet, an error_message for a failed run, then stop_reason and usage."""
-        out = [c for m in run.messages for c in self.chunks(RunEvent("message", run.id, message=m))]
+    def finale(self, run: Run, seq: int | None = None) -> list[bytes]:
+        """Any stored message not sent yet, an error_message for a failed run, then stop_reason and usage;
+        numbered from `seq` (the number of the run's last event) when given."""
+        out = [c for m in run.messages if (c := self._chunk(RunEvent("message", run.id, message=m))) is not None]
         if run.status == "failed":
             text = run.error or "the model call failed"
-            out.append(event(shapes.error_message(run.id, error_type(run.error), text)))
-        out.append(event(shapes.stop_reason(run)))
-        out.append(event(shapes.usage(run)))
-        return out
+            out.append(shapes.error_message(run.id, error_type(run.error), text))
+        out.append({**shapes.stop_reason(run), "run_id": run.id})
+        out.append(shapes.usage(run))
+        if seq is not None:
+            for i, chunk in enumerate(out):
+                chunk["seq_id"] = seq + i
+        return [event(c) for c in out]
 
 
 async def _next(queue: asyncio.Queue[Any], wait: float) -> Any:
@@ -123,7 +183,7 @@ def failure(run_id: str, e: Exception) -> list[bytes]:
 
 async def stream_body(
     app: App, started: asyncio.Future[Run], feed: Feed, opts: StreamOptions, replay: Callable[[Run], bool],
-    *, subscribe: bool = False,
+    *, subscribe: bool = False, source: asyncio.Queue[Item] | None = None, after: int | None = None,
 ) -> AsyncIterator[bytes]:
     """The SSE body for the run `started` resolves to: see the module docstring.
 
@@ -131,7 +191,11 @@ async def stream_body(
     true the run began before that (an SDK retry joining the run of its first attempt, or a resumed
     stream): what the run has stored is sent first, whole, and the feed's events follow, each message
     once. With `subscribe` (no listener was attached), or for a run another process executes (whose
-    events never reach this one), the feed is filled from `runtime.subscribe`."""
+    events never reach this one), the feed is filled from `runtime.subscribe`.
+
+    Otherwise the chunks carry `seq_id`, the number of their event in the run's feed, and the feed is
+    kept for re-attaching: `source` is a follower of it (every event from the first), and only chunks
+    after `after` are sent, the ones before only bring the translation up to date."""
     wait = keepalive_of(app)
     ping = event(shapes.ping(None)) if opts.include_pings else b": keepalive\n\n"
     yield b": stream open\n\n"
@@ -148,6 +212,11 @@ async def stream_body(
     ping = event(shapes.ping(run.id)) if opts.include_pings else ping
     replaying = replay(run)
     translate = Translator(opts, replaying=replaying)
+    queue = source or feed.queue
+    if not replaying and source is None:
+        feed.opts = opts
+        register(app, run.id, feed)
+    last = 0
     pump: asyncio.Task[None] | None = None
     try:
         final: Run | None = None
@@ -162,8 +231,8 @@ async def stream_body(
                     yield chunk
             final = now if now.status in FINISHED else None
         while final is None:
-            ev = await _next(feed.queue, wait)
-            if ev is None:  # silence: keep the connection alive, and make sure the run has not ended unseen
+            item = await _next(queue, wait)
+            if item is None:  # silence: keep the connection alive, and make sure the run has not ended unseen
                 yield ping
                 try:
                     now = await app.runtime.get_run(run.id)
@@ -172,17 +241,22 @@ async def stream_body(
                         yield chunk
                     return
                 final = now if now.status in FINISHED else None
-            elif isinstance(ev, Exception):
-                for chunk in failure(run.id, ev):
+            elif isinstance(item, Exception):
+                for chunk in failure(run.id, item):
                     yield chunk
                 return
-            elif ev.kind == "done":
-                final = ev.run or await app.runtime.get_run(run.id)
             else:
-                for chunk in translate.chunks(ev):
-                    yield chunk
-        for chunk in translate.finale(final):
-            yield chunk
+                seq, ev = item
+                last = seq or last
+                if ev.kind == "done":
+                    final = ev.run or await app.runtime.get_run(run.id)
+                    continue
+                for chunk in translate.chunks(ev, None if replaying else seq):
+                    if after is None or seq is None or seq > after:
+                        yield chunk
+        for i, chunk in enumerate(translate.finale(final, None if replaying else last + 1)):
+            if after is None or replaying or last + 1 + i > after:
+                yield chunk
         yield DONE
     finally:
         if pump is not None:

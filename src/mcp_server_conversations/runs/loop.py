@@ -1,6 +1,11 @@
 """One turn of the agent: model call, tool calls run server-side, model again, until an answer
 without tool calls (`end_turn`) or `max_steps`.
 
+Tools a client declares for the run (Letta's `client_tools`) are offered to the model beside the
+agent's own and run by the client: a step that calls one runs the agent's own calls of that step,
+stores the client's calls as one tool-call message waiting for approval, and ends the run with
+`requires_approval`; the client's results arrive as tool returns in a later send, which continues.
+
 Each model call gets a system message compiled now from the agent's base prompt and its current
 memory blocks (so an edit made by any conversation is in the next call of every conversation),
 then the conversation's in-context messages, which end with this turn's input and steps. Before a
@@ -13,6 +18,7 @@ last step's by the runtime, with the run's end).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -55,6 +61,7 @@ class RunState:
     admitted: asyncio.Event = field(default_factory=asyncio.Event)  # set once queued-or-running is known
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
+    client_tools: list[dict[str, Any]] = field(default_factory=list)  # chat-completions tool schemas
     cancel_requested: bool = False
     end_as: str = "cancelled"  # what a cancellation means: cancelled (by a client) or interrupted (shutdown)
     error: ConversationsError | None = None
@@ -107,12 +114,15 @@ class AgentLoop:
         self.state = state
         self.max_steps = max_steps
         self._preloaded = first_prompt  # read with the run's start, in the same trip
+        self.schemas, self.client_names = offered_tools(tools.schemas, state.client_tools)
 
     async def run(self) -> tuple[str, list[NewMessage]]:
         """The stop reason (end_turn or max_steps) and the last step's messages, not yet stored: the
         runtime stores them with the run's end, in one transaction. Raises ProviderError on a provider failure."""
         for _ in range(self.max_steps):
             completion, ids = await self.step()
+            if any(c["name"] in self.client_names for c in completion.tool_calls or []):
+                return "requires_approval", await self.hand_to_client(completion, ids)
             new = self.step_messages(completion, ids)
             if not completion.tool_calls:
                 return "end_turn", new
@@ -144,7 +154,7 @@ class AgentLoop:
         compacted = retried = False
         while True:
             prompt, window = await self.build_prompt()
-            if not compacted and over_threshold(estimate_tokens(prompt, self.tools.schemas), window):
+            if not compacted and over_threshold(estimate_tokens(prompt, self.schemas), window):
                 compacted = True
                 if await self.compact(window):
                     continue
@@ -164,7 +174,7 @@ class AgentLoop:
         ids = {"reasoning": new_id("message"), "text": new_id("message"), "call": new_id("message")}
         state.partial.clear()
         completion: Completion | None = None
-        async for item in self.gateway.stream(state.model, prompt, self.tools.schemas):
+        async for item in self.gateway.stream(state.model, prompt, self.schemas):
             if isinstance(item, Completion):
                 completion = item
             elif item.kind == "text":
@@ -195,6 +205,23 @@ class AgentLoop:
                                   id=ids["call"], **common))  # fmt: skip
         return new
 
+    async def hand_to_client(self, completion: Completion, ids: dict[str, str]) -> list[NewMessage]:
+        """A step calling client tools: store it with the agent's own calls (run now), and return the
+        client's calls as the message that waits for their results (stored with the run's end)."""
+        calls = completion.tool_calls or []
+        mine = [c for c in calls if c["name"] not in self.client_names]
+        theirs = [c for c in calls if c["name"] in self.client_names]
+        step = self.step_messages(dataclasses.replace(completion, tool_calls=mine), ids)
+        if not mine:  # no answer text and none of our calls: nothing to store before the request
+            step = [m for m in step if m.message_type != "assistant_message" or m.content]
+        if step:
+            await self._emit_stored(await self.store.append_messages(self.state.conversation_id, step))
+        self.state.partial.clear()
+        if mine:
+            await self.run_tools(mine)
+        return [NewMessage("tool_call_message", "assistant", tool_calls=theirs, status="requires_approval",
+                           model=self.state.model, run_id=self.state.run_id)]  # fmt: skip
+
     async def run_tools(self, calls: list[dict[str, str]]) -> None:
         state = self.state
         for call in calls:
@@ -216,4 +243,16 @@ class AgentLoop:
             await self.state.emit(RunEvent("message", self.state.run_id, m.id, message=m))
 
 
-__all__ = ["AgentLoop", "Listener", "RunState"]
+def offered_tools(
+    own: list[dict[str, Any]], client: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """The tool schemas a model call offers and the names the client runs. The agent's own tools
+    keep their names: a client tool of the same name is not offered."""
+    if not client:
+        return own, set()
+    taken = {t["function"]["name"] for t in own}
+    extra = [t for t in client if t["function"]["name"] not in taken]
+    return [*own, *extra], {t["function"]["name"] for t in extra}
+
+
+__all__ = ["AgentLoop", "Listener", "RunState", "offered_tools"]

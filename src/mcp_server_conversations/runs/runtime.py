@@ -75,10 +75,19 @@ class _Turn:
 
 @dataclass(frozen=True, slots=True)
 class Input:
-    """One message of a send: user or system text."""
+    """One message of a send: user or system text, or a client tool's result (role tool)."""
 
     role: str
     content: str
+    tool_call_id: str | None = None
+    status: str | None = None
+
+    def message(self, run_id: str) -> NewMessage:
+        if self.role == "tool":
+            return NewMessage("tool_return_message", "tool", content=self.content, tool_call_id=self.tool_call_id,
+                              status=self.status, run_id=run_id)  # fmt: skip
+        kind = "user_message" if self.role == "user" else "system_message"
+        return NewMessage(kind, self.role, content=self.content, run_id=run_id)
 
 
 class Runtime:
@@ -175,12 +184,24 @@ class Runtime:
         out = []
         for i, m in enumerate(messages):
             role, text = (m.get("role"), m.get("content")) if isinstance(m, dict) else (None, None)
+            if role == "tool":
+                out.append(self._tool_input(i, m))
+                continue
             if role not in ("user", "system"):
                 raise ValidationError(f"messages[{i}].role", f"{role!r} is not allowed; use user or system")
             if not isinstance(text, str):
                 raise ValidationError(f"messages[{i}].content", "must be a string")
             out.append(Input(role, self.service.check_text(f"messages[{i}].content", text)))
         return out
+
+    def _tool_input(self, i: int, m: dict[str, Any]) -> Input:
+        """A client tool's result for a call that waits for it (Letta's approvals)."""
+        call_id, text, status = m.get("tool_call_id"), m.get("content"), m.get("status") or "success"
+        if not isinstance(call_id, str) or not call_id:
+            raise ValidationError(f"messages[{i}].tool_call_id", "a tool result names the tool call it answers")
+        if status not in ("success", "error") or not isinstance(text, str):
+            raise ValidationError(f"messages[{i}]", "a tool result has text content and status success or error")
+        return Input("tool", self.service.check_text(f"messages[{i}].content", text, allow_empty=True), call_id, status)
 
     async def send(
         self,
@@ -193,8 +214,10 @@ class Runtime:
         idempotency_key: str | None = None,
         background: bool = False,
         listener: Listener | None = None,
+        client_tools: list[dict[str, Any]] | None = None,
     ) -> Run:
-        """Run one turn of the agent in a conversation (see the module docstring).
+        """Run one turn of the agent in a conversation (see the module docstring). `client_tools`:
+        chat-completions tool schemas the client runs itself (agent_loop.py).
 
         Foreground: returns the finished Run with its messages; raises ProviderError (after marking the
         run failed) on a provider failure. Background: returns at once with status queued or running."""
@@ -221,6 +244,7 @@ class Runtime:
             else:
                 run_id = new_id("run")
             state = RunState(run_id, conversation_id, target.agent_id, model, override_model, background)
+            state.client_tools = client_tools or []
             if listener is not None:
                 state.listeners.append(listener)
             turn = self._turns.setdefault(conversation_id, _Turn())
@@ -381,11 +405,7 @@ class Runtime:
             except ModelNotConfiguredError:
                 pass
         await self.gateway.load()
-        news = [
-            NewMessage("user_message" if i.role == "user" else "system_message", i.role, content=i.content,
-                       run_id=state.run_id)
-            for i in inputs
-        ]  # fmt: skip
+        news = [i.message(state.run_id) for i in inputs]
         await self._pending.flush(state.conversation_id)  # a stranded run's input leaves the context first
         delays = backoff()
         while True:

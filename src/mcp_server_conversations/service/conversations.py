@@ -3,6 +3,7 @@ validated once here. Tools and routes translate and delegate; SQL stays in stora
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -73,6 +74,7 @@ class ConversationService:
         # Set by open_app when an embedding model is configured: search then fuses full-text and
         # vector rankings (embeddings.py). None: full-text only, and nothing of it is imported.
         self.hybrid: EmbeddingIndex | None = None
+        self._default_conversation_lock = asyncio.Lock()  # one default conversation made per agent here
 
     # -- helpers --
 
@@ -125,8 +127,11 @@ class ConversationService:
         system: str | None = None,
         memory_blocks: list[dict[str, Any]] | None = None,
         context_window_limit: int | None = None,
+        letta: dict[str, Any] | None = None,
     ) -> Agent:
+        """`letta`: what only Letta clients set (description, tags, model_settings); see check_letta_fields."""
         name = self.check_name(name)
+        letta = self.check_letta_fields(letta or {})
         model = check_handle("model", model)
         if system is not None:
             self.check_text("system", system, allow_empty=True)
@@ -149,7 +154,7 @@ class ConversationService:
             blocks.append({**b, "label": label, "value": value, "limit": limit})
         return await self.store.create_agent(
             name=name, model=model, system=system if system is not None else DEFAULT_SYSTEM,
-            context_window_limit=context_window_limit, blocks=blocks,
+            context_window_limit=context_window_limit, blocks=blocks, letta=letta,
         )
 
     async def get_agent(self, agent_id: str) -> Agent:
@@ -208,7 +213,46 @@ class ConversationService:
                 fields["system"] = DEFAULT_SYSTEM
             self.check_text("system", fields["system"], allow_empty=True)
         check_window(fields.get("context_window_limit"))
+        fields.update(self.check_letta_fields(fields))
         return await self.store.update_agent(agent_id, fields)
+
+    def check_letta_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """description (text), tags (a list of distinct strings, order kept), model_settings (an object)."""
+        out: dict[str, Any] = {}
+        if fields.get("description") is not None:
+            out["description"] = self.check_text("description", fields["description"], allow_empty=True)
+        elif "description" in fields:
+            out["description"] = None
+        if "tags" in fields:
+            tags = fields["tags"] or []
+            for i, t in enumerate(tags):
+                if not isinstance(t, str) or not t.strip() or len(t) > NAME_MAX:
+                    raise ValidationError(f"tags[{i}]", f"a tag is 1-{NAME_MAX} characters of text")
+                self.check_text(f"tags[{i}]", t)
+            out["tags"] = list(dict.fromkeys(tags))
+        if "model_settings" in fields:
+            settings = fields["model_settings"]
+            if settings is not None and not isinstance(settings, dict):
+                raise ValidationError("model_settings", "must be an object")
+            out["model_settings"] = settings
+        return out
+
+    async def default_conversation(self, agent_id: str) -> Conversation:
+        """The agent's default conversation (Letta's `conversation_id=default`), made on first use."""
+        agent = await self.store.get_agent(agent_id)
+        if agent.default_conversation_id is not None:
+            try:
+                return await self.store.get_conversation(agent.default_conversation_id)
+            except NotFoundError:  # deleted: a new one takes its place
+                pass
+        async with self._default_conversation_lock:
+            made = await self.store.create_conversation(
+                agent.id, model=None, summary=None, system_text=compile_system(agent)
+            )
+            winner = await self.store.claim_default_conversation(agent.id, made.id)
+            if winner != made.id:  # another process made it first
+                await self.store.delete_conversation(made.id)
+            return await self.store.get_conversation(winner)
 
     async def delete_agent(self, agent_id: str) -> Deleted:
         await self.store.delete_agent(agent_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -12,7 +13,8 @@ from ..util import new_id, now_iso
 from .base import SQLiteBase, all_in
 from .rows import BLOCKS_OF, agent_from_row, block_from_row
 
-AGENT_FIELDS = {"name", "model", "system", "context_window_limit"}
+AGENT_FIELDS = {"name", "model", "system", "context_window_limit", "description", "tags", "model_settings"}
+JSON_FIELDS = {"tags", "model_settings"}  # stored as JSON text
 BLOCK_FIELDS = {"value": "value", "description": "description", "limit": "char_limit", "read_only": "read_only"}
 
 
@@ -26,10 +28,17 @@ class AgentStore(SQLiteBase):
         context_window_limit: int | None,
         blocks: list[dict[str, Any]],
         is_default: bool = False,
+        letta: dict[str, Any] | None = None,
     ) -> Agent:
-        agent_id = await self.database.write(
-            lambda db: _insert_agent(db, name, model, system, context_window_limit, blocks, is_default)
-        )
+        """`letta`: description, tags and model_settings, as Letta clients give them."""
+
+        def create(db: sqlite3.Connection) -> str:
+            agent_id = _insert_agent(db, name, model, system, context_window_limit, blocks, is_default)
+            if letta:
+                _set_fields(db, agent_id, letta)
+            return agent_id
+
+        agent_id = await self.database.write(create)
         return await self.get_agent(agent_id)
 
     async def ensure_default_agent(self, *, name: str, system: str, blocks: list[dict[str, Any]]) -> str:
@@ -83,12 +92,27 @@ class AgentStore(SQLiteBase):
         def update(db: sqlite3.Connection) -> None:
             if db.execute("SELECT 1 FROM agents WHERE id = ?", (agent_id,)).fetchone() is None:
                 raise NotFoundError("agent", agent_id)
-            if fields:
-                sets = ", ".join(f"{k} = ?" for k in fields)
-                db.execute(f"UPDATE agents SET {sets} WHERE id = ?", (*fields.values(), agent_id))
+            _set_fields(db, agent_id, fields)
 
         await self.database.write(update)
         return await self.get_agent(agent_id)
+
+    async def claim_default_conversation(self, agent_id: str, conversation_id: str) -> str:
+        """Make `conversation_id` the agent's default conversation unless it has one that still exists;
+        the default conversation's id either way."""
+
+        def claim(db: sqlite3.Connection) -> str:
+            db.execute(
+                "UPDATE agents SET default_conversation_id = ? WHERE id = ? AND (default_conversation_id IS NULL "
+                "OR default_conversation_id NOT IN (SELECT id FROM conversations WHERE agent_id = ?))",
+                (conversation_id, agent_id, agent_id),
+            )
+            row = db.execute("SELECT default_conversation_id FROM agents WHERE id = ?", (agent_id,)).fetchone()
+            if row is None:
+                raise NotFoundError("agent", agent_id)
+            return str(row["default_conversation_id"])
+
+        return await self.database.write(claim)
 
     async def delete_agent(self, agent_id: str) -> None:
         """Delete the agent with its blocks, conversations, messages and runs."""
@@ -158,6 +182,13 @@ class AgentStore(SQLiteBase):
             return current.model_copy(update={"value": value})
 
         return await self.database.write(change)
+
+
+def _set_fields(db: sqlite3.Connection, agent_id: str, fields: dict[str, Any]) -> None:
+    fields = {k: json.dumps(v) if k in JSON_FIELDS and v is not None else v for k, v in fields.items()}
+    if fields:
+        sets = ", ".join(f"{k} = ?" for k in fields)
+        db.execute(f"UPDATE agents SET {sets} WHERE id = ?", (*fields.values(), agent_id))
 
 
 def _read_agent(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> Agent | None:

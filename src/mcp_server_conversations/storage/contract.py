@@ -83,8 +83,9 @@ class Store(Protocol):
 
     async def create_agent(
         self, *, name: str, model: str | None, system: str, context_window_limit: int | None,
-        blocks: list[dict[str, Any]], is_default: bool = False,
-    ) -> Agent: ...  # fmt: skip
+        blocks: list[dict[str, Any]], is_default: bool = False, letta: dict[str, Any] | None = None,
+    ) -> Agent:  # fmt: skip
+        """`letta`: description, tags and model_settings as Letta clients give them (kept and returned)."""
 
     async def ensure_default_agent(self, *, name: str, system: str, blocks: list[dict[str, Any]]) -> str:
         """The default agent's id, made once however many callers race."""
@@ -99,6 +100,10 @@ class Store(Protocol):
         """By (created_at, id); `after` is the last page's last (created_at, id)."""
 
     async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> Agent: ...
+
+    async def claim_default_conversation(self, agent_id: str, conversation_id: str) -> str:
+        """Make `conversation_id` the agent's default conversation (Letta's agent-direct routes) unless it
+        has one that still exists; the default conversation's id either way."""
 
     async def delete_agent(self, agent_id: str) -> None: ...
 
@@ -156,6 +161,9 @@ class Store(Protocol):
 
     async def history_key_of(self, conv_id: str, message_id: str) -> HistoryKey: ...
 
+    async def get_message(self, message_id: str) -> Message:
+        """A stored message by id, in_context False; NotFoundError if there is none."""
+
     # -- runs and turns --
 
     async def send_target(self, conversation_id: str, idempotency_key: str | None = None) -> SendTarget: ...
@@ -179,6 +187,12 @@ class Store(Protocol):
     async def get_run(self, run_id: str, *, with_messages: bool = True) -> Run: ...
 
     async def run_by_idempotency_key(self, conversation_id: str, key: str) -> str | None: ...
+
+    async def list_runs(
+        self, *, conversation_id: str | None, agent_id: str | None, statuses: list[str] | None, limit: int,
+        desc: bool,
+    ) -> list[Run]:  # fmt: skip
+        """Runs by creation (without their messages), filtered by conversation, agent and status."""
 
     async def prompt_rows(self, conversation_id: str, agent_id: str) -> PromptRows: ...
 

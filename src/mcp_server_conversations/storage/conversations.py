@@ -225,6 +225,14 @@ class ConversationStore(SQLiteBase):
         next_key = page[-1][0] if len(picked) > limit else None
         return [message_from_row(r, r["rowid"] in context) for _, r in page], next_key
 
+    async def get_message(self, message_id: str) -> Message:
+        """A stored message by id, whichever conversation wrote it (in_context False: no conversation
+        is asked about). NotFoundError if there is none."""
+        row = await self._one(f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = ?", (message_id,))
+        if row is None:
+            raise NotFoundError("message", message_id)
+        return message_from_row(row, False)
+
     async def history_key_of(self, conv_id: str, message_id: str) -> HistoryKey:
         """Where a message sits in a conversation's history (for cursors by message id)."""
 

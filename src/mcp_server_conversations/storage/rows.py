@@ -41,7 +41,17 @@ def agent_from_row(r: Any, blocks: list[Block] | None = None) -> Agent:
         context_window_limit=r["context_window_limit"],
         created_at=r["created_at"],
         memory_blocks=blocks or [],
+        **(_letta_fields(r) if "tags" in r.keys() else {}),  # absent while older migrations are tested
     )
+
+
+def _letta_fields(r: Any) -> dict[str, Any]:
+    return {
+        "description": r["description"],
+        "tags": json.loads(r["tags"]) if r["tags"] else [],
+        "model_settings": json.loads(r["model_settings"]) if r["model_settings"] else None,
+        "default_conversation_id": r["default_conversation_id"],
+    }
 
 
 def conversation_from_row(r: Any) -> Conversation:

@@ -101,6 +101,26 @@ class RunStore(ConversationStore):
 
         return await self.database.read(read, snapshot=with_messages)
 
+    async def list_runs(
+        self, *, conversation_id: str | None, agent_id: str | None, statuses: list[str] | None, limit: int,
+        desc: bool,
+    ) -> list[Run]:
+        """Runs by creation (without their messages), filtered by conversation, agent and status."""
+        where, params = ["1"], []
+        for column, value in (("conversation_id", conversation_id), ("agent_id", agent_id)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if statuses:
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params += statuses
+        direction = "DESC" if desc else "ASC"
+        rows = await self._all(
+            f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY created_at {direction}, id {direction} LIMIT ?",
+            (*params, limit),
+        )
+        return [run_from_row(r) for r in rows]
+
     async def run_by_idempotency_key(self, conversation_id: str, key: str) -> str | None:
         row = await self._one(
             "SELECT id FROM runs WHERE conversation_id = ? AND idempotency_key = ?", (conversation_id, key)

@@ -234,6 +234,15 @@ M009_CONTEXT_BEFORE = """
 ALTER TABLE runs ADD COLUMN context_before BLOB;
 """
 
+# What Letta clients keep on an agent (description, tags as a JSON list, model_settings as a JSON object), and
+# the conversation Letta's agent-direct routes (`conversation_id=default`) address, made on first use.
+M010_AGENT_LETTA_FIELDS = """
+ALTER TABLE agents ADD COLUMN description TEXT;
+ALTER TABLE agents ADD COLUMN tags TEXT;
+ALTER TABLE agents ADD COLUMN model_settings TEXT;
+ALTER TABLE agents ADD COLUMN default_conversation_id TEXT;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_bulk_fts", M002_BULK_FTS),
@@ -244,6 +253,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m007_turns", M007_TURNS),
     ("m008_cancel_requests", M008_CANCEL_REQUESTS),
     ("m009_context_before", M009_CONTEXT_BEFORE),
+    ("m010_agent_letta_fields", M010_AGENT_LETTA_FIELDS),
 ]
 
 
