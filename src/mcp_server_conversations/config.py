@@ -58,5 +58,15 @@ class Settings(BaseSettings):
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)} (got {value!r})")
         return level
 
+    @field_validator("embedding_model")
+    @classmethod
+    def _embedding_model(cls, value: str | None) -> str | None:
+        """A `local/` model must be known and installed: say so at start, not in the indexer's log."""
+        from .local_models import check, is_local
+
+        if value and is_local(value):
+            check(value)
+        return value
+
     def resolved_db(self) -> Path:
         return Path(os.path.expanduser(str(self.db)))
