@@ -29,7 +29,7 @@ from runtime_helpers import call, db_rows, eventually
 from mcp_server_conversations.app import App, open_app
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.embeddings import EmbeddingIndex
-from mcp_server_conversations.fusion import embedding_query, fuse, lead, similarities
+from mcp_server_conversations.fusion import centre, embedding_query, fuse, lead, similarities
 from mcp_server_conversations.models import SearchResult
 from mcp_server_conversations.server import build_server
 from mcp_server_conversations.storage import NewMessage
@@ -155,7 +155,7 @@ def test_similarity_is_centred_on_the_agents_mean() -> None:
     q = (name * 3 + topic).astype(np.float32)
     q /= np.linalg.norm(q)
     assert int(np.argmax(similarities(matrix, q, None))) != 40
-    centred = similarities(matrix, q, matrix.sum(axis=0, dtype=np.float64))
+    centred = similarities(matrix, q, centre(matrix, matrix.sum(axis=0, dtype=np.float64)))
     assert int(np.argmax(centred)) == 40
     assert np.all(np.abs(centred) <= 1.0 + 1e-5)
 
@@ -277,6 +277,16 @@ async def test_a_vector_match_without_a_shared_word_is_found(hybrid: Settings, s
         assert len((await app.service.search("pottery", limit=100)).results) == 2 * len(FILLER) + 1
     async with open_app(settings) as app:  # the same database without the flag: full-text only, as before
         assert (await app.service.search("pottery")).results == []
+
+
+async def test_the_query_is_embedded_without_its_dates(hybrid: Settings, fake_provider: FakeProvider) -> None:
+    async with open_app(hybrid) as app:
+        await conversation(app, *FILLER, CERAMICS)
+        await indexed(hybrid)
+        sent = len(fake_provider.embedding_inputs)
+        found = (await app.service.search("pottery in May 2023", limit=1)).results
+        assert fake_provider.embedding_inputs[sent:] == [["pottery"]]
+        assert [r.content for r in found] == [CERAMICS]
 
 
 async def test_fusion_keeps_full_text_hits_first(hybrid: Settings) -> None:

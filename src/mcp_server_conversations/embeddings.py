@@ -34,7 +34,7 @@ import numpy as np
 
 from .config import Settings
 from .errors import ProviderError
-from .fusion import CENTER_AT, embedding_query, fuse, similarities
+from .fusion import CENTER_AT, centre, embedding_query, fuse, similarities
 from .gateway import ModelGateway
 from .local_models import is_local
 from .models import SearchResult
@@ -74,6 +74,7 @@ class _Matrix:
     extra_rowids: list[int] = field(default_factory=list)
     extra_vectors: list[np.ndarray] = field(default_factory=list)
     total: np.ndarray | None = None  # the rows' sum (float64), for centring
+    centred: tuple[np.ndarray, np.ndarray] | None = None  # fusion.centre's answer for these rows
 
     def __post_init__(self) -> None:
         if self.total is None:
@@ -95,6 +96,7 @@ class _Matrix:
             extra = np.stack(self.extra_vectors)
             self.vectors = np.vstack([self.vectors, extra])
             self.total = self.total + extra.sum(axis=0, dtype=np.float64)
+            self.centred = None
             self.extra_rowids, self.extra_vectors = [], []
 
 
@@ -308,11 +310,12 @@ class EmbeddingIndex:
             matrix = await self._matrix(agent_id, len(q))
             if matrix is None:
                 return []
-            total = matrix.total if len(matrix.vectors) >= CENTER_AT else None
-            if matrix.vectors.size > THREAD_AT:  # numpy releases the GIL: keep the event loop free
-                sims = await asyncio.to_thread(similarities, matrix.vectors, q, total)
-            else:
-                sims = similarities(matrix.vectors, q, total)
+            big = matrix.vectors.size > THREAD_AT  # numpy releases the GIL: keep the event loop free
+            if len(matrix.vectors) >= CENTER_AT and matrix.centred is None:
+                args = (matrix.vectors, matrix.total)
+                matrix.centred = await asyncio.to_thread(centre, *args) if big else centre(*args)
+            args = (matrix.vectors, q, matrix.centred if len(matrix.vectors) >= CENTER_AT else None)
+            sims = await asyncio.to_thread(similarities, *args) if big else similarities(*args)
             best = top_k(sims, k if scope is None else OVERSAMPLE * k)
             rowids = [int(r) for r in matrix.rowids[best]]
             similarity = dict(zip(rowids, sims[best].tolist(), strict=True))

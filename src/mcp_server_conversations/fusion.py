@@ -55,17 +55,23 @@ def embedding_query(text: str) -> str:
     return stripped if re.search(r"\w", stripped) else text.strip()
 
 
-def similarities(vectors: np.ndarray, q: np.ndarray, total: np.ndarray | None) -> np.ndarray:
-    """Cosine of each (L2-normalized) row with `q` after both lose the rows' mean (`total` is
-    the rows' sum); plain cosine when `total` is None. One pass over the matrix either way."""
-    if total is None:
-        return vectors @ q
+def centre(vectors: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows' mean and each row's dot product with it (kept with the matrix until it changes)."""
     mu = (total / len(vectors)).astype(np.float32)
-    both = vectors @ np.stack([q, mu], axis=1)  # v·q and v·μ
+    return mu, vectors @ mu
+
+
+def similarities(vectors: np.ndarray, q: np.ndarray, centred: tuple[np.ndarray, np.ndarray] | None) -> np.ndarray:
+    """Cosine of each (L2-normalized) row with `q` after both lose the rows' mean (`centred` is
+    `centre`'s answer); plain cosine when `centred` is None. One pass over the matrix either way."""
+    v_q = vectors @ q
+    if centred is None:
+        return v_q
+    mu, v_mu = centred
     q_mu, mu_mu = float(q @ mu), float(mu @ mu)
     q_norm = float(np.sqrt(max(1.0 - 2.0 * q_mu + mu_mu, 1e-12)))
-    v_norm = np.sqrt(np.maximum(1.0 - 2.0 * both[:, 1] + mu_mu, 1e-12))
-    return (both[:, 0] - both[:, 1] - q_mu + mu_mu) / (v_norm * q_norm)
+    v_norm = np.sqrt(np.maximum(1.0 - 2.0 * v_mu + mu_mu, 1e-12))
+    return (v_q - v_mu - q_mu + mu_mu) / (v_norm * q_norm)
 
 
 def _standardized(ranking: list[SearchResult]) -> tuple[list[float], float]:
