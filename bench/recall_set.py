@@ -35,6 +35,7 @@ THIRD = ("Pat", "Robin", "Sasha", "Kim", "Alex", "Jules", "Morgan", "Noor", "Ren
 CATEGORIES = ("single-hop", "speaker", "temporal-absolute", "temporal-relative", "multi-hop")
 SESSIONS = 20
 TURNS = 22  # turns per session, filler included
+PAIRED = 0.3  # share of questions asked in the words written for the statement's wording
 
 
 @dataclass
@@ -115,25 +116,28 @@ class _Builder:
     def ask(self, category: str, text: str, *evidence: str) -> None:
         self.questions.append(Question(text, category, self.agent, tuple(evidence)))
 
-    def fact(self, family, speaker: str) -> str:
-        x = self.rng.choice(family.values)
-        text = self.rng.choice(family.say).format(x=x)
-        return self.turn(self.rng.randrange(SESSIONS), speaker, text, prompt=family.prompt)
+    def asking(self, family, said: int) -> str:
+        """Mostly the question written for the wording that was said (it shares a word with it),
+        sometimes any of them (which may share none)."""
+        return family.ask[said] if self.rng.random() < PAIRED else self.rng.choice(family.ask)
+
+    def fact(self, family, speaker: str, x: str) -> tuple[str, int]:
+        said = self.rng.randrange(len(family.say))
+        text = family.say[said].format(x=x)
+        return self.turn(self.rng.randrange(SESSIONS), speaker, text, prompt=family.prompt), said
 
     def single(self, family) -> None:
         speaker = self.rng.choice(self.speakers)
-        mid = self.fact(family, speaker)
-        self.ask("single-hop", self.rng.choice(family.ask).format(S=speaker), mid)
+        mid, said = self.fact(family, speaker, self.rng.choice(family.values))
+        self.ask("single-hop", self.asking(family, said).format(S=speaker), mid)
         self.decoys(family.decoys)
 
     def both(self, family) -> None:
         a, b = self.rng.sample(family.values, 2)
-        ids = {}
-        for speaker, x in zip(self.speakers, (a, b), strict=True):
-            text = self.rng.choice(family.say).format(x=x)
-            ids[speaker] = self.turn(self.rng.randrange(SESSIONS), speaker, text, prompt=family.prompt)
+        stated = {speaker: self.fact(family, speaker, x) for speaker, x in zip(self.speakers, (a, b), strict=True)}
         speaker = self.rng.choice(self.speakers)
-        self.ask("speaker", self.rng.choice(family.ask).format(S=speaker), ids[speaker])
+        mid, said = stated[speaker]
+        self.ask("speaker", self.asking(family, said).format(S=speaker), mid)
         self.decoys(family.decoys)
 
     def event(self, family, relative: bool) -> None:
@@ -148,7 +152,8 @@ class _Builder:
         for k, (month, x) in enumerate(zip(months, values, strict=True)):
             i = self.rng.choice(by_month[month])
             phrase, back = self.rng.choice(RELATIVE if relative else ABSOLUTE)
-            text = self.rng.choice(family.say).format(x=x, t=phrase)
+            said = self.rng.randrange(len(family.say))
+            text = family.say[said].format(x=x, t=phrase)
             text = text[0].upper() + text[1:]
             mid = self.turn(i, speaker, text)
             if k not in asked:
@@ -160,7 +165,7 @@ class _Builder:
                 when = f"on {day(happened)}"
             else:
                 when = f"in {MONTHS[happened.month - 1]} {happened.year}"
-            question = self.rng.choice(family.ask).format(S=speaker, when=when)
+            question = self.asking(family, said).format(S=speaker, when=when)
             self.ask("temporal-relative" if relative else "temporal-absolute", question, mid)
         self.decoys(family.decoys)
 
