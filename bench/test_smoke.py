@@ -30,7 +30,7 @@ def test_quick_bench_run_prints_the_table_and_writes_json(tmp_path: Path) -> Non
     names = [f["name"] for f in results["figures"]]
     for expected in ("cold start", "tool latency list_messages", "send overhead", "streaming overhead",
                      "database trips", "parallel sends", "same-conversation queue", "server RSS", "ingest",
-                     "database size", "search", "fork cost", "search recall@5", "HTTP load"):
+                     "database size", "search", "fork cost", "search recall lexical: all", "HTTP load"):
         assert any(n.startswith(expected) for n in names), f"{expected!r} missing from {names}"
     assert len(lines) == 2 + len(names)  # header, rule, one row per figure
     for f in results["figures"]:

@@ -23,7 +23,8 @@ What it does:
 - `POST /v1/embeddings`: deterministic hashed bag-of-words vectors (dimension 64), for search tests;
   words in `SYNONYMS` share a dimension (a vector match without a shared word). `embedding_inputs` records
   each request's texts; `embedding_error = status` fails requests (only those with a text containing
-  `embedding_fail_when`, if set).
+  `embedding_fail_when`, if set); `embedding_delay` slows each request, `embeddings_max_in_flight` counts
+  the most answered at once.
 - Remote control for a separately started process: `POST /_fake/enqueue` (JSON body = enqueue's keyword
   arguments except `wait_for`), `GET /_fake/requests`, `POST /_fake/reset`.
 
@@ -182,6 +183,8 @@ class FakeProvider:
         self.embedding_inputs: list[list[str]] = []
         self.embedding_error: int | None = None
         self.embedding_fail_when: str | None = None
+        self.embedding_delay = 0.0  # seconds each embedding request takes
+        self.embeddings_in_flight = self.embeddings_max_in_flight = 0
         self._queue: list[Reply] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -300,6 +303,8 @@ class FakeProvider:
             self.default_chunk_delay = 0.0
             self.embedding_error = None
             self.embedding_fail_when = None
+            self.embedding_delay = 0.0
+            self.embeddings_in_flight = self.embeddings_max_in_flight = 0
 
     @property
     def pending(self) -> int:
@@ -465,6 +470,14 @@ class FakeProvider:
         texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
         with self._cond:
             self.embedding_inputs.append([str(t) for t in texts])
+            self.embeddings_in_flight += 1
+            self.embeddings_max_in_flight = max(self.embeddings_max_in_flight, self.embeddings_in_flight)
+        try:
+            if self.embedding_delay:
+                await asyncio.sleep(self.embedding_delay)
+        finally:
+            with self._cond:
+                self.embeddings_in_flight -= 1
         fail_when = self.embedding_fail_when
         if self.embedding_error and (fail_when is None or any(fail_when in str(t) for t in texts)):
             return JSONResponse(

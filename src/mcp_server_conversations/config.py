@@ -86,6 +86,16 @@ class Settings(BaseSettings):
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)} (got {value!r})")
         return level
 
+    @field_validator("embedding_model")
+    @classmethod
+    def _embedding_model(cls, value: str | None) -> str | None:
+        """A `local/` model must be known and installed: say so at start, not in the indexer's log."""
+        from .local.models import check, is_local
+
+        if value and is_local(value):
+            check(value)
+        return value
+
     @model_validator(mode="after")
     def _token_file(self) -> Settings:
         """Read --auth-token-file once, at start: a missing or empty file is a configuration error."""

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from .config import Settings
 from .errors import ContextWindowError, ModelNotConfiguredError, ProviderError
+from .local.models import LocalEmbedder, is_local
 from .models import Usage
 
 log = logging.getLogger("mcp_server_conversations.gateway")
@@ -113,6 +114,7 @@ class ModelGateway:
         # on every send; each answer walks litellm's provider logic (a tenth of a millisecond or more).
         self._configured: set[str] = set()
         self._infos: dict[str, dict[str, Any] | None] = {}
+        self._local: dict[str, LocalEmbedder] = {}  # in-process embedding models by handle
 
     # -- loading --
 
@@ -318,8 +320,10 @@ class ModelGateway:
         2 retries for embeddings, which would otherwise triple a hung provider's cost.
 
         Raises ProviderError (the same mapping as chat calls)."""
-        litellm = await self.load()
         timeout = within or self.settings.model_timeout
+        if is_local(model):
+            return await self._embed_locally(model, texts, within=timeout)
+        litellm = await self.load()
         try:
             async with asyncio.timeout(timeout):
                 response = await litellm.aembedding(model=model, input=texts, timeout=timeout, num_retries=0)
@@ -334,6 +338,22 @@ class ModelGateway:
                 "EmbeddingError", f"{model} returned {len(vectors)} usable embeddings for {len(texts)} inputs"
             )
         return vectors
+
+    async def _embed_locally(self, model: str, texts: list[str], *, within: float) -> list[list[float]]:
+        """A `local/` model in a worker thread (loaded there on first use: the event loop keeps going)."""
+        embedder = self._local.get(model)
+        if embedder is None:
+            try:
+                embedder = self._local[model] = LocalEmbedder(model)
+            except ValueError as e:
+                raise ProviderError("LocalModelError", str(e), status_code=400) from e
+        try:
+            async with asyncio.timeout(within):
+                return await asyncio.to_thread(embedder.embed, texts)
+        except TimeoutError as e:
+            raise ProviderError("Timeout", f"{model} gave no embeddings within {within:g} s", status_code=504) from e
+        except Exception as e:  # a broken install or model file: the indexer backs off and logs it
+            raise ProviderError("LocalModelError", f"{model}: {e!r}", status_code=500) from e
 
     async def complete(self, model: str, messages: list[dict[str, Any]]) -> Completion:
         """A whole (streamed, then assembled) answer without tools: used by the summarizer."""

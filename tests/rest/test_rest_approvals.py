@@ -245,9 +245,8 @@ async def test_runs_list_retrieve_and_reattach_from_seq_id(settings: Settings, f
 async def test_feeds_kept_for_reattaching_are_bounded(monkeypatch) -> None:
     from types import SimpleNamespace
 
-    from mcp_server_conversations.runs.events import RunEvent
-
     from mcp_server_conversations.rest import sse
+    from mcp_server_conversations.runs.events import RunEvent
 
     monkeypatch.setattr(sse, "MAX_FEEDS", 2)
     app = SimpleNamespace(extras={})

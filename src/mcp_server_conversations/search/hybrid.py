@@ -1,21 +1,23 @@
-"""Hybrid search: message embeddings kept current in the background, vector ranking, and
-reciprocal rank fusion (RRF) with the full-text ranking.
+"""Hybrid search: message embeddings kept current in the background, vector ranking, and its
+fusion with the full-text ranking (fusion.py).
 
 Imported only when an embedding model is configured (app.py), so a server without one never
 loads numpy, and never litellm for search.
 
 - Indexing never sits on a write path: a background task polls for searchable messages that have
   no vector yet (a rowid cursor makes each poll an index range scan, and polls happen only after
-  this connection wrote something), embeds them in batches through the gateway and stores them.
-  A backlog (the flag turned on over an existing database) drains the same way at start.
-- Vector ranking is exact cosine similarity over an agent's vectors held as one normalized
+  this connection wrote something), embeds them in batches through the gateway and stores them,
+  several batches in flight at once. A backlog (the flag turned on over an existing database)
+  drains the same way at start.
+- Vector ranking is exact cosine similarity, centred on the agent's mean vector once it has
+  enough of them (fusion.py), over an agent's vectors held as one normalized
   float32 matrix per agent in memory (sqlite-vec cannot load here: this Python's sqlite3 has no
   enable_load_extension). The indexer appends what it embeds to a cached matrix; deletions are
   caught when a candidate no longer exists (the matrix is then reloaded). Scope filters come from
   the same SQL as full-text search (storage/search.py `message_filters`).
-- Fusion: score = sum over both rankings of 1 / (60 + rank), as in Cormack, Clarke & Büttcher
-  (SIGIR 2009). If embedding the query fails, the search answers from full-text alone and logs
-  a warning: search never fails because of embeddings.
+- Fusion is score-aware (fusion.py); the embedded query leaves dates out. If embedding the query
+  fails, the search answers from full-text alone and logs a warning: search never fails because
+  of embeddings.
 """
 
 from __future__ import annotations
@@ -23,9 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,48 +35,18 @@ import numpy as np
 from ..config import Settings
 from ..errors import ProviderError
 from ..gateway import ModelGateway
+from ..local.models import is_local
 from ..models import SearchResult
 from ..storage import PendingMessage, Store
+from .fusion import CENTER_AT, centre, embedding_query, fuse, similarities
 
 log = logging.getLogger("mcp_server_conversations.search.hybrid")
 
-RRF_K = 60  # the usual RRF constant: damps the weight of the very top ranks
 CANDIDATES = 50  # depth of each ranking fed to the fusion
 BATCH = 64  # messages per embedding request
 MAX_EMBED_CHARS = 8000  # about 2,000 tokens: within every common embedding model's input limit
-SNIPPET_CHARS = 160
 OVERSAMPLE = 10  # a filtered search first checks the nearest OVERSAMPLE x k rows against its scope
 THREAD_AT = 1 << 20  # matrix elements above which scoring runs in a worker thread (~1k x 1024 floats)
-
-
-def fuse(full_text: list[SearchResult], vector: list[SearchResult], limit: int, k: int = RRF_K) -> list[SearchResult]:
-    """Reciprocal rank fusion, best first; `score` is the fused score. A full-text hit keeps its
-    snippet; a vector-only hit gets the start of its text. Ties keep full-text order first."""
-    scores: dict[str, float] = {}
-    found: dict[str, SearchResult] = {}
-    for ranking in (full_text, vector):
-        for rank, result in enumerate(ranking, start=1):
-            scores[result.message_id] = scores.get(result.message_id, 0.0) + 1.0 / (k + rank)
-            found.setdefault(result.message_id, result)
-    best = sorted(scores, key=lambda message_id: -scores[message_id])[:limit]
-    out = []
-    for message_id in best:
-        result = found[message_id]
-        update: dict[str, object] = {"score": round(scores[message_id], 6)}
-        if not result.snippet:
-            update["snippet"] = lead(result.content or "")
-        out.append(result.model_copy(update=update))
-    return out
-
-
-def lead(text: str, size: int = SNIPPET_CHARS) -> str:
-    """The start of a text as a snippet: whitespace collapsed, cut at a word boundary."""
-    text = re.sub(r"\s+", " ", text).strip()
-    if len(text) <= size:
-        return text
-    cut = text[:size]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > size // 2 else cut) + "…"
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -101,6 +72,11 @@ class _Matrix:
     vectors: np.ndarray
     extra_rowids: list[int] = field(default_factory=list)
     extra_vectors: list[np.ndarray] = field(default_factory=list)
+    total: np.ndarray = field(init=False)  # the rows' sum (float64), for centring
+    centred: tuple[np.ndarray, np.ndarray] | None = None  # fusion.centre's answer for these rows
+
+    def __post_init__(self) -> None:
+        self.total = self.vectors.sum(axis=0, dtype=np.float64)
 
     @property
     def dim(self) -> int:
@@ -115,7 +91,10 @@ class _Matrix:
     def settle(self) -> None:
         if self.extra_rowids:
             self.rowids = np.concatenate([self.rowids, np.asarray(self.extra_rowids, dtype=np.int64)])
-            self.vectors = np.vstack([self.vectors, np.stack(self.extra_vectors)])
+            extra = np.stack(self.extra_vectors)
+            self.vectors = np.vstack([self.vectors, extra])
+            self.total = self.total + extra.sum(axis=0, dtype=np.float64)
+            self.centred = None
             self.extra_rowids, self.extra_vectors = [], []
 
 
@@ -129,6 +108,7 @@ class EmbeddingIndex:
     cooldown = 15.0  # seconds searches skip the vector side after embedding a query failed
     query_timeout = 15.0  # seconds a search waits for its query's embedding
     batch_timeout = 120.0  # seconds the indexer waits for one batch
+    in_flight = 4  # batches embedding at once (a remote provider answers several requests in parallel)
 
     def __init__(self, settings: Settings, store: Store, gateway: ModelGateway) -> None:
         if not settings.embedding_model:
@@ -144,6 +124,8 @@ class EmbeddingIndex:
         self._down_until = 0.0
         self._task: asyncio.Task[None] | None = None
         self.failures = 0  # consecutive failed indexing attempts (0 when healthy)
+        if is_local(self.model):  # one batch computes while the next waits: a local model uses the cores alone
+            self.in_flight = 2
 
     # -- lifecycle --
 
@@ -191,20 +173,38 @@ class EmbeddingIndex:
     # -- indexing --
 
     async def index_pending(self) -> int:
-        """Embed and store every searchable message that has no vector yet; how many were handled."""
-        handled = 0
-        while True:
-            batch = await self.store.messages_missing_embeddings(self.model, after=self._cursor, limit=BATCH)
-            if not batch:
-                return handled
-            vectors = await self._embed_messages(batch)
-            await self.store.save_embeddings(
-                self.model, [(m.id, 0 if v is None else len(v), b"" if v is None else v.tobytes())
-                             for m, v in zip(batch, vectors, strict=True)],
-            )  # fmt: skip
-            self._remember(batch, vectors)
-            self._cursor = batch[-1].rowid
-            handled += len(batch)
+        """Embed and store every searchable message that has no vector yet; how many were handled.
+
+        Pipelined: up to `in_flight` batches are read and embedding at once while finished ones are
+        saved in order, so the provider (or the local model's thread) never waits for the database,
+        and the cursor only passes messages whose vectors are stored."""
+        handled, cursor, exhausted = 0, self._cursor, False
+        flight: deque[tuple[list[PendingMessage], asyncio.Future[list[np.ndarray | None]]]] = deque()
+        try:
+            while True:
+                while not exhausted and len(flight) < self.in_flight:
+                    batch = await self.store.messages_missing_embeddings(self.model, after=cursor, limit=BATCH)
+                    if not batch:
+                        exhausted = True
+                        break
+                    cursor = batch[-1].rowid
+                    flight.append((batch, asyncio.ensure_future(self._embed_messages(batch))))
+                if not flight:
+                    return handled
+                batch, embedding = flight.popleft()
+                vectors = await embedding
+                await self.store.save_embeddings(
+                    self.model, [(m.id, 0 if v is None else len(v), b"" if v is None else v.tobytes())
+                                 for m, v in zip(batch, vectors, strict=True)],
+                )  # fmt: skip
+                self._remember(batch, vectors)
+                self._cursor = batch[-1].rowid
+                handled += len(batch)
+        finally:  # a failed or cancelled pass drops the batches behind it: the next pass embeds them again
+            for _, embedding in flight:
+                embedding.cancel()
+            if flight:
+                await asyncio.gather(*(embedding for _, embedding in flight), return_exceptions=True)
 
     async def _embed_messages(self, batch: list[PendingMessage]) -> list[np.ndarray | None]:
         """Vectors for a batch (None: nothing to embed, or the provider refused that text). A 400
@@ -262,7 +262,7 @@ class EmbeddingIndex:
         scope: dict[str, Any] = {
             "agent_id": agent_id, "roles": roles, "start": start, "end": end, "conversation_id": conversation_id,
         }
-        query_vector = asyncio.ensure_future(self._query_vector(query))
+        query_vector = asyncio.ensure_future(self._query_vector(embedding_query(query)))
         try:
             full_text = await self.store.search(terms=terms, limit=depth, **scope)
         except BaseException:
@@ -310,24 +310,34 @@ class EmbeddingIndex:
             matrix = await self._matrix(agent_id, len(q))
             if matrix is None:
                 return []
-            if matrix.vectors.size > THREAD_AT:  # numpy releases the GIL: keep the event loop free
-                sims = await asyncio.to_thread(np.matmul, matrix.vectors, q)
+            big = matrix.vectors.size > THREAD_AT  # numpy releases the GIL: keep the event loop free
+            if len(matrix.vectors) >= CENTER_AT and matrix.centred is None:
+                if big:
+                    matrix.centred = await asyncio.to_thread(centre, matrix.vectors, matrix.total)
+                else:
+                    matrix.centred = centre(matrix.vectors, matrix.total)
+            centred = matrix.centred if len(matrix.vectors) >= CENTER_AT else None
+            if big:
+                sims = await asyncio.to_thread(similarities, matrix.vectors, q, centred)
             else:
-                sims = matrix.vectors @ q
+                sims = similarities(matrix.vectors, q, centred)
             best = top_k(sims, k if scope is None else OVERSAMPLE * k)
             rowids = [int(r) for r in matrix.rowids[best]]
+            similarity = dict(zip(rowids, sims[best].tolist(), strict=True))
             present = await self.store.present_rowids(rowids, self.model, scope)
             if scope is not None and len(present) < k and len(best) < len(sims):
                 allowed = np.asarray(await self.store.scoped_rowids(**scope), dtype=np.int64)
                 rows = np.flatnonzero(np.isin(matrix.rowids, allowed, assume_unique=True))
-                rowids = [int(r) for r in matrix.rowids[rows[top_k(sims[rows], k)]]]
+                best = rows[top_k(sims[rows], k)]
+                rowids = [int(r) for r in matrix.rowids[best]]
+                similarity = dict(zip(rowids, sims[best].tolist(), strict=True))
                 present = await self.store.present_rowids(rowids, self.model)
             if scope is not None or len(present) == len(rowids):
                 break
             self._cache.pop(agent_id, None)  # rows were deleted since the matrix was loaded: reload once
         nearest = [r for r in rowids if r in present][:k]
         hits = await self.store.vector_hits(nearest)
-        return [hits[r] for r in nearest if r in hits]
+        return [hits[r].model_copy(update={"score": round(similarity[r], 6)}) for r in nearest if r in hits]
 
     async def _matrix(self, agent_id: str, dim: int) -> _Matrix | None:
         """The agent's cached matrix for `dim`-sized vectors, loaded on first use."""
