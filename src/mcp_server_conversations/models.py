@@ -21,6 +21,14 @@ StopReason = Literal[
     "end_turn", "max_steps", "error", "cancelled", "interrupted", "context_window_exceeded", "requires_approval"
 ]
 
+# The product's limits, stated once: the MCP tools' schemas, the services and the runtime all use these.
+MAX_STEPS = 100  # model calls in one send_message turn
+MAX_KEY_CHARS = 200  # an idempotency key
+MAX_PAGE = 1000  # items in one page of a list
+MAX_SEARCH_RESULTS = 100  # results of one conversation_search
+UNFINISHED = ("queued", "running")  # a run's statuses before it ends
+FINISHED = ("completed", "failed", "cancelled", "interrupted")  # how a run ends
+
 NEXT = "Pass as `after` (with the same ordering) for the next page; null at the end"
 
 ROLE_OF_TYPE: dict[str, str] = {

@@ -11,13 +11,12 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
-from ..models import CompactResult, Run
+from ..models import MAX_STEPS, UNFINISHED, CompactResult, Run
 from ..runs.events import RunEvent
 from .tools import CREATE, READ, ConvId, app_of, tool_errors
 
 CANCEL = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 SEND = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=True)
-FINISHED = ("completed", "failed", "cancelled", "interrupted")
 
 
 class InputMessage(BaseModel):
@@ -30,7 +29,7 @@ RunId = Annotated[str, Field(description="Run id (run-…) from send_message", m
 
 def reply_text(run: Run) -> str:
     """The text content of a send_message result: the assistant's reply, or what happened instead."""
-    if run.status in ("queued", "running"):
+    if run.status in UNFINISHED:
         return (
             f"Run {run.id} is {run.status} in the background. Poll get_run with run_id={run.id} until its status "
             "is completed, failed, cancelled or interrupted (the reply is then in its messages); stop it with "
@@ -89,7 +88,7 @@ def register(mcp: MCPServer) -> None:
                   "not saved. Otherwise the conversation's, then the agent's, then the server's default model"),
         ] = None,
         max_steps: Annotated[
-            int, Field(ge=1, le=100, description="Most model calls in this turn (each tool call round is one)")
+            int, Field(ge=1, le=MAX_STEPS, description="Most model calls in this turn (each tool call round is one)")
         ] = 10,
         idempotency_key: Annotated[
             str | None,

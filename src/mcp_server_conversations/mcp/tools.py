@@ -18,6 +18,8 @@ from ..app import App
 from ..errors import ConversationsError
 from ..inputs import check_value
 from ..models import (
+    MAX_PAGE,
+    MAX_SEARCH_RESULTS,
     Agent,
     AgentList,
     Block,
@@ -116,7 +118,7 @@ def register(mcp: MCPServer) -> None:
     @tool_errors
     async def list_agents(
         ctx: Context,
-        limit: Annotated[int, Field(ge=1, le=1000, description="Page size, 1-1000")] = 50,
+        limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description=f"Page size, 1-{MAX_PAGE}")] = 50,
         after: Cursor = None,
     ) -> AgentList:
         """List agents, oldest first; pass next_cursor as `after` for the next page."""
@@ -205,7 +207,7 @@ def register(mcp: MCPServer) -> None:
             Field(description="Sort key; last_run_completion puts never-run conversations last"),
         ] = "created_at",
         order: Annotated[Literal["desc", "asc"], Field(description="desc = newest first")] = "desc",
-        limit: Annotated[int, Field(ge=1, le=1000, description="Page size, 1-1000")] = 50,
+        limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description=f"Page size, 1-{MAX_PAGE}")] = 50,
         after: Cursor = None,
     ) -> ConversationList:
         """List an agent's conversations; pass next_cursor as `after` (same order_by/order) for more."""
@@ -216,7 +218,7 @@ def register(mcp: MCPServer) -> None:
     async def list_messages(
         ctx: Context,
         conversation_id: ConvId,
-        limit: Annotated[int, Field(ge=1, le=1000, description="Page size, 1-1000")] = 100,
+        limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description=f"Page size, 1-{MAX_PAGE}")] = 100,
         after: Cursor = None,
         order: Annotated[Literal["asc", "desc"], Field(description="asc = oldest first")] = "asc",
         message_types: Annotated[list[MessageType] | None, Field(description="Only these message types")] = None,
@@ -262,7 +264,7 @@ def register(mcp: MCPServer) -> None:
         start_date: Annotated[str | None, Field(description="YYYY-MM-DD or ISO datetime, inclusive")] = None,
         end_date: Annotated[str | None, Field(description="YYYY-MM-DD (whole day) or ISO datetime, inclusive")]
         = None,
-        limit: Annotated[int, Field(ge=1, le=100, description="Results, 1-100")] = 10,
+        limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_RESULTS, description=f"Results, 1-{MAX_SEARCH_RESULTS}")] = 10,
     ) -> SearchResults:
         """Search the pooled history of all the agent's conversations, best match first (BM25)."""
         return await app_of(ctx).service.search(

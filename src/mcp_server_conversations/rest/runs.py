@@ -16,7 +16,7 @@ from starlette.routing import Route
 
 from ..app import App
 from ..errors import ValidationError
-from ..models import Run
+from ..models import UNFINISHED, Run
 from . import shapes, sse
 from .common import LettaBody, json_response, page_by_id, parse_body, parse_query, resolve_conversation, route
 
@@ -52,7 +52,7 @@ class ConversationStream(RunStream):
 def run_state(r: Run) -> dict[str, Any]:
     """Letta's Run: its statuses are created, running, completed, failed and cancelled."""
     status = {"queued": "created", "interrupted": "cancelled"}.get(r.status, r.status)
-    stop = shapes.stop_reason(r)["stop_reason"] if r.status not in ("queued", "running") else None
+    stop = shapes.stop_reason(r)["stop_reason"] if r.status not in UNFINISHED else None
     usage = r.usage.model_dump() if r.usage else None
     return {
         "id": r.id, "agent_id": r.agent_id, "conversation_id": r.conversation_id, "status": status,

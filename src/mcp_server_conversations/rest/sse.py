@@ -19,14 +19,13 @@ from typing import Any
 
 from ..app import App
 from ..errors import ConversationsError
-from ..models import Run
+from ..models import FINISHED, Run
 from ..runs.events import RunEvent
 from . import shapes
 
 log = logging.getLogger("mcp_server_conversations.rest")
 
 KEEPALIVE = 15.0  # seconds of silence before a keepalive; app.extras["sse_keepalive"] overrides it
-FINISHED = ("completed", "failed", "cancelled", "interrupted")
 DONE = b"data: [DONE]\n\n"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 

@@ -17,16 +17,13 @@ last step's by the runtime, with the run's end).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ContextWindowError
 from ..gateway import Completion, ModelGateway
-from ..models import Message, Run, Usage
+from ..models import Message
 from ..storage import NewMessage, PromptRows, Store
 from ..util import new_id
 from .agent_tools import AgentTools
@@ -34,65 +31,12 @@ from .compaction import Compactor, effective_window, over_threshold
 from .events import RunEvent
 from .memory import compile_system
 from .prompt import estimate_tokens, rows_to_chat
+from .state import RunState
 
 if TYPE_CHECKING:
-    from ..errors import ConversationsError
+    pass
 
 log = logging.getLogger("mcp_server_conversations.runs.loop")
-
-Listener = Callable[[RunEvent], Awaitable[None]]
-
-
-@dataclass
-class RunState:
-    """What the runtime knows about a run while it is queued or running (in memory only)."""
-
-    run_id: str
-    conversation_id: str
-    agent_id: str
-    model: str
-    override_model: str | None
-    background: bool
-    status: str = "queued"
-    partial: list[str] = field(default_factory=list)  # this step's text deltas; joined only when read
-    usage: Usage = field(default_factory=Usage)
-    listeners: list[Listener] = field(default_factory=list)
-    subscribers: list[asyncio.Queue[RunEvent]] = field(default_factory=list)
-    admitted: asyncio.Event = field(default_factory=asyncio.Event)  # set once queued-or-running is known
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task[None] | None = None
-    client_tools: list[dict[str, Any]] = field(default_factory=list)  # chat-completions tool schemas
-    cancel_requested: bool = False
-    end_as: str = "cancelled"  # what a cancellation means: cancelled (by a client) or interrupted (shutdown)
-    error: ConversationsError | None = None
-    created: Run | None = None  # the run as first stored (what a background send returns)
-    replaced_by: str | None = None  # the run another process stored first with this idempotency key
-    final: Run | None = None
-
-    @property
-    def partial_text(self) -> str:
-        """The assistant text streamed so far in the current step."""
-        return "".join(self.partial)
-
-    def add_usage(self, usage: Usage) -> None:
-        self.usage = Usage(
-            prompt_tokens=self.usage.prompt_tokens + usage.prompt_tokens,
-            completion_tokens=self.usage.completion_tokens + usage.completion_tokens,
-            total_tokens=self.usage.total_tokens + usage.total_tokens,
-        )
-
-    async def emit(self, event: RunEvent) -> None:
-        """Hand an event to subscribers (queued) and listeners (awaited in order; their failures are ignored)."""
-        for queue in self.subscribers:
-            queue.put_nowait(event)
-        for listener in list(self.listeners):
-            try:
-                await listener(event)
-            except Exception:  # a listener whose client went away must not end the run
-                log.debug("run listener failed; detaching it", exc_info=True)
-                if listener in self.listeners:
-                    self.listeners.remove(listener)
-
 
 class AgentLoop:
     """Runs the steps of one turn of `state`'s run (the caller holds the conversation's turn)."""
@@ -255,4 +199,4 @@ def offered_tools(
     return [*own, *extra], {t["function"]["name"] for t in extra}
 
 
-__all__ = ["AgentLoop", "Listener", "RunState", "offered_tools"]
+__all__ = ["AgentLoop", "offered_tools"]

@@ -19,9 +19,9 @@ import anyio
 from ..errors import ConversationsError, StorageUnavailableError
 from ..models import Run
 from ..storage import NewMessage, Store
-from ..util import now_iso
+from ..util import backoff, now_iso
 from .events import RunEvent
-from .loop import RunState
+from .state import RunState
 
 log = logging.getLogger("mcp_server_conversations.runs.pending_ends")
 
@@ -118,20 +118,22 @@ class PendingEnds:
         log.info("run %s: its end is stored", run_id)
 
     async def _retry(self) -> None:
-        delay = RETRY_FIRST
+        delays = backoff(RETRY_FIRST, RETRY_MAX)  # longer apart while the database keeps refusing
+        delay = next(delays)
         while self._ends:
             await asyncio.sleep(delay)
             for run_id in list(self._ends):
                 try:
                     await self._store(run_id)
                 except StorageUnavailableError:
-                    delay = min(delay * 2, RETRY_MAX)
+                    delay = next(delays)
                     break
                 except Exception:  # e.g. its conversation is gone: nothing left to store it in
                     log.exception("run %s: its end could not be stored; giving up", run_id)
                     self._ends.pop(run_id, None)
             else:
-                delay = RETRY_FIRST
+                delays = backoff(RETRY_FIRST, RETRY_MAX)
+                delay = next(delays)
 
     async def stop(self) -> None:
         """Stop retrying after one last attempt (ends still pending are ended at the next start)."""

@@ -13,16 +13,16 @@ import contextlib
 import logging
 from collections.abc import Callable, Mapping
 
-from ..models import Run
+from ..models import UNFINISHED, Run
 from ..storage import Presence, Store
-from .loop import RunState
+from ..util import backoff
+from .state import RunState
 from .sweep import end_orphan
 
 log = logging.getLogger(__name__)
 
 CANCEL_POLL = 0.25  # seconds between an owning process's looks for cancel requests, while it has runs
 CANCEL_WAIT = 15.0  # seconds the asking process waits for the owner to end the run
-WAIT_FIRST, WAIT_MAX = 0.02, 0.25  # its polling of the run's status, doubling
 
 
 class RemoteCancels:
@@ -78,13 +78,14 @@ class RemoteCancels:
             return await self._end_orphan(run)
         if not await self.store.request_cancel(run.id):
             return await self.store.get_run(run.id)  # it ended meanwhile
-        delay, waited = WAIT_FIRST, 0.0
-        while waited < CANCEL_WAIT:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CANCEL_WAIT
+        for delay in backoff():
+            if loop.time() >= deadline:
+                break
             await self.store.wait_run_end(run.id, delay)
-            waited += delay
-            delay = min(delay * 2, WAIT_MAX)
             now = await self.store.get_run(run.id, with_messages=False)
-            if now.status not in ("queued", "running"):
+            if now.status not in UNFINISHED:
                 return await self.store.get_run(run.id)
             if not await self.presence.alive(owner):
                 return await self._end_orphan(now)

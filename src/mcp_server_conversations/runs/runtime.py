@@ -42,27 +42,26 @@ from ..errors import (
     ModelNotConfiguredError,
     ProviderError,
     StorageUnavailableError,
-    ValidationError,
 )
 from ..gateway import ModelGateway
-from ..models import CompactResult, Run
+from ..models import UNFINISHED, CompactResult, Run
 from ..service.conversations import ConversationService, check_handle
 from ..storage import NewMessage, PromptRows, SendTarget, Store
 from ..util import backoff, new_id, now_iso
 from .agent_tools import AgentTools
 from .compaction import Compactor, choose_evicted, effective_window
 from .events import RunEvent
-from .loop import AgentLoop, Listener, RunState
+from .inputs import Input, check_send_options, send_inputs
+from .loop import AgentLoop
 from .pending_ends import PendingEnds, stored_cause
 from .remote_cancel import RemoteCancels
+from .state import Listener, RunState
 from .sweep import Sweeper, end_dead_runs
 
 log = logging.getLogger("mcp_server_conversations.runs.runtime")
 
 WARM_DELAY = 0.5  # seconds after start before litellm is imported, so `initialize` is answered first
 SHUTDOWN_GRACE = 10.0  # seconds runs get to record that they were interrupted
-MAX_STEPS = 100
-MAX_KEY_CHARS = 200
 
 
 @dataclass(slots=True)
@@ -71,23 +70,6 @@ class _Turn:
 
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0  # tasks holding the lock or waiting for it (or admitted and about to)
-
-
-@dataclass(frozen=True, slots=True)
-class Input:
-    """One message of a send: user or system text, or a client tool's result (role tool)."""
-
-    role: str
-    content: str
-    tool_call_id: str | None = None
-    status: str | None = None
-
-    def message(self, run_id: str) -> NewMessage:
-        if self.role == "tool":
-            return NewMessage("tool_return_message", "tool", content=self.content, tool_call_id=self.tool_call_id,
-                              status=self.status, run_id=run_id)  # fmt: skip
-        kind = "user_message" if self.role == "user" else "system_message"
-        return NewMessage(kind, self.role, content=self.content, run_id=run_id)
 
 
 class Runtime:
@@ -174,35 +156,6 @@ class Runtime:
 
     # -- sending --
 
-    def _inputs(self, content: str | None, messages: list[dict[str, Any]] | None) -> list[Input]:
-        if content is not None and messages:
-            raise ValidationError("messages", "give either content or messages, not both")
-        if content is not None:
-            return [Input("user", self.service.check_text("content", content))]
-        if not messages:
-            raise ValidationError("content", "the message is empty; give its text in content (or a messages list)")
-        out = []
-        for i, m in enumerate(messages):
-            role, text = (m.get("role"), m.get("content")) if isinstance(m, dict) else (None, None)
-            if role == "tool":
-                out.append(self._tool_input(i, m))
-                continue
-            if role not in ("user", "system"):
-                raise ValidationError(f"messages[{i}].role", f"{role!r} is not allowed; use user or system")
-            if not isinstance(text, str):
-                raise ValidationError(f"messages[{i}].content", "must be a string")
-            out.append(Input(role, self.service.check_text(f"messages[{i}].content", text)))
-        return out
-
-    def _tool_input(self, i: int, m: dict[str, Any]) -> Input:
-        """A client tool's result for a call that waits for it (Letta's approvals)."""
-        call_id, text, status = m.get("tool_call_id"), m.get("content"), m.get("status") or "success"
-        if not isinstance(call_id, str) or not call_id:
-            raise ValidationError(f"messages[{i}].tool_call_id", "a tool result names the tool call it answers")
-        if status not in ("success", "error") or not isinstance(text, str):
-            raise ValidationError(f"messages[{i}]", "a tool result has text content and status success or error")
-        return Input("tool", self.service.check_text(f"messages[{i}].content", text, allow_empty=True), call_id, status)
-
     async def send(
         self,
         conversation_id: str,
@@ -223,12 +176,9 @@ class Runtime:
         run failed) on a provider failure. Background: returns at once with status queued or running."""
         if self._closing:
             raise ConflictError("the server is shutting down; send again after it restarts")
-        inputs = self._inputs(content, messages)
-        if not 1 <= max_steps <= MAX_STEPS:
-            raise ValidationError("max_steps", f"must be between 1 and {MAX_STEPS} (got {max_steps})")
+        inputs = send_inputs(self.service.check_text, content, messages)
+        check_send_options(max_steps, idempotency_key)
         override_model = check_handle("override_model", override_model)
-        if idempotency_key is not None and not (0 < len(idempotency_key.strip()) <= MAX_KEY_CHARS):
-            raise ValidationError("idempotency_key", f"must be 1-{MAX_KEY_CHARS} characters")
         target = await self.store.send_target(conversation_id, idempotency_key)
         if target.existing_run is not None:
             return await self._replay(target.existing_run, background, listener)
@@ -281,7 +231,7 @@ class Runtime:
         run = self._pending.get(run_id) or await self.store.get_run(run_id)
         if background:
             return run
-        if run.status in ("queued", "running"):  # another process runs it
+        if run.status in UNFINISHED:  # another process runs it
             run = await self.wait_for_end(run_id)
         self._raise_for(run, state)
         return run
@@ -472,7 +422,7 @@ class Runtime:
             return pending
         run = await self.store.get_run(run_id)
         state = self._runs.get(run_id)
-        if state is not None and not state.done.is_set() and run.status in ("queued", "running"):
+        if state is not None and not state.done.is_set() and run.status in UNFINISHED:
             usage = state.usage if state.usage.total_tokens else None  # tokens of the steps finished so far
             run = run.model_copy(update={"partial_text": state.partial_text, "usage": usage})
         return run
@@ -489,13 +439,13 @@ class Runtime:
             for delay in backoff():
                 if (pending := self._pending.get(run_id)) is not None:
                     return pending
-                if (await self.store.get_run(run_id, with_messages=False)).status not in ("queued", "running"):
+                if (await self.store.get_run(run_id, with_messages=False)).status not in UNFINISHED:
                     break
                 await self.store.wait_run_end(run_id, delay)
         return self._pending.get(run_id) or await self.store.get_run(run_id)
 
     def runs_here(self, run_id: str) -> bool:
-        """Whether this process runs the run now (its events reach listeners and subscribers here)."""
+        """Whether this process runs the run now (its events reach listeners here)."""
         state = self._runs.get(run_id)
         return state is not None and not state.done.is_set()
 
@@ -509,7 +459,7 @@ class Runtime:
             self._cancel(state)
             with anyio.CancelScope(shield=True):
                 await state.done.wait()
-        elif run.status in ("queued", "running"):  # another process's run
+        elif run.status in UNFINISHED:  # another process's run
             return await self._remote.cancel_elsewhere(run)
         return await self.get_run(run_id)
 
@@ -521,7 +471,11 @@ class Runtime:
             yield RunEvent("done", run_id, run=self._pending.get(run_id) or await self.wait_for_end(run_id))
             return
         queue: asyncio.Queue[RunEvent] = asyncio.Queue()
-        state.subscribers.append(queue)
+
+        async def enqueue(event: RunEvent) -> None:
+            queue.put_nowait(event)
+
+        state.listeners.insert(0, enqueue)  # first: a slow listener never delays what a subscriber reads
         try:
             while True:
                 event = await queue.get()
@@ -529,7 +483,8 @@ class Runtime:
                 if event.kind == "done":
                     return
         finally:
-            state.subscribers.remove(queue)
+            if enqueue in state.listeners:
+                state.listeners.remove(enqueue)
 
     # -- compaction on demand --
 

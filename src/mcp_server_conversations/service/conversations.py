@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from ..config import Settings
 from ..errors import NotFoundError, ValidationError
 from ..models import (
+    MAX_PAGE,
+    MAX_SEARCH_RESULTS,
     Agent,
     AgentList,
     Block,
@@ -171,7 +173,7 @@ class ConversationService:
     ) -> AgentList:
         """A page of agents by creation. `after_id`/`before_id` are agent ids (Letta's cursors):
         the page holds the agents right after / right before that one in `order`."""
-        check_limit(limit, 1000)
+        check_limit(limit, MAX_PAGE)
         if order not in ("asc", "desc"):
             raise ValidationError("order", "use asc or desc")
         desc = order == "desc"
@@ -331,7 +333,7 @@ class ConversationService:
         after_id: str | None = None,
     ) -> ConversationList:
         """A page of the agent's conversations; `after_id` is a conversation id (Letta's cursor)."""
-        check_limit(limit, 1000)
+        check_limit(limit, MAX_PAGE)
         if order_by not in ("created_at", "last_run_completion"):
             raise ValidationError("order_by", "use created_at or last_run_completion")
         if order not in ("asc", "desc"):
@@ -389,7 +391,7 @@ class ConversationService:
     ) -> MessageList:
         """A page of the history. `after_id`/`before_id` are message ids (Letta's cursors): the page
         holds the messages right after / right before that one in `order`."""
-        check_limit(limit, 1000)
+        check_limit(limit, MAX_PAGE)
         if after and (after_id or before_id):
             raise ValidationError("after", "pass either a next_cursor or message ids, not both")
         if order not in ("asc", "desc"):
@@ -444,7 +446,7 @@ class ConversationService:
         end_date: str | None = None,
         limit: int = 10,
     ) -> SearchResults:
-        check_limit(limit, 100)
+        check_limit(limit, MAX_SEARCH_RESULTS)
         if not isinstance(query, str) or not query.strip():
             raise ValidationError("query", "must not be empty; give words to look for")
         if len(query) > self.settings.max_message_chars:
