@@ -97,8 +97,8 @@ async def measure(agents: int) -> dict[str, Any]:
                                    "lexical": await evaluate(service, questions, agent_ids)}  # fmt: skip
             if local_model_installed():
                 settings = Settings(db=path, embedding_model=LOCAL_MODEL)
-                service.hybrid, rate = await hybrid_index(settings, store)
-                out["hybrid"] = await evaluate(service, questions, agent_ids)
+                index, rate = await hybrid_index(settings, store)
+                out["hybrid"] = await evaluate(ConversationService(store, settings, hybrid=index), questions, agent_ids)
                 out["embed_rate"] = rate
         finally:
             await store.close()

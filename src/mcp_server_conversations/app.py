@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from .config import Settings
+from .gateway import ModelGateway
 from .runs.runtime import Runtime
 from .service.conversations import ConversationService
 from .storage import Store, open_store
@@ -24,29 +25,44 @@ STOP_WITHIN = 30.0  # seconds for runs and the indexer to stop at shutdown befor
 
 
 @dataclass
+class RestState:
+    """What Letta's REST layer keeps between requests in this process."""
+
+    recent_sends: dict[str, tuple[str, float]] = field(default_factory=dict)  # an SDK retry joins its first attempt
+    run_feeds: dict[str, Any] = field(default_factory=dict)  # runs' streams kept for re-attaching (rest/sse.Feed)
+    sse_keepalive: float = 15.0  # seconds of silence before a keepalive, under the SDKs' 60 s read timeout
+
+
+@dataclass(frozen=True)
 class App:
+    """Everything a transport needs, built once in order by open_app."""
+
     settings: Settings
     store: Store
     service: ConversationService
-    extras: dict[str, Any] = field(default_factory=dict)
-    runtime: Runtime = field(default=None)  # type: ignore[assignment]  # set by open_app: runs of send_message
-    embeddings: EmbeddingIndex | None = None  # set by open_app with --embedding-model: the hybrid search index
+    runtime: Runtime  # runs of send_message
+    embeddings: EmbeddingIndex | None  # with --embedding-model: the hybrid search index
+    rest: RestState = field(default_factory=RestState)
 
 
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[App]:
-    """Open the database (migrating it) and build the services; close them on exit."""
+    """The composition root: open the database (migrating it), build the gateway, the search index,
+    the services and the runtime over it in that order; stop and close them on exit."""
     store = await open_store(settings.resolved_db())
     try:
-        service = ConversationService(store, settings)
-        app = App(settings=settings, store=store, service=service, runtime=Runtime(settings, store, service))
-        log.info("database ready at %s", settings.resolved_db())
+        gateway = ModelGateway(settings)
+        embeddings = None
+        if settings.embedding_model:
+            from .search.hybrid import EmbeddingIndex  # numpy: only loaded when hybrid search is on
+
+            embeddings = EmbeddingIndex(settings, store, gateway)
+        service = ConversationService(store, settings, hybrid=embeddings)
+        app = App(settings, store, service, Runtime(settings, store, service, gateway), embeddings)
+        log.info("database ready at %s", store.location)
         await app.runtime.start()
         try:
-            if settings.embedding_model:
-                from .search.hybrid import EmbeddingIndex  # numpy: only loaded when hybrid search is on
-
-                app.embeddings = service.hybrid = EmbeddingIndex(settings, store, app.runtime.gateway)
+            if app.embeddings is not None:
                 await app.embeddings.start()
             yield app
         finally:

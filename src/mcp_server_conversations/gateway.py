@@ -1,7 +1,7 @@
 """The model gateway: every model call goes through litellm here, and litellm's errors are
 mapped to the server's error tree here and nowhere else.
 
-litellm costs about 4 s to import, so it is imported lazily (never on the path to answering
+litellm takes seconds to import, so it is imported lazily (never on the path to answering
 `initialize`); `warm()` imports it in a worker thread once the server is up so the first send
 does not pay the whole cost. litellm also writes banners and low-level logs to stdout, which
 belongs to the protocol on stdio: its loggers are set to WARNING before the import and
@@ -54,7 +54,7 @@ def _load_litellm() -> ModuleType:
         litellm.suppress_debug_info = True
         if first:
             # litellm's ~300k import-time objects live as long as the process: keep them out of the
-            # garbage collector's full passes, each of which then took 100-200 ms (a p99 stall; bench/).
+            # garbage collector's full passes, which otherwise stall a request now and then (p99; bench/).
             gc.freeze()
         return litellm
 
@@ -209,7 +209,7 @@ class ModelGateway:
 
     def _unpriced(self, model: str) -> bool:
         """True when litellm has no price for the model (local and self-hosted models). litellm then
-        searches its whole price table again after every call (~3 ms of CPU each here) to report a
+        searches its whole price table again after every call (CPU on every send) to report a
         cost of nothing; the server reports no costs, so it is told the price is zero instead."""
         info = self._info(model)
         return info is None or info.get("input_cost_per_token") is None

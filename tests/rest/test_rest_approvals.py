@@ -245,14 +245,15 @@ async def test_runs_list_retrieve_and_reattach_from_seq_id(settings: Settings, f
 async def test_feeds_kept_for_reattaching_are_bounded(monkeypatch) -> None:
     from types import SimpleNamespace
 
+    from mcp_server_conversations.app import RestState
     from mcp_server_conversations.rest import sse
     from mcp_server_conversations.runs.events import RunEvent
 
     monkeypatch.setattr(sse, "MAX_FEEDS", 2)
-    app = SimpleNamespace(extras={})
+    app = SimpleNamespace(rest=RestState())
     running, finished, newest = sse.Feed(), sse.Feed(), sse.Feed()
     await finished.listener(RunEvent("done", "run-b"))
     sse.register(app, "run-a", running)
     sse.register(app, "run-b", finished)
     sse.register(app, "run-c", newest)
-    assert set(app.extras["run_feeds"]) == {"run-a", "run-c"}  # the finished one made room; a live one stays
+    assert set(app.rest.run_feeds) == {"run-a", "run-c"}  # the finished one made room; a live one stays

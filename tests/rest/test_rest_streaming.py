@@ -137,7 +137,7 @@ def long_turn_with_pings(base_url: str, fake: FakeProvider) -> None:
 
 async def test_long_turns_get_keepalives_comments_or_pings(settings: Settings, fake_provider: FakeProvider) -> None:
     async with rest_server(settings) as served:
-        served.app.extras["sse_keepalive"] = 0.05  # the real interval is 15 s, under the SDK's 60 s read timeout
+        served.app.rest.sse_keepalive = 0.05  # the real interval is 15 s, under the SDK's 60 s read timeout
         async with httpx.AsyncClient(base_url=served.base_url, headers=AUTH, timeout=BOUND) as http:
             agent = (await http.post("/v1/agents/", json={"name": "slow"})).json()
             conv = (await http.post("/v1/conversations/", params={"agent_id": agent["id"]}, json={})).json()

@@ -137,7 +137,7 @@ async def test_a_letta_otid_sent_through_another_process_gets_the_reply(
     gate = threading.Event()
     fake_provider.enqueue("the one reply", wait_for=gate)
     async with rest_server(settings) as a, rest_server(settings) as b:
-        b.app.extras["sse_keepalive"] = 3600  # a stream's silence must not be what ends it
+        b.app.rest.sse_keepalive = 3600  # a stream's silence must not be what ends it
         async with (
             httpx.AsyncClient(base_url=a.base_url, headers=AUTH, timeout=HANG_GUARD) as http_a,
             httpx.AsyncClient(base_url=b.base_url, headers=AUTH, timeout=HANG_GUARD) as http_b,

@@ -3,6 +3,8 @@ already overflowed context), per model window after an override, and forks of co
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from fake_provider import FakeProvider
 from mcp import Client
@@ -59,7 +61,7 @@ async def test_automatic_compaction_keeps_history_searchable(connect, fake_provi
         assert "zebra0" in summarizer[0].messages[-1]["content"]
         assert "summary of earlier messages: " + SUMMARY in summarizer[1].messages[-1]["content"]  # rolling
         for request in agent_calls(fake_provider):  # every agent call fit under the trigger
-            assert estimate_tokens(request.messages, TOOL_SCHEMAS) <= TRIGGER * window
+            assert estimate_tokens(request.messages, len(json.dumps(TOOL_SCHEMAS))) <= TRIGGER * window
         last = agent_calls(fake_provider)[-1].messages
         assert last[1] == {"role": "user", "content": SUMMARY_PREFIX + SUMMARY}
         assert not any("zebra0" in (m["content"] or "") for m in last)
@@ -170,7 +172,7 @@ async def test_window_follows_the_model_of_the_call_after_override(
         assert summarizer_calls(fake_provider) == []
         assert {r.model for r in fake_provider.requests} == {"gpt-4o"}
         prompt = fake_provider.requests[-1].messages + [{"role": "user", "content": "now the small one"}]
-        assert estimate_tokens(prompt, TOOL_SCHEMAS) > TRIGGER * 2000
+        assert estimate_tokens(prompt, len(json.dumps(TOOL_SCHEMAS))) > TRIGGER * 2000
         await call(c, "send_message", {"conversation_id": conv, "content": "now the small one"})
         # fake-model is unknown to litellm: the configured default window applies, and the call compacts first.
         assert summarizer_calls(fake_provider) and {r.model for r in summarizer_calls(fake_provider)} == {"fake-model"}

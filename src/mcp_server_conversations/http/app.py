@@ -95,7 +95,7 @@ def build_http_app(settings: Settings, app: App) -> ASGIApp:
                 yield
             finally:
                 # Before the session manager cancels the sessions' tasks: runs still in flight end
-                # `interrupted` (SPEC's shutdown), not `cancelled` by the teardown. open_app's own
+                # `interrupted` (what a shutdown means), not `cancelled` by the teardown. open_app's own
                 # stop later finds nothing left to do.
                 if app.runtime is not None:
                     await app.runtime.stop()

@@ -2,7 +2,7 @@
 
 Per-request transports (stateless mode, 2026-07-28 requests) already cancel a tool call when
 its HTTP connection drops. A stateful 2025-era session does not: the session outlives the
-connection, so the SDK keeps running the tool and writes its result into the void. SPEC says a
+connection, so the SDK keeps running the tool and writes its result into the void. A
 foreground `send_message` ends `cancelled` when its client goes away, so for a POST that carried
 requests on a session, a disconnect before the response completed is turned into what a polite
 client would have sent: `notifications/cancelled` for each of those request ids, on that session.

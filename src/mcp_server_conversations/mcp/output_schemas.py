@@ -5,8 +5,8 @@ SDK's `Client` runs jsonschema over it on each call. pydantic writes `$ref`s int
 jsonschema resolves through `referencing` for every list item) and spells `X | None` as
 `anyOf: [X, {type: null}]` (two sub-validations, one of them failing, per field). Both have exact
 equivalents that validate in well under half the time: the definition inlined, and
-`type: [X, "null"]`. The JSON accepted is the same; list_messages(100) went from ~20 ms to ~9 ms
-of client-side validation (bench/latency.py).
+`type: [X, "null"]`. The JSON accepted is the same; the client's validation
+cost is measured by bench/latency.py.
 """
 
 from __future__ import annotations

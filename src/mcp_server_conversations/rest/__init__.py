@@ -1,4 +1,4 @@
-"""Letta's REST API under /v1 (issue 6): `routes(app)` returns the Starlette routes.
+"""Letta's REST API under /v1: `routes(app)` returns the Starlette routes.
 
 The routes translate Letta's wire shapes and delegate to the same services as the MCP tools
 (`app.service` for everything but model runs, `app.runtime` for runs); errors of our tree become

@@ -85,7 +85,7 @@ def idempotency_key(app: App, request: Request, conv_id: str, raw: bytes, otids:
     timeout followed by the SDK's automatic re-POST never stores the turn twice."""
     if otids:
         return otid_key(otids)
-    recent: dict[str, tuple[str, float]] = app.extras.setdefault("rest_recent_sends", {})
+    recent = app.rest.recent_sends
     now = time.monotonic()
     for fp, (_, at) in list(recent.items()):
         if now - at > RETRY_WINDOW:

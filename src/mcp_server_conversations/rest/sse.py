@@ -25,7 +25,6 @@ from . import shapes
 
 log = logging.getLogger("mcp_server_conversations.rest")
 
-KEEPALIVE = 15.0  # seconds of silence before a keepalive; app.extras["sse_keepalive"] overrides it
 DONE = b"data: [DONE]\n\n"
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -81,7 +80,7 @@ class Feed:
 
 def register(app: App, run_id: str, feed: Feed) -> None:
     """Keep the feed of a run this process streams, for re-attaching, until RETAIN after it ends."""
-    feeds: dict[str, Feed] = app.extras.setdefault("run_feeds", {})
+    feeds: dict[str, Feed] = app.rest.run_feeds
     if run_id in feeds:
         return
     if len(feeds) >= MAX_FEEDS:
@@ -94,11 +93,12 @@ def register(app: App, run_id: str, feed: Feed) -> None:
 
 
 def feed_of(app: App, run_id: str) -> Feed | None:
-    return app.extras.get("run_feeds", {}).get(run_id)
+    feed: Feed | None = app.rest.run_feeds.get(run_id)
+    return feed
 
 
 def keepalive_of(app: App) -> float:
-    return float(app.extras.get("sse_keepalive", KEEPALIVE))
+    return app.rest.sse_keepalive
 
 
 def error_type(text: str | None) -> str:

@@ -18,6 +18,7 @@ last step's by the runtime, with the run's end).
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +60,7 @@ class AgentLoop:
         self.max_steps = max_steps
         self._preloaded = first_prompt  # read with the run's start, in the same trip
         self.schemas, self.client_names = offered_tools(tools.schemas, state.client_tools)
+        self.schema_chars = len(json.dumps(self.schemas))  # the same for every model call of the run
 
     async def run(self) -> tuple[str, list[NewMessage]]:
         """The stop reason (end_turn or max_steps) and the last step's messages, not yet stored: the
@@ -98,7 +100,7 @@ class AgentLoop:
         compacted = retried = False
         while True:
             prompt, window = await self.build_prompt()
-            if not compacted and over_threshold(estimate_tokens(prompt, self.schemas), window):
+            if not compacted and over_threshold(estimate_tokens(prompt, self.schema_chars), window):
                 compacted = True
                 if await self.compact(window):
                     continue

@@ -22,30 +22,16 @@ SUMMARY_PREFIX = (
 )
 
 
-def estimate_tokens(messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
-    """Estimated prompt tokens of a chat-completions request."""
-    chars = tools_chars(tools) if tools else 0
+def estimate_tokens(messages: list[dict[str, Any]], tools_chars: int = 0) -> int:
+    """Estimated prompt tokens of a chat-completions request; `tools_chars`: its tool schemas' JSON
+    length (constant for a run: its caller measures them once)."""
+    chars = tools_chars
     for m in messages:
         content = m.get("content")
         chars += len(content) if isinstance(content, str) else len(json.dumps(content)) if content else 0
         if m.get("tool_calls"):
             chars += len(json.dumps(m["tool_calls"]))
     return int(chars / CHARS_PER_TOKEN) + PER_MESSAGE_TOKENS * len(messages)
-
-
-_TOOLS_CHARS: dict[int, tuple[list[dict[str, Any]], int]] = {}
-
-
-def tools_chars(tools: list[dict[str, Any]]) -> int:
-    """Characters of a tools list as JSON, remembered per list: the agent's tool schemas are one
-    constant list, and encoding it again before every model call cost more than the rest of the estimate."""
-    known = _TOOLS_CHARS.get(id(tools))
-    if known is not None and known[0] is tools:
-        return known[1]
-    chars = len(json.dumps(tools))
-    if len(_TOOLS_CHARS) < 64:
-        _TOOLS_CHARS[id(tools)] = (tools, chars)  # holds the list, so its id is never reused meanwhile
-    return chars
 
 
 def message_tokens(m: Message) -> int:

@@ -75,13 +75,11 @@ class _Turn:
 class Runtime:
     """Starts, queues, streams, cancels and finishes runs; compacts conversations on demand."""
 
-    def __init__(
-        self, settings: Settings, store: Store, service: ConversationService, gateway: ModelGateway | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, store: Store, service: ConversationService, gateway: ModelGateway) -> None:
         self.settings = settings
         self.store = store
         self.service = service
-        self.gateway = gateway or ModelGateway(settings)
+        self.gateway = gateway
         self.tools = AgentTools(service)
         self.compactor = Compactor(store, self.gateway)
         self._runs: dict[str, RunState] = {}

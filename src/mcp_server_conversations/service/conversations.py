@@ -70,12 +70,12 @@ def check_limit(value: int, maximum: int, field: str = "limit") -> int:
 class ConversationService:
     """Agents, memory blocks, conversations, history and search over one store."""
 
-    def __init__(self, store: Store, settings: Settings) -> None:
+    def __init__(self, store: Store, settings: Settings, hybrid: EmbeddingIndex | None = None) -> None:
         self.store = store
         self.settings = settings
-        # Set by open_app when an embedding model is configured: search then fuses full-text and
-        # vector rankings (embeddings.py). None: full-text only, and nothing of it is imported.
-        self.hybrid: EmbeddingIndex | None = None
+        # With an embedding model configured, search fuses full-text and vector rankings (search/hybrid.py);
+        # None: full-text only, and nothing of it is imported.
+        self.hybrid = hybrid
         self._default_conversation_lock = asyncio.Lock()  # one default conversation made per agent here
 
     # -- helpers --
