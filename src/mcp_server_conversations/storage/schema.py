@@ -124,7 +124,8 @@ CREATE INDEX runs_status ON runs(status) WHERE status IN ('queued', 'running');
 
 
 # Bulk loads (storage/bulk.py) index a whole batch with one INSERT … SELECT into the FTS
-# table: much cheaper per message than the row trigger doing it row by row (bench/storage_bench.py). While a bulk load's own transaction holds the row in `fts_deferred`, the insert
+# table: much cheaper per message than the row trigger doing it row by row (bench/storage_bench.py).
+# While a bulk load's own transaction holds the row in `fts_deferred`, the insert
 # trigger stands aside; other writers never see that row (it is deleted before commit).
 M002_BULK_FTS = """
 CREATE TABLE fts_deferred (one INTEGER PRIMARY KEY CHECK (one = 1));
@@ -152,7 +153,8 @@ CREATE INDEX message_embeddings_agent_model ON message_embeddings(agent_id, mode
 
 
 # A fork's message_count is the non-system rows among the context it inherits. Reading the
-# type of every inherited row made a fork's cost grow with its context; with this index a fork reads only the system rows in the rowid range
+# type of every inherited row made a fork's cost grow with its context; with this index a fork reads
+# only the system rows in the rowid range
 # of its context (a few per conversation) and subtracts them (storage/forks.py).
 M004_SYSTEM_ROWS = """
 CREATE INDEX messages_system_rows ON messages(rowid) WHERE message_type = 'system_message';
