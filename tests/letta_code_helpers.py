@@ -72,8 +72,11 @@ def _install(target: Path) -> str | None:
             return f"npm install {WS} failed: {(installed.stderr or installed.stdout).strip()[-500:]}"
         (work / "package" / "node_modules").mkdir(exist_ok=True)
         shutil.move(deps / "node_modules" / "ws", work / "package" / "node_modules" / "ws")
-        if not target.exists():
+        try:
             (work / "package").rename(target)
+        except OSError:  # another test process installed it first
+            if not target.exists():
+                raise
     return None
 
 
