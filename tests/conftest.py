@@ -20,8 +20,9 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("PYTHON_DOTENV_DISABLED", "1")
 
 # Fixtures `fake_provider` (a fake OpenAI-compatible server on 127.0.0.1, tests/fake_provider.py) and
-# `model_settings`, `mode`, `connect` (in-memory MCP clients, tests/runtime_helpers.py).
-pytest_plugins = ["fake_provider", "runtime_helpers"]
+# `model_settings`, `mode`, `connect` (in-memory MCP clients, tests/runtime_helpers.py), `small_disk` (a
+# real full filesystem, tests/full_disk_helpers.py).
+pytest_plugins = ["fake_provider", "runtime_helpers", "full_disk_helpers"]
 
 from mcp_server_conversations.config import Settings  # noqa: E402
 from mcp_server_conversations.storage import SQLiteStore  # noqa: E402

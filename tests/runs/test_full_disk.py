@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 from fake_provider import FakeProvider
-from full_disk_helpers import SmallDisk, small_disk  # noqa: F401 - the fixture
+from full_disk_helpers import SmallDisk
 from mcp import Client
 from rest_helpers import TOKEN, rest_server
 from runtime_helpers import call, call_error, call_text, eventually, history, new_conversation
@@ -37,7 +37,7 @@ def sent_contents(fake: FakeProvider) -> list[str]:
 
 
 async def test_a_run_whose_end_cannot_be_stored_ends_and_the_conversation_goes_on(
-    small_disk: SmallDisk, fake_provider: FakeProvider  # noqa: F811
+    small_disk: SmallDisk, fake_provider: FakeProvider
 ) -> None:
     settings = Settings(db=small_disk.path / "conversations.db", default_model="openai/fake-model")
     gate = threading.Event()
@@ -79,7 +79,7 @@ async def _ended(c: Client, run_id: str) -> dict[str, Any] | None:
 
 
 async def test_rest_a_full_disk_is_503_with_retry_after_and_a_stream_ends_without_llm_api_error(
-    small_disk: SmallDisk, fake_provider: FakeProvider  # noqa: F811
+    small_disk: SmallDisk, fake_provider: FakeProvider
 ) -> None:
     settings = Settings(db=small_disk.path / "conversations.db")
     gate = threading.Event()
