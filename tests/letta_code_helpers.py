@@ -36,8 +36,8 @@ REQUIRED = os.environ.get("CONVERSATIONS_REQUIRE_LETTA_CODE", "") not in ("", "0
 RUN_TIMEOUT = 120.0  # bounds a hang; asserts nothing about speed
 
 
-def _unavailable(reason: str) -> None:
-    message = f"Letta Code {VERSION} is not available: {reason}"
+def _unavailable(reason: str, what: str = f"Letta Code {VERSION}") -> None:
+    message = f"{what} is not available: {reason}"
     if REQUIRED:
         pytest.fail(message + " (CONVERSATIONS_REQUIRE_LETTA_CODE is set)", pytrace=False)
     pytest.skip(message)
