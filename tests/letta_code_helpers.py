@@ -110,11 +110,15 @@ class LettaCode:
         )  # fmt: skip
         return env
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def ensure_project(self) -> Path:
         if not self.project.exists():
             self.project.mkdir(parents=True)
             if shutil.which("git"):
                 subprocess.run(["git", "init", "-q"], cwd=self.project, check=False)
+        return self.project
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        self.ensure_project()
         # stdout to a file: node writes to a pipe asynchronously, and the CLI exits before a large
         # output (a long message list) has been written to one.
         with tempfile.TemporaryFile() as out:
