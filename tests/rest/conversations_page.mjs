@@ -125,3 +125,13 @@ try {
 } catch (e) {
   result("not_found", { name: e.constructor.name, status: e.status });
 }
+
+// Beyond the page: agent-direct mode, as Letta's Streaming page sends (JSON unless `streaming: true`)
+const whole = await client.agents.messages.create(agent.id, { messages: [{ role: "user", content: "direct" }] });
+const streamed = await drain(await client.agents.messages.create(agent.id, {
+  messages: [{ role: "user", content: "direct stream" }], streaming: true,
+}));
+const direct = await client.conversations.messages.compact("default", { agent_id: agent.id });
+result("agent_direct", { whole: whole.messages.map((m) => m.content ?? null), stop: whole.stop_reason.stop_reason,
+  streamed: streamed.filter((c) => c.message_type === "assistant_message").map((c) => c.content),
+  compacted: direct.num_messages_before });

@@ -39,6 +39,8 @@ def test_the_conversations_page_runs_with_the_typescript_sdk(modules: Path, tmp_
                                        "arguments": {"label": "human", "content": "Likes pottery"}}])
     fake_provider.enqueue("Noted: you like pottery.")
     fake_provider.enqueue("Summary: Ada introduced herself and likes pottery.")
+    fake_provider.enqueue("A whole reply.")
+    fake_provider.enqueue("A streamed reply.")
     env = console_env(**fake_provider.env())
     with spawned_http_server(tmp_path / "server.db", "--auth-token", TOKEN, "--model", "openai/fake-model",
                              env=env) as server:
@@ -89,3 +91,5 @@ def test_the_conversations_page_runs_with_the_typescript_sdk(modules: Path, tmp_
     assert compact["after"] < compact["before"]
     assert out["search"] and {m["conversation_id"] for m in out["search"]} == {conversation}
     assert out["not_found"] == {"name": "NotFoundError", "status": 404}
+    assert out["agent_direct"] == {"whole": ["A whole reply."], "stop": "end_turn", "streamed": ["A streamed reply."],
+                                   "compacted": 4}
