@@ -170,11 +170,19 @@ def test_fork_in_the_interactive_ui_continues_in_a_copy(letta: LettaCode, server
         tui.enter()
         tui.wait_for("Forked conversation")
         tui.submit("which word?", then="Still the walrus.")
+        forked = {c["id"] for c in rest(server, "GET", f"/v1/conversations/?agent_id={agent}").json()}
+        tui.type("/fork side quest")  # a fork of the fork, with its summary
+        tui.mark()
+        tui.enter()
+        tui.wait_for("Forked conversation")
     finally:
         tui.close()
 
     (source,) = before  # the agent's default conversation, where the TUI starts
-    (fork,) = {c["id"] for c in rest(server, "GET", f"/v1/conversations/?agent_id={agent}").json()} - before
+    (fork,) = forked - before
+    listed = rest(server, "GET", f"/v1/conversations/?agent_id={agent}").json()
+    (second,) = [c for c in listed if c["id"] not in forked]
+    assert second["summary"] == "side quest"
 
     def said(conv: str) -> list[tuple[str, str]]:
         messages = rest(server, "GET", f"/v1/conversations/{conv}/messages?order=asc").json()
@@ -184,3 +192,4 @@ def test_fork_in_the_interactive_ui_continues_in_a_copy(letta: LettaCode, server
     assert said(source) == first_turn  # untouched by the fork's turn
     assert said(fork) == [*first_turn, ("user_message", "which word?"), ("assistant_message", "Still the walrus.")]
     assert "walrus" in str(fake_provider.requests[-1].messages[:-1])  # the model saw the source's context
+    assert said(second["id"]) == said(fork)
