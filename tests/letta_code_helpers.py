@@ -36,8 +36,8 @@ REQUIRED = os.environ.get("CONVERSATIONS_REQUIRE_LETTA_CODE", "") not in ("", "0
 RUN_TIMEOUT = 120.0  # bounds a hang; asserts nothing about speed
 
 
-def _unavailable(reason: str) -> None:
-    message = f"Letta Code {VERSION} is not available: {reason}"
+def _unavailable(reason: str, what: str = f"Letta Code {VERSION}") -> None:
+    message = f"{what} is not available: {reason}"
     if REQUIRED:
         pytest.fail(message + " (CONVERSATIONS_REQUIRE_LETTA_CODE is set)", pytrace=False)
     pytest.skip(message)
@@ -113,11 +113,15 @@ class LettaCode:
         )  # fmt: skip
         return env
 
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def ensure_project(self) -> Path:
         if not self.project.exists():
             self.project.mkdir(parents=True)
             if shutil.which("git"):
                 subprocess.run(["git", "init", "-q"], cwd=self.project, check=False)
+        return self.project
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        self.ensure_project()
         # stdout to a file: node writes to a pipe asynchronously, and the CLI exits before a large
         # output (a long message list) has been written to one.
         with tempfile.TemporaryFile() as out:

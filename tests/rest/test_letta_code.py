@@ -5,6 +5,7 @@ scripts the model. See tests/letta_code_helpers.py for how the CLI is installed 
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from fake_provider import FakeProvider
 from http_helpers import Spawned, console_env, spawned_http_server
 from letta_code_helpers import DroppingProxy, LettaCode, letta_code_path
+from letta_tui_helpers import Tui
 
 TOKEN = "letta-code-token"
 MODEL = "openai/fake-model"
@@ -150,3 +152,44 @@ def test_pending_approval_left_before_a_restart_is_closed_on_resume(letta_js: Pa
     sent = fake_provider.requests[-1].messages
     assert sent[-2]["role"] == "tool" and sent[-2]["tool_call_id"] == "call_left"  # closed by Letta Code
     assert sent[-1]["role"] == "user" and sent[-1]["content"].endswith("next")
+
+
+def test_fork_in_the_interactive_ui_continues_in_a_copy(letta: LettaCode, server: Spawned,
+                                                        fake_provider: FakeProvider) -> None:
+    fake_provider.enqueue("Noted the walrus.")
+    fake_provider.enqueue("Still the walrus.")
+    tui = Tui(letta, "--new-agent", "-m", MODEL)
+    try:
+        tui.wait_for("/resume")  # the welcome's command list: the prompt takes input now
+        tui.submit("remember the word walrus", then="Noted the walrus.")
+        agent = json.loads((letta.home / ".letta" / "settings.json").read_text())["lastAgent"]
+        before = {c["id"] for c in rest(server, "GET", f"/v1/conversations/?agent_id={agent}").json()}
+        tui.type("/fork")
+        tui.wait_for("Fork the current conversation")  # the command menu offers it
+        tui.mark()
+        tui.enter()
+        tui.wait_for("Forked conversation")
+        tui.submit("which word?", then="Still the walrus.")
+        forked = {c["id"] for c in rest(server, "GET", f"/v1/conversations/?agent_id={agent}").json()}
+        tui.type("/fork side quest")  # a fork of the fork, with its summary
+        tui.mark()
+        tui.enter()
+        tui.wait_for("Forked conversation")
+    finally:
+        tui.close()
+
+    (source,) = before  # the agent's default conversation, where the TUI starts
+    (fork,) = forked - before
+    listed = rest(server, "GET", f"/v1/conversations/?agent_id={agent}").json()
+    (second,) = [c for c in listed if c["id"] not in forked]
+    assert second["summary"] == "side quest"
+
+    def said(conv: str) -> list[tuple[str, str]]:
+        messages = rest(server, "GET", f"/v1/conversations/{conv}/messages?order=asc").json()
+        return [(m["message_type"], m["content"].rsplit("\n", 1)[-1].strip()) for m in messages]
+
+    first_turn = [("user_message", "remember the word walrus"), ("assistant_message", "Noted the walrus.")]
+    assert said(source) == first_turn  # untouched by the fork's turn
+    assert said(fork) == [*first_turn, ("user_message", "which word?"), ("assistant_message", "Still the walrus.")]
+    assert "walrus" in str(fake_provider.requests[-1].messages[:-1])  # the model saw the source's context
+    assert said(second["id"]) == said(fork)

@@ -214,3 +214,28 @@ async def test_the_async_client_streams_and_lists_the_same(settings: Settings, f
         listed = [m.message_type async for m in client.conversations.messages.list(conv.id, limit=1)]
         assert listed == ["assistant_message", "user_message"]
         await client.close()
+
+
+def agent_direct(base_url: str, fake: FakeProvider) -> None:
+    client = letta(base_url)
+    agent = client.agents.create(name="direct")
+    fake.enqueue("A whole reply.")
+    # Letta's agent route answers JSON unless the send asks for `streaming` (the SDKs parse it so)
+    response = client.agents.messages.create(agent.id, messages=[{"role": "user", "content": "hello"}])
+    assert [m.message_type for m in response.messages] == ["assistant_message"]
+    assert response.messages[0].content == "A whole reply." and response.stop_reason.stop_reason == "end_turn"
+    fake.enqueue("A streamed reply.")
+    stream = client.agents.messages.create(agent.id, messages=[{"role": "user", "content": "again"}], streaming=True)
+    assert [c.content for c in stream if c.message_type == "assistant_message"] == ["A streamed reply."]
+    # Agent-direct compaction names the agent in the body, as sends do
+    for i in range(3):
+        list(client.conversations.messages.create("default", agent_id=agent.id,
+                                                  messages=[{"role": "user", "content": f"more {i}"}]))
+    fake.enqueue("Summary: greetings.")
+    compacted = client.conversations.messages.compact("default", agent_id=agent.id)
+    assert compacted.summary == "Summary: greetings." and compacted.num_messages_after < compacted.num_messages_before
+
+
+async def test_agent_direct_sends_and_compaction(settings: Settings, fake_provider: FakeProvider) -> None:
+    async with rest_server(settings) as served:
+        await sdk(agent_direct, served.base_url, fake_provider)

@@ -32,6 +32,10 @@ class ConversationUpdate(LettaBody):
     summary: str | None = None
 
 
+class CompactBody(LettaBody):
+    agent_id: str | None = None
+
+
 class ListQuery(LettaBody):
     agent_id: str | None = None
     order: Literal["asc", "desc"] = "desc"
@@ -105,7 +109,8 @@ async def cancel_conversation(app: App, request: Request) -> Response:
 
 
 async def compact_conversation(app: App, request: Request) -> Response:
-    result = await app.runtime.compact(await conversation_id(app, request))
+    body = await parse_body(request, CompactBody)  # agent-direct mode names the agent here, as sends do
+    result = await app.runtime.compact(await conversation_id(app, request, body.agent_id))
     return json_response(shapes.compaction(result))
 
 

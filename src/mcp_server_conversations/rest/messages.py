@@ -50,7 +50,7 @@ class MessageCreate(LettaBody):
     override_model: str | None = None
     max_steps: int | None = None
     stream_tokens: bool = False
-    streaming: bool = True
+    streaming: bool | None = None  # unset: a stream on conversation routes, JSON on the agent route (Letta's)
     include_pings: bool = False
     include_return_message_types: list[str] | None = None
     client_tools: list[ClientTool] | None = None
@@ -129,7 +129,7 @@ async def list_messages(app: App, request: Request) -> Response:
 
 
 async def send_message(app: App, request: Request) -> Response:
-    """Start a run and stream it (Letta's default), or wait for it with `streaming: false`."""
+    """Start a run and stream it, or wait for it and answer JSON (`streaming: false`, the agent route's default)."""
     body = await parse_body(request, MessageCreate)
     conv_id = await target(app, request, body.agent_id)
     messages, otids = inputs(body)
@@ -153,7 +153,8 @@ async def send_message(app: App, request: Request) -> Response:
         return run.created_at < t0  # the run of an earlier attempt with the same idempotency key
 
     opts = sse.StreamOptions(body.stream_tokens, body.include_pings, letta_types(body.include_return_message_types))
-    if not body.streaming:
+    streaming = body.streaming if body.streaming is not None else "conversation_id" in request.path_params
+    if not streaming:
         final = await sse.wait_for_end(app, started)
         translate = sse.Translator(sse.StreamOptions(types=opts.types))
         shaped = [shapes.message(m) for m in final.messages]
