@@ -193,6 +193,10 @@ class ModelGateway:
                 self._infos[model] = None
         return self._infos[model]
 
+    def takes_images(self, model: str) -> bool:
+        """Whether litellm knows the model to accept image parts (litellm must be loaded)."""
+        return bool((self._info(model) or {}).get("supports_vision"))
+
     def max_input_tokens(self, model: str) -> int:
         """The model's known input window, else the configured default (litellm must be loaded)."""
         if self._litellm is None:

@@ -177,9 +177,42 @@ async def test_letta_code_shapes_kept(settings: Settings, fake_provider: FakePro
         done = await send(http, conv, [{"role": "user", "content": [{"type": "text", "text": "see"}, image]}])
         assert of_type(done, "usage_statistics")[0]["step_count"] == 1
         seen = fake_provider.requests[-1].last_user
-        assert seen.startswith("see\n[image: image/png") and "not shown to the model" in seen
+        assert seen == "see\n[image: image/png, 9 bytes]"  # this model takes no images: the placeholder only
         found = (await http.post("/v1/messages/search", json={"query": "image", "agent_id": agent_id})).json()
         assert found and found[0]["content"].startswith("see\n[image: image/png")
+
+
+async def test_images_reach_models_that_take_them_and_history_stays_text(
+    settings: Settings, fake_provider: FakeProvider
+) -> None:
+    png = "iVBORw0KGgo="
+    image = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": png}}
+    linked = {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}
+    async with rest_server(settings) as served, httpx.AsyncClient(base_url=served.base_url, headers=AUTH,
+                                                                  timeout=30) as http:
+        # gpt-4o takes images (litellm's model table); the fake provider stands in for OpenAI
+        agent = (await http.post("/v1/agents/", json={"name": "eyes", "model": "openai/gpt-4o"})).json()
+        conv = (await http.post(f"/v1/conversations/?agent_id={agent['id']}", json={})).json()["id"]
+        fake_provider.enqueue("I see a cat.", tool_calls=[{"name": "conversation_search",
+                                                            "arguments": {"query": "cat"}}])
+        fake_provider.enqueue("A cat, twice.")
+        await send(http, conv, [{"role": "user", "content": [{"type": "text", "text": "look"}, image, linked]}])
+        for request in fake_provider.requests[-2:]:  # every model call of the turn carries the images
+            content = [m for m in request.messages if m["role"] == "user"][-1]["content"]
+            assert content[0] == {"type": "text",
+                                  "text": "look\n[image: image/png, 9 bytes]\n[image: image at https://example.com/cat.jpg]"}
+            assert content[1:] == [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}},
+                                   {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}]
+        fake_provider.enqueue("Still a cat.")
+        await send(http, conv, [{"role": "user", "content": "and now?"}])
+        earlier = [m for m in fake_provider.requests[-1].messages if m["role"] == "user"][-2]
+        assert earlier["content"].startswith("look\n[image: image/png")  # images are not stored: text later
+        history = (await http.get(f"/v1/conversations/{conv}/messages", params={"order": "asc"})).json()
+        assert [m["content"] for m in history if m["message_type"] == "user_message"][0].startswith("look\n[image")
+        bad = {"type": "image", "source": {"type": "base64", "media_type": "image/png"}}
+        r = await http.post(f"/v1/conversations/{conv}/messages",
+                            json={"messages": [{"role": "user", "content": [bad]}]})
+        assert r.status_code == 422 and "image" in r.json()["detail"], r.text
 
 
 async def test_default_conversation_on_agent_direct_routes(settings: Settings, fake_provider: FakeProvider) -> None:

@@ -1,8 +1,9 @@
 """What a Letta send carries, as the runtime's inputs: messages (text and image parts), approvals
 (the results of client-side tool calls, or denials), and the client's own tools.
 
-Images are kept as a text placeholder naming the image, so history and search stay text; the model
-sees the placeholder, not the image. A conversation whose last step asked the client to run tools
+Images are stored as a text placeholder naming the image, so history and search stay text; a model
+litellm knows to take images also gets the image itself in that turn's model calls (images are never
+stored: later turns see the placeholder). A conversation whose last step asked the client to run tools
 waits for their results: a send without them gets 409, as on Letta's server."""
 
 from __future__ import annotations
@@ -64,7 +65,18 @@ def image_placeholder(part: ContentPart) -> str:
         if isinstance(url, str) and not url.startswith("data:"):
             return f"[image: {kind} at {url[:300]}]"
     size = len(source.get("data") or "") * 3 // 4
-    return f"[image: {kind}, {size} bytes, not shown to the model]" if size else f"[image: {kind}]"
+    return f"[image: {kind}, {size} bytes]" if size else f"[image: {kind}]"
+
+
+def image_part(part: ContentPart) -> dict[str, Any]:
+    """Letta's image content (`source` base64 or url, or `image_url`) as a chat-completions image part."""
+    source = part.source or {}
+    url = source.get("url")
+    if source.get("data"):
+        url = f"data:{source.get('media_type') or 'image/png'};base64,{source['data']}"
+    elif url is None:
+        url = part.image_url if isinstance(part.image_url, str) else (part.image_url or {}).get("url")
+    return {"type": "image_url", "image_url": {"url": url}}
 
 
 def text_of(content: str | list[ContentPart], where: str) -> str:
@@ -121,7 +133,10 @@ def messages_of(messages: list[MessageIn]) -> tuple[list[dict[str, Any]], list[s
         elif m.content is None:
             raise ValidationError(f"{where}.content", "Field required")
         else:
-            msgs.append({"role": m.role, "content": text_of(m.content, f"{where}.content")})
+            msg: dict[str, Any] = {"role": m.role, "content": text_of(m.content, f"{where}.content")}
+            if isinstance(m.content, list) and (images := [image_part(p) for p in m.content if p.type != "text"]):
+                msg["images"] = images
+            msgs.append(msg)
     return results + msgs, [m.otid for m in messages if m.otid]
 
 

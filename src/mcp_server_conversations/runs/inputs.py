@@ -24,6 +24,7 @@ class Input:
     content: str
     tool_call_id: str | None = None
     status: str | None = None
+    images: tuple[dict[str, Any], ...] = ()  # chat-completions image parts for the model; the text stays
 
     def message(self, run_id: str) -> NewMessage:
         if self.role == "tool":
@@ -52,7 +53,8 @@ def send_inputs(check_text: CheckText, content: str | None, messages: list[dict[
             raise ValidationError(f"messages[{i}].role", f"{role!r} is not allowed; use user or system")
         if not isinstance(text, str):
             raise ValidationError(f"messages[{i}].content", "must be a string")
-        out.append(Input(role, check_text(f"messages[{i}].content", text)))
+        images = _images(i, m.get("images")) if role == "user" else ()
+        out.append(Input(role, check_text(f"messages[{i}].content", text), images=images))
     return out
 
 def _tool_input(check_text: CheckText, i: int, m: dict[str, Any]) -> Input:
@@ -63,6 +65,20 @@ def _tool_input(check_text: CheckText, i: int, m: dict[str, Any]) -> Input:
     if status not in ("success", "error") or not isinstance(text, str):
         raise ValidationError(f"messages[{i}]", "a tool result has text content and status success or error")
     return Input("tool", check_text(f"messages[{i}].content", text, allow_empty=True), call_id, status)
+
+
+def _images(i: int, parts: Any) -> tuple[dict[str, Any], ...]:
+    """Image parts sent beside a user message's text (Letta's image content), for models that take
+    images: `{"type": "image_url", "image_url": {"url": "data:image/…;base64,…" or "https://…"}}`."""
+    if parts is None:
+        return ()
+    if not isinstance(parts, list):
+        raise ValidationError(f"messages[{i}].images", "must be a list of image parts")
+    for j, part in enumerate(parts):
+        url = part.get("image_url", {}).get("url") if isinstance(part, dict) else None
+        if not (isinstance(url, str) and url.startswith(("data:image/", "https://", "http://"))):
+            raise ValidationError(f"messages[{i}].images[{j}]", "give an image as a data:image/… or http(s) URL")
+    return tuple(parts)
 
 
 def check_send_options(max_steps: int, idempotency_key: str | None) -> None:

@@ -85,7 +85,9 @@ class AgentLoop:
         system = compile_system(rows.agent)
         if rows.system_text != system:  # the memory changed since the last call (usually it has not)
             await self.store.set_system_text(self.state.conversation_id, system)
-        prompt = [{"role": "system", "content": system}, *rows_to_chat(rows.context)]
+        state = self.state
+        images = {state.run_id: state.images} if state.images and self.gateway.takes_images(state.model) else None
+        prompt = [{"role": "system", "content": system}, *rows_to_chat(rows.context, images)]
         return prompt, effective_window(rows.agent, self.gateway, self.state.model)
 
     async def compact(self, window: int) -> bool:

@@ -55,17 +55,21 @@ def to_chat(messages: list[Message]) -> list[dict[str, Any]]:
     ])  # fmt: skip
 
 
-def rows_to_chat(rows: list[ChatRow]) -> list[dict[str, Any]]:
+def rows_to_chat(rows: list[ChatRow], images: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
     """Chat-completions messages for in-context rows as stored (without the conversation's system message);
     the send path builds its prompt from these without making a Message of every row.
 
     Reasoning is not sent back. An assistant text and the tool calls of the same step become one
     assistant message. Tool calls without a stored return (a fork cut between them) and returns
-    without their call are dropped, since providers reject both."""
+    without their call are dropped, since providers reject both. `images`: image parts by run, sent
+    with that run's (last) user message beside its stored text."""
     out: list[dict[str, Any]] = []
     last_run: str | None = None
+    with_images: dict[str, int] = {}  # run -> index of its last user message in `out`
     for t, content, tool_calls, tool_call_id, run_id in rows:
         if t == "user_message":
+            if images and run_id in images:
+                with_images[run_id] = len(out)
             out.append({"role": "user", "content": content or ""})
         elif t == "system_message":
             out.append({"role": "system", "content": content or ""})
@@ -87,6 +91,9 @@ def rows_to_chat(rows: list[ChatRow]) -> list[dict[str, Any]]:
         elif t == "tool_return_message":
             out.append({"role": "tool", "tool_call_id": tool_call_id or "", "content": content or ""})
         last_run = run_id
+    for run, index in with_images.items():  # the dicts themselves: _pair_tool_calls keeps them
+        message = out[index]
+        message["content"] = [{"type": "text", "text": message["content"]}, *(images or {})[run]]
     return _pair_tool_calls(out)
 
 

@@ -193,6 +193,7 @@ class Runtime:
                 run_id = new_id("run")
             state = RunState(run_id, conversation_id, target.agent_id, model, override_model, background)
             state.client_tools = client_tools or []
+            state.images = [image for i in inputs for image in i.images]
             if listener is not None:
                 state.listeners.append(listener)
             turn = self._turns.setdefault(conversation_id, _Turn())

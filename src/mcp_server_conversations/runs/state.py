@@ -37,6 +37,7 @@ class RunState:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
     client_tools: list[dict[str, Any]] = field(default_factory=list)  # chat-completions tool schemas
+    images: list[dict[str, Any]] = field(default_factory=list)  # the input's image parts (never stored)
     cancel_requested: bool = False
     end_as: str = "cancelled"  # what a cancellation means: cancelled (by a client) or interrupted (shutdown)
     error: ConversationsError | None = None
