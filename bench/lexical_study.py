@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from mcp_server_conversations.search import terms
+from mcp_server_conversations.search.query import terms
 
 from .recall_set import CATEGORIES, MONTHS, Question, build
 

@@ -23,7 +23,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from mcp_server_conversations.search import terms
+from mcp_server_conversations.search.query import terms
 from mcp_server_conversations.storage import NewMessage
 
 from .recall_topics import ABSOLUTE, EVENTS, FACTS, FILLER, HOPS, MONTHS, RELATIVE, REPLIES
