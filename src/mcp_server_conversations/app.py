@@ -40,7 +40,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
     try:
         service = ConversationService(store, settings)
         app = App(settings=settings, store=store, service=service, runtime=Runtime(settings, store, service))
-        log.info("database ready at %s", settings.resolved_db())
+        log.info("database ready at %s", store.location)
         await app.runtime.start()
         try:
             if settings.embedding_model:

@@ -20,7 +20,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--transport", choices=["stdio", "streamable-http"], help="default: stdio")
-    p.add_argument("--db", help="SQLite file (default: under the user's data directory)")
+    p.add_argument(
+        "--db", help="SQLite file (default: under the user's data directory), or a postgresql:// URL"
+    )
     p.add_argument("--model", dest="default_model", help="default model handle, e.g. openai/gpt-5-mini")
     p.add_argument("--max-message-chars", type=int, help="largest accepted message (default 200000)")
     p.add_argument("--default-context-window", type=int, help="window for models litellm does not know")

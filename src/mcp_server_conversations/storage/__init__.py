@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import is_database_url
 from .agents import AgentStore
 from .bulk import BulkStore
 from .contract import Presence, Store
@@ -19,7 +20,11 @@ class SQLiteStore(AgentStore, ForkStore, RunStore, VectorStore, BulkStore):
 
 
 async def open_store(location: str | Path) -> Store:
-    """The store for `location` (a SQLite file path, or ":memory:"), migrated and ready."""
+    """The store for `location` (a SQLite file path, ":memory:", or a postgresql:// URL), migrated and ready."""
+    if is_database_url(location):
+        from .postgres import PostgresStore  # asyncpg: only loaded for a PostgreSQL database
+
+        return await PostgresStore.open(str(location))
     return await SQLiteStore.open(location)
 
 
