@@ -84,7 +84,7 @@ async def test_bulk_load_keeps_search_in_sync_and_restores_its_settings(store: S
         for i in range(5):
             await store.import_messages([(a, [user(f"batch {i} pottery")]), (b, [user(f"batch {i} glaze")])])
     assert [await writer_pragma(store, p) for p in ("wal_autocheckpoint", "cache_size")] == before
-    assert_fts_in_sync(store.path)
+    assert_fts_in_sync(store.location)
     assert len(await store.search(agent_id=(await store.get_conversation(a)).agent_id, terms=["pottery"],
                                   roles=None, start=None, end=None, conversation_id=None, limit=10)) == 5
 
@@ -106,4 +106,4 @@ async def test_import_mixes_plain_and_structured_messages_in_order(store: SQLite
         (hit,) = await store.search(agent_id=agent_id, terms=[word], roles=None, start=None, end=None,
                                     conversation_id=None, limit=10)
         assert hit.message_type == kind
-    assert_fts_in_sync(store.path)
+    assert_fts_in_sync(store.location)
