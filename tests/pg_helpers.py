@@ -11,6 +11,8 @@ import os
 import secrets
 import socket
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -109,10 +111,16 @@ class TestDatabase:
 
         run_sync(gone)
 
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        self.rows(sql, params)
+
     def rows(self, sql: str, params: tuple = ()) -> list[Any]:
         """A query with SQLite's `?` placeholders, run on this database."""
         import asyncpg
 
+        # The few SQLite spellings the tests' own queries use.
+        sql = sql.replace("search_text IS NOT NULL", "search_tsv IS NOT NULL")
+        sql = sql.replace("length(vector)", "octet_length(vector)")
         parts = sql.split("?")
         pg_sql = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
 
@@ -124,3 +132,41 @@ class TestDatabase:
                 await conn.close()
 
         return run_sync(fetch)
+
+
+@contextmanager
+def tables_locked(url: str, tables: str = "conversations") -> Iterator[None]:
+    """Hold an EXCLUSIVE lock on `tables` from another connection: readers go on, every writer locking
+    a row of them waits (PostgreSQL's counterpart of holding SQLite's write lock)."""
+    import asyncpg
+
+    locked, release = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            async with conn.transaction():
+                await conn.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
+                locked.set()
+                await asyncio.to_thread(release.wait, 30)
+        finally:
+            await conn.close()
+
+    def target() -> None:
+        try:
+            asyncio.run(hold())
+        except BaseException as e:  # reported below
+            failed.append(e)
+            locked.set()
+
+    t = threading.Thread(target=target)
+    t.start()
+    locked.wait(10)
+    if failed:
+        raise failed[0]
+    try:
+        yield
+    finally:
+        release.set()
+        t.join()

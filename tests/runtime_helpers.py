@@ -103,6 +103,16 @@ def db_rows(settings: Settings, sql: str, params: tuple = ()) -> list[Any]:
         con.close()
 
 
+def db_exec(settings: Settings, sql: str, params: tuple = ()) -> None:
+    """One statement written directly to the server's database (its own transaction)."""
+    if is_database_url(settings.db):
+        db_rows(settings, sql, params)
+        return
+    with sqlite3.connect(settings.resolved_db()) as con:
+        con.execute(sql, params)
+    con.close()
+
+
 def run_ids(settings: Settings, conversation_id: str) -> list[str]:
     order = "seq" if is_database_url(settings.db) else "rowid"
     rows = db_rows(settings, f"SELECT id FROM runs WHERE conversation_id = ? ORDER BY {order}", (conversation_id,))

@@ -233,6 +233,8 @@ async def lock_conversation(c: Conn, conv_id: str) -> Any:
 
 async def insert_messages(c: Conn, conv_id: str, agent_id: str, messages: list[NewMessage]) -> list[tuple[int, Any]]:
     """Insert the messages in order; (rowid, row values) of each, in input order."""
+    if not messages:
+        return []
     rows = message_rows(conv_id, agent_id, messages)
     columns = [list(col) for col in zip(*rows, strict=True)]
     returned = await c.fetch(INSERT_MESSAGES, *columns)
@@ -243,6 +245,8 @@ async def insert_messages(c: Conn, conv_id: str, agent_id: str, messages: list[N
 async def append_rows(c: Conn, conv_id: str, messages: list[NewMessage], in_context: bool = True) -> list[Message]:
     """append_messages' statements, inside a transaction the caller holds."""
     conv = await lock_conversation(c, conv_id)
+    if not messages:
+        return []
     written = await insert_messages(c, conv_id, conv["agent_id"], messages)
     counted = sum(1 for m in messages if m.message_type != "system_message")
     if in_context:

@@ -53,7 +53,9 @@ def translate(error: BaseException) -> BaseException:
     state = getattr(error, "sqlstate", None) or ""
     if state[:2] in UNAVAILABLE_CLASSES or state == "25006":  # 25006: read-only transaction (a standby)
         return StorageUnavailableError(f"the database is unavailable: {error}")
-    if isinstance(error, (asyncpg.InterfaceError, OSError, asyncio.TimeoutError, ConnectionError)):
+    if isinstance(error, (OSError, asyncio.TimeoutError, ConnectionError)) or (
+        isinstance(error, asyncpg.InterfaceError) and "connection" in str(error)  # "connection is closed"
+    ):
         return StorageUnavailableError(f"the database is unreachable: {error}")
     return error
 

@@ -141,7 +141,7 @@ CREATE FUNCTION conv_owner_alive(owner text) RETURNS boolean LANGUAGE sql STABLE
     SELECT EXISTS (
         SELECT 1 FROM pg_locks
         WHERE locktype = 'advisory' AND classid = 1668247158::bigint::oid
-          AND objid = hashtext(owner)::bigint::oid AND objsubid = 2 AND granted
+          AND objid = (hashtext(owner)::bigint & 4294967295)::oid AND objsubid = 2 AND granted
           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
     )
 $$;

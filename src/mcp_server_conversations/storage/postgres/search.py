@@ -99,7 +99,8 @@ class PgSearchStore(PgBase):
             rows = await c.fetch(
                 "SELECT m.rowid, m.id, m.home_conversation_id, m.role, m.message_type, m.content, m.reasoning, "
                 f"m.created_at, {SEARCH_TEXT} AS text, ts_headline('conv', {SEARCH_TEXT}, "
-                "(SELECT string_agg('(' || phraseto_tsquery('conv', t)::text || ')', ' | ') FROM unnest($2::text[]) t)"
+                "(SELECT string_agg('(' || q::text || ')', ' | ') FROM (SELECT phraseto_tsquery('conv', t) AS q "
+                "FROM unnest($2::text[]) AS t) x WHERE numnode(q) > 0)"
                 f"::tsquery, '{HEADLINE}') AS snip FROM messages m WHERE m.rowid = ANY($1::bigint[])",
                 [r[0] for r in ranked], words,
             )  # fmt: skip
@@ -162,7 +163,7 @@ def _result(r: Any, score: float) -> SearchResult:
         content=r["content"] if r["content"] is not None else r["reasoning"],
         snippet=_snippet(r["text"] or "", r["snip"] or ""),
         created_at=r["created_at"],
-        score=round(float(score), 6),
+        score=max(round(float(score), 6), 1e-6),  # a match always scores above nothing
     )
 
 
