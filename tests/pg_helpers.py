@@ -61,6 +61,8 @@ def run_sync(coro_fn: Any) -> Any:
 class TestDatabase:
     """The session's database: created (and migrated) once, emptied per test, dropped at the end."""
 
+    __test__ = False  # not a test class
+
     def __init__(self, dsn: str) -> None:
         self.admin = dsn
         self.name = f"conv_test_{os.getpid()}_{secrets.token_hex(4)}"
