@@ -7,7 +7,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 from pg_helpers import TestDatabase
@@ -162,11 +161,11 @@ async def test_presence_tells_a_live_replica_from_a_killed_one(pg: TestDatabase)
     try:
         me = store.presence()
         assert await me.join() is True  # alone
-        child = subprocess.Popen(
-            [sys.executable, "-c", HOLDER, pg.url], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+        child = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", HOLDER, pg.url, stdout=subprocess.PIPE, env=dict(os.environ)
         )
         try:
-            owner = child.stdout.readline().strip()  # type: ignore[union-attr]
+            owner = (await asyncio.wait_for(child.stdout.readline(), 60)).decode().strip()  # type: ignore[union-attr]
             assert owner
             assert await me.alive(owner)
             other = await open_store(pg.url)
@@ -176,11 +175,13 @@ async def test_presence_tells_a_live_replica_from_a_killed_one(pg: TestDatabase)
                 await other.close()
         finally:
             child.kill()  # kill -9: the server releases the lock with the connection
-            child.wait()
-        deadline = time.monotonic() + 10
-        while await me.alive(owner) and time.monotonic() < deadline:
+            await child.wait()
+        dead = False
+        for _ in range(500):
+            if dead := not await me.alive(owner):
+                break
             await asyncio.sleep(0.02)
-        assert not await me.alive(owner)
+        assert dead
     finally:
         await store.close()
 
