@@ -60,6 +60,9 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["copy"]:
+        raise SystemExit(copy_main(argv[1:]))
     args = parse_args(argv)
     try:
         settings = settings_from_args(args)
@@ -77,6 +80,21 @@ def main(argv: list[str] | None = None) -> None:
     server = build_server(settings)
     gc.freeze()  # the imports so far live as long as the process: spare the collector's full passes
     anyio.run(serve_stdio, server)
+
+
+def copy_main(argv: list[str]) -> int:
+    """`mcp-server-conversations copy SOURCE TARGET`: everything from one database into a new one."""
+    p = argparse.ArgumentParser(
+        prog="mcp-server-conversations copy",
+        description="Copy every agent, conversation, message, run and embedding from SOURCE into the empty "
+        "TARGET (each a SQLite file or a postgresql:// URL), ids and timestamps kept. Stop the servers first.",
+    )
+    p.add_argument("source")
+    p.add_argument("target")
+    args = p.parse_args(argv)
+    from .copying import copy_databases
+
+    return anyio.run(copy_databases, args.source, args.target)
 
 
 def configure_logging(level: str, debug_all: bool = False) -> None:

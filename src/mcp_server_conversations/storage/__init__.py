@@ -11,6 +11,7 @@ from .bulk import BulkStore
 from .contract import Presence, Store
 from .forks import ForkStore
 from .runs import DEAD_OWNER_END, RunStore
+from .transfer import copy_store
 from .types import MESSAGE_TYPES, HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget
 from .vectors import VectorStore
 
@@ -30,5 +31,5 @@ async def open_store(location: str | Path) -> Store:
 
 __all__ = [
     "DEAD_OWNER_END", "MESSAGE_TYPES", "HistoryKey", "NewMessage", "PendingMessage", "Presence", "PromptRows",
-    "SQLiteStore", "SendTarget", "Store", "open_store",
+    "SQLiteStore", "SendTarget", "Store", "copy_store", "open_store",
 ]  # fmt: skip
