@@ -242,22 +242,28 @@ async def insert_messages(c: Conn, conv_id: str, agent_id: str, messages: list[N
     return [(by_id[row[0]], row) for row in rows]
 
 
-async def append_rows(c: Conn, conv_id: str, messages: list[NewMessage], in_context: bool = True) -> list[Message]:
-    """append_messages' statements, inside a transaction the caller holds."""
-    conv = await lock_conversation(c, conv_id)
+async def append_rows(
+    c: Conn, conv_id: str, messages: list[NewMessage], in_context: bool = True, *, agent_id: str | None = None
+) -> list[Message]:
+    """append_messages' statements, inside a transaction the caller holds: with `agent_id` the caller
+    has locked the conversation's row already. The rows and the conversation's context and count are
+    written by one statement."""
+    if agent_id is None:
+        agent_id = (await lock_conversation(c, conv_id))["agent_id"]
     if not messages:
         return []
-    written = await insert_messages(c, conv_id, conv["agent_id"], messages)
+    rows = message_rows(conv_id, agent_id, messages)
+    columns = [list(col) for col in zip(*rows, strict=True)]
     counted = sum(1 for m in messages if m.message_type != "system_message")
-    if in_context:
-        await c.execute(
-            "UPDATE conversations SET context = context || $1::bigint[], message_count = message_count + $2 "
-            "WHERE id = $3",
-            [rowid for rowid, _ in written], counted, conv_id,
-        )  # fmt: skip
-    else:
-        await c.execute("UPDATE conversations SET message_count = message_count + $1 WHERE id = $2", counted, conv_id)
-    return [_written(m, row, in_context) for m, (_, row) in zip(messages, written, strict=True)]
+    n = len(columns)
+    returned = await c.fetch(
+        f"WITH ins AS ({INSERT_MESSAGES}), upd AS (UPDATE conversations SET context = CASE WHEN ${n + 2} "
+        f"THEN context || (SELECT array_agg(rowid ORDER BY rowid) FROM ins) ELSE context END, "
+        f"message_count = message_count + ${n + 3} WHERE id = ${n + 1}) SELECT rowid, id FROM ins",
+        *columns, conv_id, in_context, counted,
+    )  # fmt: skip
+    assert len(returned) == len(rows)
+    return [_written(m, row, in_context) for m, row in zip(messages, rows, strict=True)]
 
 
 def message_rows(conv_id: str, agent_id: str, messages: list[NewMessage]) -> list[tuple[Any, ...]]:

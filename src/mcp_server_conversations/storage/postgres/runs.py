@@ -46,29 +46,57 @@ class PgRunStore(PgConversationStore):
         self, run_id: str, conversation_id: str, agent_id: str, inputs: list[NewMessage], *, model: str,
         started_at: str, create: bool = False, idempotency_key: str | None = None, owner: str = "",
     ) -> tuple[Run, PromptRows] | None:  # fmt: skip
+        """As SQLite's, in few round trips: the conversation locked, its turn and queue read in one statement,
+        the input stored and the context extended in one, the turn claimed and the run started in one."""
+
         async def run(c: Conn) -> tuple[Run, PromptRows] | None:
+            # The lock first, on its own: a statement that waited for the row lock would read the turn
+            # and the queue from its snapshot taken before the wait, not what the holder committed.
             await lock_conversation(c, conversation_id)
-            if await _held_elsewhere(c, conversation_id, owner) or await _queued_earlier_elsewhere(
-                c, conversation_id, run_id, owner
-            ):
+            state = await c.fetchrow(
+                "SELECT c.agent_id, t.owner, t.run_id, conv_owner_alive(t.owner) AS alive, "
+                "EXISTS (SELECT 1 FROM runs r WHERE r.status = 'queued' AND r.conversation_id = c.id "
+                "AND r.owner IS NOT NULL AND r.owner <> $2 "
+                "AND r.seq < coalesce((SELECT seq FROM runs WHERE id = $3), 9223372036854775807) "
+                "AND conv_owner_alive(r.owner)) AS queued "
+                "FROM conversations c LEFT JOIN turns t ON t.conversation_id = c.id WHERE c.id = $1",
+                conversation_id, owner, run_id,
+            )  # fmt: skip
+            if state is None:
+                raise NotFoundError("conversation", conversation_id)
+            if state["owner"] is not None and state["owner"] != owner:
+                if state["alive"]:
+                    return None
+                await _end_dead_holder(c, conversation_id, state["run_id"])
+            if state["queued"]:
                 return None
-            await append_rows(c, conversation_id, inputs)
-            await _claim(c, conversation_id, run_id, owner, started_at)
+            await append_rows(c, conversation_id, inputs, agent_id=state["agent_id"])
+            claim = (
+                "WITH claim AS (INSERT INTO turns (conversation_id, run_id, owner, claimed_at) VALUES ($2, $1, $3, $4) "
+                "ON CONFLICT (conversation_id) DO UPDATE SET run_id = excluded.run_id, owner = excluded.owner, "
+                "claimed_at = excluded.claimed_at) "
+            )
             if create:
-                await _insert_run(
-                    c, conversation_id, idempotency_key,
-                    "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, model, "
-                    "started_at, owner) VALUES ($1, $2, $3, 'running', $4, $5, $6, $5, $7)",
-                    (run_id, conversation_id, agent_id, idempotency_key, started_at, model, owner),
+                row = await c.fetchrow(
+                    claim + "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, "
+                    "model, started_at, owner) VALUES ($1, $2, $5, 'running', $6, $4, $7, $4, $3) "
+                    "ON CONFLICT (conversation_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
+                    "RETURNING *",
+                    run_id, conversation_id, owner, started_at, agent_id, idempotency_key, model,
                 )  # fmt: skip
+                if row is None:  # another process stored a run with this key since the caller looked
+                    raise DuplicateRunError(await c.fetchval(
+                        "SELECT id FROM runs WHERE conversation_id = $1 AND idempotency_key = $2",
+                        conversation_id, idempotency_key,
+                    ))  # fmt: skip
             else:
-                await c.execute(
-                    "UPDATE runs SET status = 'running', model = $1, started_at = $2, owner = $3 WHERE id = $4",
-                    model, started_at, owner, run_id,
+                row = await c.fetchrow(
+                    claim + "UPDATE runs SET status = 'running', model = $5, started_at = $4, owner = $3 "
+                    "WHERE id = $1 RETURNING *",
+                    run_id, conversation_id, owner, started_at, model,
                 )  # fmt: skip
-            row = await c.fetchrow("SELECT * FROM runs WHERE id = $1", run_id)
-            if row is None:
-                raise NotFoundError("run", run_id)
+                if row is None:
+                    raise NotFoundError("run", run_id)
             return run_from_row(row), await _prompt_rows(c, conversation_id, agent_id)
 
         return await self.database.write(run)
@@ -108,9 +136,16 @@ class PgRunStore(PgConversationStore):
 
     async def claim_turn(self, conversation_id: str, holder: str, owner: str) -> bool:
         async def claim(c: Conn) -> bool:
-            await lock_conversation(c, conversation_id)
-            if await _held_elsewhere(c, conversation_id, owner):
-                return False
+            await lock_conversation(c, conversation_id)  # on its own: see start_run
+            state = await c.fetchrow(
+                "SELECT t.owner, t.run_id, conv_owner_alive(t.owner) AS alive FROM conversations c "
+                "LEFT JOIN turns t ON t.conversation_id = c.id WHERE c.id = $1",
+                conversation_id,
+            )
+            if state["owner"] is not None and state["owner"] != owner:
+                if state["alive"]:
+                    return False
+                await _end_dead_holder(c, conversation_id, state["run_id"])
             await _claim(c, conversation_id, holder, owner, now_iso())
             return True
 
@@ -171,16 +206,18 @@ class PgRunStore(PgConversationStore):
         append: list[NewMessage] | None = None, unfinished_only: bool = False,
     ) -> Run | None:  # fmt: skip
         async def end(c: Conn) -> Run | None:
-            if await c.fetchval("SELECT 1 FROM conversations WHERE id = $1 FOR NO KEY UPDATE", conversation_id) is None:
-                if await c.fetchval("SELECT 1 FROM runs WHERE id = $1", run_id) is None:
-                    return None
-            before = (lambda: append_rows(c, conversation_id, append)) if append else None
-            context = await _end_run(
+            conv = await c.fetchrow(
+                "SELECT agent_id FROM conversations WHERE id = $1 FOR NO KEY UPDATE", conversation_id
+            )
+            if conv is None:  # its runs went with it
+                return None
+            before = (lambda: append_rows(c, conversation_id, append, agent_id=conv["agent_id"])) if append else None
+            ended = await _end_run(
                 c, run_id, conversation_id, fields, abandon=abandon, unfinished_only=unfinished_only, before=before
             )
-            if context is None:
+            if ended is None:
                 return None
-            row = await c.fetchrow("SELECT * FROM runs WHERE id = $1", run_id)
+            row, context = ended
             in_context = set(context)
             messages = [message_from_row(r, r[0] in in_context) for r in await c.fetch(RUN_MESSAGES, run_id)]
             return run_from_row(row, messages)
@@ -207,9 +244,10 @@ async def _insert_run(c: Conn, conversation_id: str, key: str | None, sql: str, 
 async def _end_run(
     c: Conn, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
     unfinished_only: bool = False, before: Callable[[], Awaitable[Any]] | None = None,
-) -> list[int] | None:  # fmt: skip
-    """finish_run's writes inside the caller's transaction (the conversation's row locked): as SQLite's
-    storage/runs.py _end_run. Returns the context after them, None if the run is not there to end."""
+) -> tuple[Any, list[int]] | None:  # fmt: skip
+    """finish_run's writes inside the caller's transaction (the conversation's row locked), as SQLite's
+    storage/runs.py _end_run: the run's row as it ended and the context after them, None if the run
+    is not there to end. Waiters on the turn and on the run's end are notified (at commit)."""
     fields = {k: v for k, v in fields.items() if k in RUN_FIELDS}
     completed_at = fields.get("completed_at") or now_iso()
     fields["completed_at"] = completed_at
@@ -220,51 +258,42 @@ async def _end_run(
             "WHERE r.id = $2",
             conversation_id, run_id,
         )  # fmt: skip
-    released = await c.execute("DELETE FROM turns WHERE conversation_id = $1 AND run_id = $2", conversation_id, run_id)
-    sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(fields, start=2)) + ", context_before = NULL"
+    sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(fields, start=3)) + ", context_before = NULL"
     only = " AND status IN ('queued', 'running')" if unfinished_only else ""
-    if (await c.execute(f"UPDATE runs SET {sets} WHERE id = $1{only}", run_id, *fields.values())).endswith(" 0"):
+    row = await c.fetchrow(
+        "WITH released AS (DELETE FROM turns WHERE conversation_id = $2 AND run_id = $1 RETURNING 1) "
+        f"UPDATE runs SET {sets} WHERE id = $1{only} RETURNING *, "
+        "(SELECT count(*) FROM released) AS released_turn",
+        run_id, conversation_id, *fields.values(),
+    )  # fmt: skip
+    if row is None:
         return None
     if before is not None:
         await before()
-    current = await c.fetchval("SELECT context FROM conversations WHERE id = $1", conversation_id)
-    context = list(current) if current is not None else []
     if abandon:
-        drop = {r[0] for r in await c.fetch("SELECT rowid FROM messages WHERE run_id = $1", run_id)}
-        if (drop or saved is not None) and current is not None:
-            context = [i for i in (context if saved is None else saved) if i not in drop]
-            await c.execute("UPDATE conversations SET context = $1 WHERE id = $2", context, conversation_id)
-        await c.execute("UPDATE messages SET is_err = 1 WHERE run_id = $1 AND message_type = 'user_message'", run_id)
-    await c.execute("UPDATE conversations SET last_run_completion = $1 WHERE id = $2", completed_at, conversation_id)
-    notify_turn = "" if released.endswith(" 0") else ", pg_notify('conv_turn', $2)"
-    await c.execute(
-        f"SELECT pg_notify('conv_run_done', $1){notify_turn}", run_id, *([conversation_id] if notify_turn else [])
-    )
-    return context
+        drop = {r[0] for r in await c.fetch(
+            "UPDATE messages SET is_err = CASE WHEN message_type = 'user_message' THEN 1 ELSE is_err END "
+            "WHERE run_id = $1 RETURNING rowid",
+            run_id,
+        )}  # fmt: skip
+        if drop or saved is not None:
+            await c.execute(
+                "UPDATE conversations SET context = ARRAY(SELECT x FROM unnest(coalesce($2::bigint[], context)) "
+                "WITH ORDINALITY AS u(x, o) WHERE NOT x = ANY($3::bigint[]) ORDER BY o) WHERE id = $1",
+                conversation_id, saved, list(drop),
+            )  # fmt: skip
+    context = await c.fetchval(
+        "UPDATE conversations SET last_run_completion = $2 WHERE id = $1 "
+        "RETURNING context, pg_notify('conv_run_done', $3), CASE WHEN $4 THEN pg_notify('conv_turn', $1) END",
+        conversation_id, completed_at, run_id, bool(row["released_turn"]),
+    )  # fmt: skip
+    return row, list(context or [])
 
 
-async def _held_elsewhere(c: Conn, conversation_id: str, owner: str) -> bool:
-    """Whether another live process holds the turn; a dead holder's run ends here first."""
-    row = await c.fetchrow(
-        "SELECT owner, run_id, conv_owner_alive(owner) FROM turns WHERE conversation_id = $1", conversation_id
-    )
-    if row is None or row[0] == owner:
-        return False
-    if row[2]:
-        return True
-    await _end_run(c, row[1], conversation_id, DEAD_OWNER_END, abandon=True, unfinished_only=True)
+async def _end_dead_holder(c: Conn, conversation_id: str, run_id: str) -> None:
+    """The turn's holder is dead: its run ends interrupted (its rows out of the context), the turn is free."""
+    await _end_run(c, run_id, conversation_id, DEAD_OWNER_END, abandon=True, unfinished_only=True)
     await c.execute("DELETE FROM turns WHERE conversation_id = $1", conversation_id)
-    return False
-
-
-async def _queued_earlier_elsewhere(c: Conn, conversation_id: str, run_id: str, owner: str) -> bool:
-    """Whether another live process queued a run for the conversation before `run_id` (by runs.seq)."""
-    return bool(await c.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'queued' AND conversation_id = $1 AND owner IS NOT NULL "
-        "AND owner <> $2 AND seq < coalesce((SELECT seq FROM runs WHERE id = $3), 9223372036854775807) "
-        "AND conv_owner_alive(owner))",
-        conversation_id, owner, run_id,
-    ))  # fmt: skip
 
 
 async def _claim(c: Conn, conversation_id: str, holder: str, owner: str, at: str) -> None:
@@ -277,18 +306,17 @@ async def _claim(c: Conn, conversation_id: str, holder: str, owner: str, at: str
 
 
 async def _prompt_rows(c: Conn, conversation_id: str, agent_id: str) -> PromptRows:
-    agent = await c.fetchrow("SELECT * FROM agents WHERE id = $1", agent_id)
-    if agent is None:
+    head = await c.fetchrow(
+        "SELECT a.*, c.context AS context_, (SELECT m.content FROM messages m WHERE m.rowid = c.system_rowid) "
+        "AS system_ FROM agents a LEFT JOIN conversations c ON c.id = $2 WHERE a.id = $1",
+        agent_id, conversation_id,
+    )  # fmt: skip
+    if head is None:
         raise NotFoundError("agent", agent_id)
-    blocks = await c.fetch(BLOCKS_OF, agent_id)
-    conv = await c.fetchrow(
-        "SELECT c.context, m.content FROM conversations c LEFT JOIN messages m ON m.rowid = c.system_rowid "
-        "WHERE c.id = $1",
-        conversation_id,
-    )
-    if conv is None:
+    if head["context_"] is None:
         raise NotFoundError("conversation", conversation_id)
-    context = list(conv[0])
+    blocks = await c.fetch(BLOCKS_OF, agent_id)
+    context = list(head["context_"])
     rows = await c.fetch(
         "SELECT rowid, message_type, content, tool_calls, tool_call_id, run_id FROM messages "
         "WHERE rowid = ANY($1::bigint[])",
@@ -296,4 +324,5 @@ async def _prompt_rows(c: Conn, conversation_id: str, agent_id: str) -> PromptRo
     )
     by_rowid = {r[0]: tuple(r)[1:] for r in rows}
     context_rows = [by_rowid[i] for i in context[1:] if i in by_rowid]
-    return PromptRows(agent_from_row(agent, [block_from_row(b) for b in blocks]), conv[1], context_rows)  # type: ignore[arg-type]
+    agent = agent_from_row(head, [block_from_row(b) for b in blocks])
+    return PromptRows(agent, head["system_"], context_rows)  # type: ignore[arg-type]
