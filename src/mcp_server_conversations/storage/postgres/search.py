@@ -10,7 +10,6 @@ Each term is `phraseto_tsquery('conv', …)` of its normalized text: never query
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,9 +18,8 @@ from ..search import MIN_CAP, RANK_BUDGET
 from .base import Conn, PgBase
 from .text import SEARCH_TEXT, normalize
 
-DF_COUNT_LIMIT = 20_000  # matches counted exactly per term; beyond, the planner's statistics estimate df
-N_EXACT_BELOW = 200_000  # messages counted exactly below this many (estimated from pg_class above)
-STATS_TTL = 60.0
+DF_COUNT_LIMIT = 1_000  # matches counted exactly per term; beyond, the planner's statistics estimate df
+N_EXACT_BELOW = 20_000  # messages counted exactly below this many (estimated from pg_class above)
 HEADLINE = 'StartSel="", StopSel="", MaxWords=24, MinWords=12, ShortWord=0'
 
 
@@ -70,8 +68,6 @@ async def scope_of(
 
 
 class PgSearchStore(PgBase):
-    _stats: tuple[float, float] | None = None  # (when, N)
-
     async def search(
         self, *, agent_id: str, terms: Sequence[str], roles: list[str] | None, start: str | None,
         end: str | None, conversation_id: str | None, limit: int, exact: bool = False,
@@ -81,18 +77,22 @@ class PgSearchStore(PgBase):
             return []
 
         async def read(c: Conn) -> list[SearchResult]:
-            idf = await self._idf(c, words)
-            scope = await scope_of(c, agent_id, roles, start, end, conversation_id, taken=2)
+            # Plans made for the words at hand: a common word's newest matches are found walking the key
+            # backwards, a rare word's through the GIN index; one generic plan would serve one of them badly.
+            await c.execute("SET LOCAL plan_cache_mode = force_custom_plan")
+            idf = await _idf(c, words)
+            scope = await scope_of(c, agent_id, roles, start, end, conversation_id, taken=2 * len(words))
             cap = "" if exact else f"LIMIT {max(MIN_CAP, limit, RANK_BUDGET // len(words))}"
+            queries = [f"phraseto_tsquery('conv', ${2 * i + 1})" for i in range(len(words))]
+            parts = [
+                f"(SELECT m.rowid, ${2 * i + 2}::float8 * ts_rank(m.search_tsv, {q}, 1) AS score FROM messages m "
+                f"WHERE m.search_tsv @@ {q} AND {scope.sql} ORDER BY m.rowid DESC {cap})"
+                for i, q in enumerate(queries)
+            ]
             ranked = await c.fetch(
-                "WITH q AS (SELECT x.t, phraseto_tsquery('conv', x.t) AS query, x.idf "
-                "FROM unnest($1::text[], $2::float8[]) AS x(t, idf)), "
-                "hits AS (SELECT h.rowid, q.idf * ts_rank(h.search_tsv, q.query, 1) AS score FROM q "
-                "CROSS JOIN LATERAL (SELECT m.rowid, m.search_tsv FROM messages m WHERE m.search_tsv @@ q.query "
-                f"AND {scope.sql} ORDER BY m.rowid DESC {cap}) h) "
-                "SELECT rowid, sum(score) AS score FROM hits GROUP BY rowid ORDER BY score DESC, rowid DESC "
-                f"LIMIT {scope.mark(limit)}",
-                words, [idf[w] for w in words], *scope.params,
+                f"SELECT rowid, sum(score) AS score FROM ({' UNION ALL '.join(parts)}) hits GROUP BY rowid "
+                f"ORDER BY score DESC, rowid DESC LIMIT {scope.mark(limit)}",
+                *[v for w in words for v in (w, idf[w])], *scope.params,
             )  # fmt: skip
             if not ranked:
                 return []
@@ -109,34 +109,28 @@ class PgSearchStore(PgBase):
 
         return await self.database.read(read, snapshot=True)
 
-    async def _idf(self, c: Conn, words: list[str]) -> dict[str, float]:
-        """BM25's IDF of each term over all messages (FTS5's formula and its 1e-6 floor)."""
-        n = await self._messages(c)
-        counts = await c.fetch(
-            "SELECT x.t, (SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.search_tsv @@ "
-            "phraseto_tsquery('conv', x.t) LIMIT $2) s) FROM unnest($1::text[]) AS x(t)",
-            words, DF_COUNT_LIMIT,
-        )  # fmt: skip
-        df = {r[0]: float(r[1]) for r in counts}
-        common = [w for w in words if df[w] >= DF_COUNT_LIMIT]
-        if common:
-            df.update(await _estimated_df(c, common, n))
-        out = {}
-        for w in words:
-            d = min(df[w], n)
-            out[w] = max(math.log((n - d + 0.5) / (d + 0.5)), 1e-6)
-        return out
 
-    async def _messages(self, c: Conn) -> float:
-        """How many searchable messages there are (cached a minute; estimated when there are many)."""
-        now = time.monotonic()
-        if self._stats is not None and now - self._stats[0] < STATS_TTL and self._stats[1] >= N_EXACT_BELOW:
-            return self._stats[1]
-        n = float(await c.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'messages'::regclass") or 0)
-        if n < N_EXACT_BELOW:
-            n = float(await c.fetchval("SELECT count(*) FROM messages WHERE search_tsv IS NOT NULL"))
-        self._stats = (now, n)
-        return max(n, 1.0)
+
+async def _idf(c: Conn, words: list[str]) -> dict[str, float]:
+    """BM25's IDF of each term over all messages (FTS5's formula and its 1e-6 floor). Document
+    frequencies are counted up to DF_COUNT_LIMIT; commoner terms are estimated from the statistics."""
+    n = float(await c.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'messages'::regclass") or 0)
+    if n < N_EXACT_BELOW:  # small (or never analyzed): counted
+        n = float(await c.fetchval("SELECT count(*) FROM messages"))
+    n = max(n, 1.0)
+    counts = await c.fetchrow(
+        "SELECT " + ", ".join(
+            f"(SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.search_tsv @@ phraseto_tsquery('conv', ${i}) "
+            f"LIMIT {DF_COUNT_LIMIT}) s)"
+            for i in range(1, len(words) + 1)
+        ),
+        *words,
+    )  # fmt: skip
+    df = {w: float(counts[i]) for i, w in enumerate(words)}
+    common = [w for w in words if df[w] >= DF_COUNT_LIMIT]
+    if common:
+        df.update(await _estimated_df(c, common, n))
+    return {w: max(math.log((n - min(df[w], n) + 0.5) / (min(df[w], n) + 0.5)), 1e-6) for w in words}
 
 
 async def _estimated_df(c: Conn, words: list[str], n: float) -> dict[str, float]:
@@ -149,7 +143,8 @@ async def _estimated_df(c: Conn, words: list[str], n: float) -> dict[str, float]
     out = {}
     for w in words:
         lexemes = await c.fetchval("SELECT tsvector_to_array(to_tsvector('conv', $1))", w)
-        f = min((freq.get(x, 0.0) for x in lexemes), default=0.0)
+        floor = min(freq.values(), default=0.0)  # a lexeme not tracked is at most this frequent
+        f = min((freq.get(x, floor) for x in lexemes), default=0.0)
         out[w] = max(float(DF_COUNT_LIMIT), f * n)
     return out
 
