@@ -266,3 +266,25 @@ def test_the_sqlite_path_never_imports_asyncpg(tmp_path) -> None:
     done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "c.db")], capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+async def test_both_schemas_have_the_same_tables_and_columns(pg: TestDatabase, tmp_path) -> None:
+    """Each table has the same columns on both backends, but for what each spells its own way."""
+    import sqlite3
+
+    sqlite_store = await open_store(tmp_path / "c.db")
+    await sqlite_store.close()
+    con = sqlite3.connect(tmp_path / "c.db")
+    tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    tables -= {"fts_deferred", "schema_migrations"} | {t for t in tables if t.startswith("messages_fts")}
+    lite = {t: {r[1] for r in con.execute(f"PRAGMA table_xinfo({t})")} for t in tables}
+    con.close()
+    rows = pg.rows("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
+                   "AND table_name <> 'schema_migrations'")  # fmt: skip
+    post: dict[str, set[str]] = {}
+    for table, column in rows:
+        post.setdefault(table, set()).add(column)
+    own = {("blocks", "seq"), ("runs", "seq"), ("messages", "search_tsv")}  # explicit orders; the tsvector
+    assert {t: c - {x for tt, x in own if tt == t} for t, c in post.items()} == {
+        t: c - {"search_text"} for t, c in lite.items()  # SQLite's computed column
+    }
