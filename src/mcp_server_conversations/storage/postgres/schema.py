@@ -64,6 +64,8 @@ CREATE TABLE conversations (
     context bigint[] NOT NULL DEFAULT '{}',
     message_count integer NOT NULL DEFAULT 0
 );
+-- Key lists are rewritten whole on every append: stored uncompressed, pglz costs more than it saves.
+ALTER TABLE conversations ALTER COLUMN context SET STORAGE EXTERNAL, ALTER COLUMN inherited SET STORAGE EXTERNAL;
 CREATE INDEX conversations_agent_created ON conversations(agent_id, created_at, id);
 CREATE INDEX conversations_agent_completion ON conversations(agent_id, last_run_completion, id);
 
