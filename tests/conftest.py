@@ -16,7 +16,7 @@ os.environ.setdefault("PYTHON_DOTENV_DISABLED", "1")
 # `model_settings`, `mode`, `connect` (in-memory MCP clients, tests/runtime_helpers.py).
 pytest_plugins = ["fake_provider", "runtime_helpers"]
 
-from pg_helpers import TestDatabase, base_dsn  # noqa: E402
+from pg_helpers import REQUIRED, TestDatabase, base_dsn  # noqa: E402
 
 from mcp_server_conversations.config import Settings, is_database_url  # noqa: E402
 from mcp_server_conversations.storage import Store, open_store  # noqa: E402
@@ -58,7 +58,7 @@ def _pg_database() -> TestDatabase:
         _pg.setdefault("db", None)
     db = _pg["db"]
     if db is None:
-        if os.environ.get("CONVERSATIONS_TEST_PG_REQUIRED") == "1":
+        if REQUIRED:
             pytest.fail(f"PostgreSQL required (CONVERSATIONS_TEST_PG_REQUIRED=1): {_pg['why']}")
         pytest.skip(f"postgres: {_pg['why']}")
     assert isinstance(db, TestDatabase)

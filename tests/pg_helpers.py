@@ -16,14 +16,16 @@ from contextlib import contextmanager
 from typing import Any
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Read once at import: each test's environment has CONVERSATIONS_* removed (conftest's _isolated_env).
+GIVEN_DSN = os.environ.get("CONVERSATIONS_TEST_PG_DSN")
+REQUIRED = os.environ.get("CONVERSATIONS_TEST_PG_REQUIRED") == "1"
 TABLES = "agents, blocks, conversations, messages, runs, turns, message_embeddings"
 
 
 def base_dsn() -> tuple[str | None, str]:
     """(a DSN to create databases from, or None; why there is none)."""
-    dsn = os.environ.get("CONVERSATIONS_TEST_PG_DSN")
-    if dsn:
-        return dsn, ""
+    if GIVEN_DSN:
+        return GIVEN_DSN, ""
     try:
         socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
     except OSError as e:
