@@ -288,3 +288,30 @@ async def test_both_schemas_have_the_same_tables_and_columns(pg: TestDatabase, t
     assert {t: c - {x for tt, x in own if tt == t} for t, c in post.items()} == {
         t: c - {"search_text"} for t, c in lite.items()  # SQLite's computed column
     }
+
+
+async def test_a_message_committed_after_a_later_one_is_still_embedded(pg: TestDatabase) -> None:
+    """Keys are taken at insert, not commit: the indexer's cursor can pass a row that commits later."""
+    import asyncpg
+
+    store = await open_store(pg.url)
+    late = await asyncpg.connect(pg.url)
+    try:
+        agent_id, conv = await conversation(store)
+        tx = late.transaction()
+        await tx.start()
+        await late.execute(
+            "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, content, "
+            "created_at) VALUES ('message-late', $1, $2, $2, 'user_message', 'user', 'late one', '2026')",
+            agent_id, conv,
+        )  # fmt: skip
+        (early,) = await store.append_messages(conv, [user("early one")])
+        pending = await store.messages_missing_embeddings("emb", after=0)
+        assert [p.id for p in pending] == [early.id]
+        await store.save_embeddings("emb", [(early.id, 1, b"\x00\x00\x80?")])
+        cursor = pending[-1].rowid
+        await tx.commit()
+        assert [p.id for p in await store.messages_missing_embeddings("emb", after=cursor)] == ["message-late"]
+    finally:
+        await late.close()
+        await store.close()

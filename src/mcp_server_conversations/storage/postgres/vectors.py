@@ -11,11 +11,16 @@ from .base import Conn
 from .search import PgSearchStore, scope_of
 from .text import SEARCH_TEXT
 
+# Keys are taken when a row is inserted, not when it commits: a transaction committing late leaves rows
+# below a key the indexer has already passed. They are looked for this far behind its cursor too.
+LATE_COMMITS = 2000
+
 
 class PgVectorStore(PgSearchStore):
     async def messages_missing_embeddings(
         self, model: str, *, after: int = 0, limit: int = 64, agent_id: str | None = None
     ) -> list[PendingMessage]:
+        after = max(0, after - LATE_COMMITS)
         rows = await self._all(
             f"SELECT m.rowid, m.id, m.agent_id, {SEARCH_TEXT} FROM messages m "
             f"WHERE m.rowid > $1 AND {SEARCH_TEXT} IS NOT NULL AND ($4::text IS NULL OR m.agent_id = $4) "
