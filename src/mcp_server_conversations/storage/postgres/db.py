@@ -39,6 +39,10 @@ CHANNELS = ("conv_turn", "conv_cancel", "conv_run_done")
 UNAVAILABLE_CLASSES = ("08", "53", "57", "58")
 RETRIED = ("40001", "40P01")  # serialization failure, deadlock: the unit runs again
 SERVER_SETTINGS = {"jit": "off", "application_name": "mcp-server-conversations"}
+# The presence connection's server side probes the client: a replica whose machine died (no FIN, no RST)
+# loses its lock, and its runs count as dead, within about idle + interval × count seconds.
+PRESENCE_SETTINGS = {**SERVER_SETTINGS, "tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
+                     "tcp_keepalives_count": "3"}  # fmt: skip
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -115,8 +119,7 @@ class Database:
 
     async def write(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """`fn(connection)` as one READ COMMITTED transaction (it takes the row locks it needs)."""
-        result = await self._run(fn, write=True)
-        return result
+        return await self._run(fn, write=True)
 
     async def read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]], *, snapshot: bool = False) -> T:
         """`fn(connection)` reading committed data; with `snapshot`, all its statements read one
@@ -218,7 +221,7 @@ class PgPresence:
         """Take this process's lock; True if no other process holds one on this database."""
         if self._conn is None:
             try:
-                conn = await asyncpg.connect(self.db.url, server_settings=SERVER_SETTINGS, timeout=10)
+                conn = await asyncpg.connect(self.db.url, server_settings=PRESENCE_SETTINGS, timeout=10)
                 await conn.execute("SELECT pg_advisory_lock($1, hashtext($2))", PRESENCE_CLASS, self.owner)
             except Exception as e:
                 raise translate(e) from e
