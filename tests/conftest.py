@@ -1,4 +1,6 @@
-"""Shared fixtures: every test gets its own SQLite file in a temp dir and no model defaults."""
+"""Shared fixtures: every test gets its own empty database and no model defaults. Tests using `settings`
+(or `store`, `model_settings`, …) run on each backend: a SQLite file in a temp dir, and PostgreSQL
+(tests/pg_helpers.py). `@pytest.mark.sqlite_only(reason)` keeps a test about SQLite itself to SQLite."""
 
 from __future__ import annotations
 
@@ -24,8 +26,74 @@ os.environ.setdefault("PYTHON_DOTENV_DISABLED", "1")
 # real full filesystem, tests/full_disk_helpers.py).
 pytest_plugins = ["fake_provider", "runtime_helpers", "full_disk_helpers"]
 
-from mcp_server_conversations.config import Settings  # noqa: E402
-from mcp_server_conversations.storage import SQLiteStore  # noqa: E402
+from pg_helpers import REQUIRED, TestDatabase, base_dsn  # noqa: E402
+
+from mcp_server_conversations.config import Settings, is_database_url  # noqa: E402
+from mcp_server_conversations.storage import Store, open_store  # noqa: E402
+
+BACKENDS = ["sqlite", "postgres"]
+_pg: dict[str, object] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only(reason): the test is about the SQLite backend itself")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked sqlite_only run on SQLite only (their postgres instance is deselected)."""
+    keep, drop = [], []
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        on_pg = callspec is not None and callspec.params.get("backend") == "postgres"
+        (drop if on_pg and item.get_closest_marker("sqlite_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def _pg_database() -> TestDatabase:
+    """The session's PostgreSQL database, made on first use; skip (or fail when required) without one."""
+    if "db" not in _pg:
+        dsn, why = base_dsn()
+        if dsn is None:
+            _pg["why"] = why
+        else:
+            db = TestDatabase(dsn)
+            try:
+                db.create()
+            except Exception as e:  # noqa: BLE001
+                _pg["why"] = f"cannot create a test database on {dsn}: {e}"
+            else:
+                _pg["db"] = db
+        _pg.setdefault("db", None)
+    db = _pg["db"]
+    if db is None:
+        if REQUIRED:
+            pytest.fail(f"PostgreSQL required (CONVERSATIONS_TEST_PG_REQUIRED=1): {_pg['why']}")
+        pytest.skip(f"postgres: {_pg['why']}")
+    assert isinstance(db, TestDatabase)
+    return db
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    db = _pg.get("db")
+    if isinstance(db, TestDatabase):
+        db.drop()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def pg_database(backend: str) -> TestDatabase | None:
+    """The PostgreSQL test database, emptied for this test (None on SQLite)."""
+    if backend != "postgres":
+        return None
+    db = _pg_database()
+    db.empty()
+    return db
 
 
 @pytest.fixture(autouse=True)
@@ -37,13 +105,17 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
 
 
 @pytest.fixture
-def settings(tmp_path) -> Settings:
-    return Settings(db=tmp_path / "conversations.db")
+def settings(tmp_path, pg_database: TestDatabase | None) -> Settings:
+    return Settings(db=pg_database.url if pg_database else tmp_path / "conversations.db")
+
+
+def on_postgres(settings: Settings) -> bool:
+    return is_database_url(settings.db)
 
 
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[SQLiteStore]:
-    s = await SQLiteStore.open(settings.resolved_db())
+async def store(settings: Settings) -> AsyncIterator[Store]:
+    s = await open_store(settings.resolved_db())
     try:
         yield s
     finally:

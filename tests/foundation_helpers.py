@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
+from pg_helpers import TestDatabase
+
+from mcp_server_conversations.config import is_database_url
 from mcp_server_conversations.models import Message
 from mcp_server_conversations.storage import NewMessage, SQLiteStore
 from mcp_server_conversations.storage.base import all_in
@@ -17,7 +21,10 @@ def assert_fts_in_sync(path: str | Path) -> None:
     """The live FTS index holds exactly the tokens of the messages that have search text.
 
     Builds a fresh index of `messages.search_text` in a temp table and compares both indexes
-    token by token (fts5vocab 'instance'), through a separate stdlib connection."""
+    token by token (fts5vocab 'instance'), through a separate stdlib connection. On PostgreSQL: each
+    message's tsvector is that of its search text, normalized."""
+    if is_database_url(path):
+        return _assert_tsv_in_sync(str(path))
     con = sqlite3.connect(path)
     try:
         con.execute(f"CREATE VIRTUAL TABLE temp.fresh USING fts5(search_text, tokenize='{TOKENIZER}')")
@@ -38,7 +45,36 @@ def assert_fts_in_sync(path: str | Path) -> None:
         con.close()
 
 
+def _assert_tsv_in_sync(url: str) -> None:
+    from mcp_server_conversations.storage.postgres.text import SEARCH_TEXT, normalize
+
+    rows = _pg(url).rows(f"SELECT rowid, {SEARCH_TEXT} AS text, search_tsv::text AS tsv FROM messages m")
+    for r in rows:
+        expected = None
+        if r["text"] is not None:
+            expected = _pg(url).rows("SELECT to_tsvector('conv', ?)::text", (normalize(r["text"]),))[0][0]
+        assert r["tsv"] == expected, f"message {r['rowid']}: search_tsv is out of sync with its text"
+
+
+def _pg(url: str) -> TestDatabase:
+    db = TestDatabase.__new__(TestDatabase)
+    db.url = url
+    return db
+
+
+def _pg_sql(sql: str) -> str:
+    parts = sql.split("?")
+    return parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
+
+
+def on_pg(store: Any) -> bool:
+    return type(store).__name__ == "PostgresStore"
+
+
 def count_rows(path: str | Path, table: str, where: str = "1", params: tuple = ()) -> int:
+    if is_database_url(path):
+        return int(_pg(str(path)).rows(f"SELECT count(*) FROM {table} WHERE {'TRUE' if where == '1' else where}",
+                                       params)[0][0])  # fmt: skip
     con = sqlite3.connect(path)
     try:
         return con.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0]
@@ -64,16 +100,26 @@ async def turn(store: SQLiteStore, conv_id: str, user: str, reply: str) -> list[
 # own Database (its reader or writer thread), so they see what it committed and wait behind its writes.
 
 
-async def sql_one(store: SQLiteStore, sql: str, params: tuple | dict = ()) -> sqlite3.Row | None:
+# On PostgreSQL the same SQL runs with `?` placeholders turned into $n.
+
+
+async def sql_one(store: Any, sql: str, params: tuple | dict = ()) -> Any:
+    if on_pg(store):
+        return await store.database.read(lambda c: c.fetchrow(_pg_sql(sql), *params))
     return await store.database.read(lambda db: db.execute(sql, params).fetchone())
 
 
-async def sql_all(store: SQLiteStore, sql: str, params: tuple | dict = ()) -> list[sqlite3.Row]:
+async def sql_all(store: Any, sql: str, params: tuple | dict = ()) -> list[Any]:
+    if on_pg(store):
+        return await store.database.read(lambda c: c.fetch(_pg_sql(sql), *params))
     return await store.database.read(lambda db: db.execute(sql, params).fetchall())
 
 
-async def sql_write(store: SQLiteStore, sql: str, params: tuple | dict = ()) -> None:
+async def sql_write(store: Any, sql: str, params: tuple | dict = ()) -> None:
     """One statement as its own write transaction."""
+    if on_pg(store):
+        await store.database.write(lambda c: c.execute(_pg_sql(sql), *params))
+        return
     await store.database.write(lambda db: db.execute(sql, params))
 
 
@@ -96,6 +142,15 @@ async def count_embeddings(store: SQLiteStore, model: str | None = None) -> int:
 async def remove_from_context(store: SQLiteStore, conv_id: str, message_ids: list[str], *, mark_err: bool) -> None:
     """Take messages out of a conversation's context window (they stay in history), optionally marking
     them is_err: what compaction or an abandoned run leaves behind, made directly."""
+    if on_pg(store):
+        await sql_write(
+            store, "UPDATE conversations SET context = ARRAY(SELECT x FROM unnest(context) WITH ORDINALITY AS u(x, o) "
+            "WHERE x NOT IN (SELECT rowid FROM messages WHERE id = ANY(?::text[])) ORDER BY o) WHERE id = ?",
+            (message_ids, conv_id),
+        )  # fmt: skip
+        if mark_err:
+            await sql_write(store, "UPDATE messages SET is_err = 1 WHERE id = ANY(?::text[])", (message_ids,))
+        return
 
     def remove(db: sqlite3.Connection) -> None:
         drop = {r["rowid"] for r in all_in(db, "SELECT rowid FROM messages WHERE id IN ({ids})", message_ids)}

@@ -15,7 +15,7 @@ import pytest
 from fake_provider import FakeProvider
 from mcp import Client
 
-from mcp_server_conversations.config import Settings
+from mcp_server_conversations.config import Settings, is_database_url
 from mcp_server_conversations.mcp.server import build_server
 
 MODEL = "openai/fake-model"
@@ -86,8 +86,15 @@ async def eventually(check: Callable[[], Any], what: str, within: float = 20.0) 
         await asyncio.sleep(0.01)
 
 
-def db_rows(settings: Settings, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-    """Read the server's database directly (a second reader, as WAL allows)."""
+def db_rows(settings: Settings, sql: str, params: tuple = ()) -> list[Any]:
+    """Read the server's database directly (a second reader, as WAL allows); on PostgreSQL, `?`
+    placeholders become $n."""
+    if is_database_url(settings.db):
+        from pg_helpers import TestDatabase
+
+        db = TestDatabase.__new__(TestDatabase)
+        db.url = str(settings.db)
+        return db.rows(sql, params)
     con = sqlite3.connect(settings.resolved_db())
     con.row_factory = sqlite3.Row
     try:
@@ -96,6 +103,17 @@ def db_rows(settings: Settings, sql: str, params: tuple = ()) -> list[sqlite3.Ro
         con.close()
 
 
+def db_exec(settings: Settings, sql: str, params: tuple = ()) -> None:
+    """One statement written directly to the server's database (its own transaction)."""
+    if is_database_url(settings.db):
+        db_rows(settings, sql, params)
+        return
+    with sqlite3.connect(settings.resolved_db()) as con:
+        con.execute(sql, params)
+    con.close()
+
+
 def run_ids(settings: Settings, conversation_id: str) -> list[str]:
-    rows = db_rows(settings, "SELECT id FROM runs WHERE conversation_id = ? ORDER BY rowid", (conversation_id,))
+    order = "seq" if is_database_url(settings.db) else "rowid"
+    rows = db_rows(settings, f"SELECT id FROM runs WHERE conversation_id = ? ORDER BY {order}", (conversation_id,))
     return [r["id"] for r in rows]

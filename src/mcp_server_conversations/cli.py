@@ -20,7 +20,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--transport", choices=["stdio", "streamable-http"], help="default: stdio")
-    p.add_argument("--db", help="SQLite file (default: under the user's data directory)")
+    p.add_argument(
+        "--db", help="SQLite file (default: under the user's data directory), or a postgresql:// URL"
+    )
     p.add_argument("--model", dest="default_model", help="default model handle, e.g. openai/gpt-5-mini")
     p.add_argument(
         "--models", nargs="*", help="more model handles to list for Letta clients (GET /v1/models/), e.g. a,b"
@@ -61,6 +63,9 @@ def settings_from_args(args: argparse.Namespace) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["copy"]:
+        raise SystemExit(copy_main(argv[1:]))
     args = parse_args(argv)
     try:
         settings = settings_from_args(args)
@@ -78,6 +83,21 @@ def main(argv: list[str] | None = None) -> None:
     server = build_server(settings)
     gc.freeze()  # the imports so far live as long as the process: spare the collector's full passes
     anyio.run(serve_stdio, server)
+
+
+def copy_main(argv: list[str]) -> int:
+    """`mcp-server-conversations copy SOURCE TARGET`: everything from one database into a new one."""
+    p = argparse.ArgumentParser(
+        prog="mcp-server-conversations copy",
+        description="Copy every agent, conversation, message, run and embedding from SOURCE into the empty "
+        "TARGET (each a SQLite file or a postgresql:// URL), ids and timestamps kept. Stop the servers first.",
+    )
+    p.add_argument("source")
+    p.add_argument("target")
+    args = p.parse_args(argv)
+    from .copying import copy_databases
+
+    return anyio.run(copy_databases, args.source, args.target)
 
 
 def configure_logging(level: str, debug_all: bool = False) -> None:

@@ -19,6 +19,24 @@ def default_db_path() -> Path:
 
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_database_url(location: object) -> bool:
+    """Whether `--db` names a PostgreSQL server rather than a SQLite file."""
+    return isinstance(location, str) and location.startswith(DATABASE_URL_SCHEMES)
+
+
+def redacted(location: object) -> str:
+    """A database location fit for logs: a URL's password replaced by ***."""
+    text = str(location)
+    if not is_database_url(text):
+        return text
+    scheme, rest = text.split("://", 1)
+    auth, at, host = rest.rpartition("@")
+    if at and ":" in auth:
+        auth = auth.split(":", 1)[0] + ":***"
+    return f"{scheme}://{auth}{at}{host}"
 
 
 class Settings(BaseSettings):
@@ -26,7 +44,9 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONVERSATIONS_", extra="ignore")
 
-    db: Path = Field(default_factory=default_db_path, description="SQLite database file")
+    db: Path | str = Field(
+        default_factory=default_db_path, description="SQLite database file, or a postgresql:// URL"
+    )
     default_model: str | None = Field(default=None, description="Model handle used when no other level sets one")
     models: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Extra model handles to list at GET /v1/models/ (comma-separated)"
@@ -96,6 +116,12 @@ class Settings(BaseSettings):
             check(value)
         return value
 
+    @field_validator("db", mode="before")
+    @classmethod
+    def _db(cls, value: object) -> object:
+        """A postgresql:// URL stays the string it is (a Path would fold its '//'); anything else is a path."""
+        return value if is_database_url(value) else Path(str(value))
+
     @model_validator(mode="after")
     def _token_file(self) -> Settings:
         """Read --auth-token-file once, at start: a missing or empty file is a configuration error."""
@@ -113,5 +139,8 @@ class Settings(BaseSettings):
         self.auth_token = token
         return self
 
-    def resolved_db(self) -> Path:
+    def resolved_db(self) -> Path | str:
+        """The SQLite file (user's ~ expanded) or the PostgreSQL URL, as given."""
+        if is_database_url(self.db):
+            return str(self.db)
         return Path(os.path.expanduser(str(self.db)))

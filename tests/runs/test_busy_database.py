@@ -46,6 +46,7 @@ async def _ended(app: App, run_id: str) -> Run | None:
     return run if run.status not in ("queued", "running") else None
 
 
+@pytest.mark.sqlite_only("SQLite's busy timeout")
 async def test_a_refused_end_is_retried_and_the_run_completes(
     model_settings: Settings, fake_provider: FakeProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -64,6 +65,7 @@ async def test_a_refused_end_is_retried_and_the_run_completes(
         assert final.status == "completed" and final.messages[-1].content == "stored after a retry"
 
 
+@pytest.mark.sqlite_only("SQLite's busy timeout")
 async def test_an_end_refused_past_the_retries_ends_the_run_and_is_stored_later(
     model_settings: Settings, fake_provider: FakeProvider
 ) -> None:

@@ -16,12 +16,13 @@ import httpx
 import pytest
 from fake_provider import FakeProvider
 from mcp import Client
+from pg_helpers import tables_locked
 from rest_helpers import TOKEN, rest_server
 from runtime_helpers import call, call_text, eventually, history, new_conversation, run_ids
 from test_stdio_two_processes import server
 
 from mcp_server_conversations.app import App, open_app
-from mcp_server_conversations.config import Settings
+from mcp_server_conversations.config import Settings, is_database_url
 from mcp_server_conversations.mcp.server import build_server
 
 HANG_GUARD = 60  # seconds: only so a broken server fails the test instead of hanging it
@@ -37,8 +38,12 @@ async def two_apps(settings: Settings) -> AsyncIterator[tuple[App, App, Client, 
 
 
 @contextmanager
-def writes_held(db: Path) -> Iterator[None]:
+def writes_held(db: Path | str) -> Iterator[None]:
     """Hold the database's write lock: readers go on, every writer waits (within its busy timeout)."""
+    if is_database_url(db):
+        with tables_locked(str(db)):
+            yield
+        return
     con = sqlite3.connect(db, isolation_level=None)
     try:
         con.execute("BEGIN IMMEDIATE")

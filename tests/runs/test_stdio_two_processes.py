@@ -6,29 +6,31 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from fake_provider import FakeProvider
 from mcp import Client, StdioServerParameters
+from runtime_helpers import db_rows
 from test_stdio_e2e import ENV, SCRIPT, ok
+
+from mcp_server_conversations.config import Settings
 
 SENDS = 24
 HANG_GUARD = 90  # seconds: only so a broken server fails the test instead of hanging it
 
 
-def server(db: Path, provider: FakeProvider) -> StdioServerParameters:
+def server(db: Path | str, provider: FakeProvider) -> StdioServerParameters:
     assert SCRIPT, "the console script is not installed next to the test interpreter"
     return StdioServerParameters(
         command=SCRIPT, args=["--db", str(db), "--model", "openai/fake"], env={**ENV, **provider.env()}
     )
 
 
-async def test_two_stdio_servers_share_conversations_in_order(tmp_path: Path, fake_provider: FakeProvider) -> None:
+async def test_two_stdio_servers_share_conversations_in_order(settings: Settings, fake_provider: FakeProvider) -> None:
     rnd = random.Random(7)
     fake_provider.default_chunk_delay = 0.005  # echo replies, streamed slowly enough to overlap
-    db = tmp_path / "shared.db"
+    db = settings.resolved_db()
     async with Client(server(db, fake_provider), mode="legacy") as a, Client(server(db, fake_provider)) as b:
         clients = (a, b)
         convs = [(await ok(a, "create_conversation"))["id"] for _ in range(3)]
@@ -54,7 +56,8 @@ async def test_two_stdio_servers_share_conversations_in_order(tmp_path: Path, fa
                 await asyncio.sleep(0.2)
 
         status = await asyncio.wait_for(ended(), HANG_GUARD)
-        assert {rid for rid, s in status.items() if s != "completed"} == cancelled
+        unexpected = {rid: s for rid, s in status.items() if (s != "completed") != (rid in cancelled)}
+        assert not unexpected, unexpected  # every run completed, except those cancel_run said it cancelled
         for conv in convs:
             history = (await ok(b, "list_messages", {"conversation_id": conv, "limit": 1000}))["messages"]
             kept = [(m["role"], m["content"]) for m in history if not m["is_err"]]
@@ -64,6 +67,5 @@ async def test_two_stdio_servers_share_conversations_in_order(tmp_path: Path, fa
             stopped = [content for c, content, rid, _ in sent if c == conv and rid in cancelled]
             failed = [m["content"] for m in history if m["is_err"]]  # cancelled once running (queued: no trace)
             assert failed == [content for content in stopped if content in failed]
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("SELECT count(*) FROM turns").fetchone()[0] == 0
-        assert conn.execute("SELECT count(*) FROM runs WHERE status IN ('queued', 'running')").fetchone()[0] == 0
+    assert db_rows(settings, "SELECT count(*) FROM turns")[0][0] == 0
+    assert db_rows(settings, "SELECT count(*) FROM runs WHERE status IN ('queued', 'running')")[0][0] == 0

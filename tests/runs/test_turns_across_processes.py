@@ -5,15 +5,15 @@ a run of a dead process does not keep."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import pytest
 from fake_provider import FakeProvider
 from mcp import Client
-from runtime_helpers import call, call_text, eventually, history, new_conversation, run_ids
+from runtime_helpers import call, call_text, db_exec, db_rows, eventually, history, new_conversation, run_ids
 
 from mcp_server_conversations.app import open_app
 from mcp_server_conversations.config import Settings
@@ -53,16 +53,15 @@ async def test_two_servers_take_turns_on_one_conversation(
     assert fake_provider.max_in_flight == 1
     assert fake_provider.requests[1].last_user == "from B"
     assert [m["content"] for m in fake_provider.requests[1].messages[1:]] == ["from A", "first", "from B"]
-    with sqlite3.connect(model_settings.resolved_db()) as db:
-        assert db.execute("SELECT count(*) FROM turns").fetchone()[0] == 0  # every turn released
+    assert db_rows(model_settings, "SELECT count(*) FROM turns")[0][0] == 0  # every turn released
 
 
 async def test_a_dead_processs_turn_does_not_block(fake_provider: FakeProvider, model_settings: Settings) -> None:
     async with open_app(model_settings) as a, open_app(model_settings) as b:  # b: another live process
         async with Client(build_server(model_settings, shared=a)) as c:
             conv = await new_conversation(c)
-            with sqlite3.connect(model_settings.resolved_db()) as db:  # held by an owner that no longer runs
-                db.execute("INSERT INTO turns VALUES (?, 'run-ghost', 'gone-owner', '2026-01-01T00:00:00Z')", (conv,))
+            db_exec(model_settings,  # held by an owner that no longer runs
+                    "INSERT INTO turns VALUES (?, 'run-ghost', 'gone-owner', '2026-01-01T00:00:00Z')", (conv,))
             text, run = await asyncio.wait_for(
                 call_text(c, "send_message", {"conversation_id": conv, "content": "hello"}), 30
             )
@@ -103,10 +102,10 @@ async def test_compaction_waits_for_another_processs_run(
         assert (await run)[0] == "held"
         result = await asyncio.wait_for(compaction, 30)
         assert result["messages_after"] == result["messages_before"] == 2
-    with sqlite3.connect(model_settings.resolved_db()) as db:
-        assert db.execute("SELECT count(*) FROM turns").fetchone()[0] == 0
+    assert db_rows(model_settings, "SELECT count(*) FROM turns")[0][0] == 0
 
 
+@pytest.mark.sqlite_only("SQLite's owner files (PostgreSQL's presence is an advisory lock: tests/test_postgres.py)")
 async def test_owner_files_of_dead_processes_are_removed_at_start(model_settings: Settings) -> None:
     owners = model_settings.resolved_db().parent / f"{model_settings.resolved_db().name}-owners"
     async with open_app(model_settings) as live:

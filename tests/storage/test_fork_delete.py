@@ -126,15 +126,16 @@ async def test_a_fork_inherits_a_compacted_context_with_its_summary(svc: Convers
     assert (await context_ids(store, fork.id))[1:] == [summary.id, msgs[2].id]
 
 
+@pytest.mark.sqlite_only("SQLite's page counts")
 async def test_forking_does_not_copy_message_content(svc: ConversationService, store: SQLiteStore) -> None:
     src = await svc.create_conversation()
     big = "lorem ipsum dolor " * 6000  # ~108 KB each
     await say(store, src.id, *[f"{i} {big}" for i in range(30)])
     pages = (await sql_one(store, "PRAGMA page_count"))[0]
-    rows = count_rows(store.path, "messages")
+    rows = count_rows(store.location, "messages")
     for _ in range(5):
         await svc.fork_conversation(src.id)
-    assert count_rows(store.path, "messages") == rows + 5  # one system message each, no message rows
+    assert count_rows(store.location, "messages") == rows + 5  # one system message each, no message rows
     grown = (await sql_one(store, "PRAGMA page_count"))[0] - pages
     page_size = (await sql_one(store, "PRAGMA page_size"))[0]
     assert grown * page_size < 200_000, f"5 forks of 3 MB of messages grew the file by {grown} pages"
@@ -155,9 +156,9 @@ async def test_delete_removes_the_conversation_everywhere(svc: ConversationServi
             await call
     assert conv.id not in [c.id for c in (await svc.list_conversations()).conversations]
     assert (await svc.search("narwhal")).results == []
-    assert count_rows(store.path, "messages") == 0  # its system message is gone too
-    assert count_rows(store.path, "runs") == 0
-    assert_fts_in_sync(store.path)
+    assert count_rows(store.location, "messages") == 0  # its system message is gone too
+    assert count_rows(store.location, "runs") == 0
+    assert_fts_in_sync(store.location)
 
 
 async def test_deleting_the_source_keeps_what_the_fork_holds(svc: ConversationService, store: SQLiteStore) -> None:
@@ -177,10 +178,10 @@ async def test_deleting_the_source_keeps_what_the_fork_holds(svc: ConversationSe
     assert {r.conversation_id for r in results} == {fork.id}
     assert [r.message_id for r in (await svc.search("okapi", conversation_id=fork.id)).results] != []
     # the source's own rows that no fork holds are gone from storage, with its system message
-    assert count_rows(store.path, "messages", "id = ?", (after_fork_point[0].id,)) == 0
-    assert count_rows(store.path, "messages") == 2 + 1 + 1  # held + fork's own + fork's system message
+    assert count_rows(store.location, "messages", "id = ?", (after_fork_point[0].id,)) == 0
+    assert count_rows(store.location, "messages") == 2 + 1 + 1  # held + fork's own + fork's system message
     assert (await svc.get_conversation(fork.id)).message_count == 3
-    assert_fts_in_sync(store.path)
+    assert_fts_in_sync(store.location)
 
 
 async def test_deleting_the_fork_leaves_the_source_untouched(svc: ConversationService, store: SQLiteStore) -> None:
@@ -189,16 +190,16 @@ async def test_deleting_the_fork_leaves_the_source_untouched(svc: ConversationSe
     before = await history(svc, src.id, include_system=True)
     src_before = await svc.get_conversation(src.id)
     ctx_before = await context_ids(store, src.id)
-    rows_before = count_rows(store.path, "messages")
+    rows_before = count_rows(store.location, "messages")
     fork = await svc.fork_conversation(src.id)
     await say(store, fork.id, "fork quokka one", "fork quokka two")
     await svc.delete_conversation(fork.id)
     assert await history(svc, src.id, include_system=True) == before
     assert await svc.get_conversation(src.id) == src_before
     assert await context_ids(store, src.id) == ctx_before
-    assert count_rows(store.path, "messages") == rows_before
+    assert count_rows(store.location, "messages") == rows_before
     assert len((await svc.search("quokka")).results) == 2
-    assert_fts_in_sync(store.path)
+    assert_fts_in_sync(store.location)
 
 
 async def test_deleting_source_then_fork_reclaims_every_row(svc: ConversationService, store: SQLiteStore) -> None:
@@ -212,10 +213,10 @@ async def test_deleting_source_then_fork_reclaims_every_row(svc: ConversationSer
     assert [m.content for m in await history(svc, fork2.id)] == ["the ibis question", "the ibis answer"]
     assert {r.conversation_id for r in (await svc.search("ibis")).results} == {fork2.id}
     await svc.delete_conversation(fork2.id)
-    assert count_rows(store.path, "messages") == 0
-    assert count_rows(store.path, "conversations") == 0
+    assert count_rows(store.location, "messages") == 0
+    assert count_rows(store.location, "conversations") == 0
     assert (await svc.search("ibis")).results == []
-    assert_fts_in_sync(store.path)
+    assert_fts_in_sync(store.location)
 
 
 async def test_deleting_a_middle_fork_rehomes_its_rows_to_the_fork_below(
@@ -234,7 +235,7 @@ async def test_deleting_a_middle_fork_rehomes_its_rows_to_the_fork_below(
     await svc.delete_conversation(a.id)
     assert {r.conversation_id for r in (await svc.search("kestrel")).results} == {c.id}
     assert [m.id for m in await history(svc, c.id)] == [m.id for m in listed]
-    assert_fts_in_sync(store.path)
+    assert_fts_in_sync(store.location)
 
 
 async def test_long_histories_are_forked_and_deleted_in_chunks(svc: ConversationService, store: SQLiteStore) -> None:
@@ -244,12 +245,12 @@ async def test_long_histories_are_forked_and_deleted_in_chunks(svc: Conversation
     assert fork.message_count == 2000
     await say(store, src.id, "after")
     await svc.delete_conversation(src.id)
-    assert count_rows(store.path, "messages") == 2000 + 1
+    assert count_rows(store.location, "messages") == 2000 + 1
     listed = (await svc.list_messages(fork.id, 1000, order="desc")).messages
     assert listed[0].id == msgs[1999].id and len(listed) == 1000
     await svc.delete_conversation(fork.id)
-    assert count_rows(store.path, "messages") == 0
-    assert_fts_in_sync(store.path)
+    assert count_rows(store.location, "messages") == 0
+    assert_fts_in_sync(store.location)
 
 # -- a fork's message_count: the non-system rows it inherits --
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import anyio
 import pytest
-from foundation_helpers import assert_fts_in_sync, sql_all, sql_one, sql_write
+from foundation_helpers import assert_fts_in_sync, on_pg, sql_all, sql_one, sql_write
 
 from mcp_server_conversations.errors import NotFoundError
 from mcp_server_conversations.storage import NewMessage, SQLiteStore
@@ -40,6 +40,13 @@ def sqlite_objects(path: Path) -> dict[str, set[str]]:
 
 
 async def fts_rowids(store: SQLiteStore, word: str) -> set[int]:
+    """The keys of the messages the full-text index finds for `word` (FTS5 MATCH, or the tsvector's @@)."""
+    if on_pg(store):
+        from mcp_server_conversations.storage.postgres.text import normalize
+
+        rows = await sql_all(store, "SELECT rowid FROM messages WHERE search_tsv @@ phraseto_tsquery('conv', ?)",
+                             (normalize(word),))  # fmt: skip
+        return {r[0] for r in rows}
     rows = await sql_all(store, "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?", (f'"{word}"',))
     return {r[0] for r in rows}
 
@@ -86,16 +93,17 @@ async def test_existing_world_readable_file_is_made_owner_only(tmp_path: Path) -
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
+@pytest.mark.sqlite_only("SQLite's PRAGMAs")
 async def test_wal_and_foreign_keys_are_on(store: SQLiteStore) -> None:
     assert (await sql_one(store, "PRAGMA journal_mode"))[0] == "wal"
     assert (await sql_one(store, "PRAGMA foreign_keys"))[0] == 1
-    wal = Path(store.path + "-wal")
+    wal = Path(store.location + "-wal")
     await make_conversation(store)
     assert wal.exists() and stat.S_IMODE(os.stat(wal).st_mode) == 0o600
 
 
 async def test_foreign_keys_reject_a_conversation_of_a_missing_agent(store: SQLiteStore) -> None:
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, NotFoundError)):  # PostgreSQL checks the agent first
         await store.create_conversation("agent-missing", model=None, summary=None, system_text="x")
     # the failed write rolled back and the store keeps working
     _, conv_id = await make_conversation(store)
@@ -202,6 +210,7 @@ def test_processes_starting_together_on_a_blank_file_all_start(tmp_path: Path) -
         con.close()
 
 
+@pytest.mark.sqlite_only("FTS5's triggers (PostgreSQL indexes a message as it is written; none is rewritten)")
 async def test_fts_follows_insert_update_and_delete(store: SQLiteStore) -> None:
     _, conv_id = await make_conversation(store)
     (msg,) = await store.append_messages(conv_id, [NewMessage("user_message", "user", content="a kumquat pie")])
@@ -210,11 +219,11 @@ async def test_fts_follows_insert_update_and_delete(store: SQLiteStore) -> None:
     await sql_write(store, "UPDATE messages SET content = 'a durian pie' WHERE rowid = ?", (row[0],))
     assert await fts_rowids(store, "kumquat") == set()
     assert await fts_rowids(store, "durian") == {row[0]}
-    assert_fts_in_sync(store.path)
+    assert_fts_in_sync(store.location)
     await store.delete_conversation(conv_id)
     assert await fts_rowids(store, "durian") == set()
     assert (await sql_one(store, "SELECT count(*) FROM messages"))[0] == 0
-    assert_fts_in_sync(store.path)
+    assert_fts_in_sync(store.location)
 
 
 async def test_system_messages_are_not_indexed_but_tool_calls_and_reasoning_are(store: SQLiteStore) -> None:
@@ -282,7 +291,7 @@ async def test_delete_agent_removes_every_row_it_owns(store: SQLiteStore) -> Non
     await store.delete_agent(agent_id)
     for table in ("agents", "blocks", "conversations", "messages", "runs"):
         assert (await sql_one(store, f"SELECT count(*) FROM {table}"))[0] == 0, table
-    assert_fts_in_sync(store.path)
+    assert_fts_in_sync(store.location)
     with pytest.raises(NotFoundError):
         await store.delete_agent(agent_id)
 
@@ -328,6 +337,7 @@ async def test_a_writer_cancelled_while_waiting_for_begin_leaves_no_open_transac
     con.close()
 
 
+@pytest.mark.sqlite_only("SQLite's writer and reader threads (tests/test_postgres.py covers PostgreSQL's units)")
 @pytest.mark.parametrize("how", ["anyio", "asyncio"])
 async def test_a_writer_cancelled_mid_unit_commits_whole_before_the_next_writer_runs(
     store: SQLiteStore, how: str
@@ -378,6 +388,7 @@ async def test_a_writer_cancelled_mid_unit_commits_whole_before_the_next_writer_
     assert not await in_transaction(store)
 
 
+@pytest.mark.sqlite_only("SQLite's writer and reader threads (tests/test_postgres.py covers PostgreSQL's units)")
 async def test_reads_see_only_committed_rows_and_a_writer_sees_its_own(store: SQLiteStore) -> None:
     _, conv_id = await make_conversation(store)
     count = "SELECT count(*) FROM messages WHERE conversation_id = ?"

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 
 from .. import __version__, rest
 from ..app import App, open_app
-from ..config import Settings
+from ..config import Settings, redacted
 from ..mcp.server import build_server
 from .cancel import CancelOnDisconnect
 from .security import (
@@ -162,7 +162,7 @@ def serve_http(settings: Settings) -> None:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     banner = (
         f"mcp-server-conversations {__version__}: MCP at http://{host}:{settings.port}/mcp, Letta REST under /v1, "
-        f"database {settings.resolved_db()}{'' if auth_token(settings) else ' (no auth token)'}"
+        f"database {redacted(settings.resolved_db())}{'' if auth_token(settings) else ' (no auth token)'}"
     )
     print(banner, file=sys.stderr)
     asyncio.run(serve_app(settings, stop))

@@ -180,14 +180,20 @@ class EmbeddingIndex:
         and the cursor only passes messages whose vectors are stored."""
         handled, cursor, exhausted = 0, self._cursor, False
         flight: deque[tuple[list[PendingMessage], asyncio.Future[list[np.ndarray | None]]]] = deque()
+        taken: set[int] = set()  # keys handed to a batch in this pass (a store may look back past `after`)
         try:
             while True:
                 while not exhausted and len(flight) < self.in_flight:
-                    batch = await self.store.messages_missing_embeddings(self.model, after=cursor, limit=BATCH)
+                    # a store that looks back past `after` (late commits) returns the rows in flight again
+                    ahead = sum(len(b) for b, _ in flight)
+                    found = await self.store.messages_missing_embeddings(self.model, after=cursor, limit=BATCH + ahead)
+                    batch = [m for m in found if m.rowid not in taken][:BATCH]
                     if not batch:
-                        exhausted = True
+                        # nothing new, or only rows still in flight: read again once they are stored
+                        exhausted = not found or not flight
                         break
-                    cursor = batch[-1].rowid
+                    taken.update(m.rowid for m in batch)
+                    cursor = max(cursor, batch[-1].rowid)
                     flight.append((batch, asyncio.ensure_future(self._embed_messages(batch))))
                 if not flight:
                     return handled

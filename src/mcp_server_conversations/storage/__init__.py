@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..config import is_database_url
 from .agents import AgentStore
 from .bulk import BulkStore
 from .contract import Presence, Store
 from .forks import ForkStore
 from .runs import DEAD_OWNER_END, RunStore
+from .transfer import copy_store
 from .types import MESSAGE_TYPES, HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget
 from .vectors import VectorStore
 
@@ -19,11 +21,15 @@ class SQLiteStore(AgentStore, ForkStore, RunStore, VectorStore, BulkStore):
 
 
 async def open_store(location: str | Path) -> Store:
-    """The store for `location` (a SQLite file path, or ":memory:"), migrated and ready."""
+    """The store for `location` (a SQLite file path, ":memory:", or a postgresql:// URL), migrated and ready."""
+    if is_database_url(location):
+        from .postgres import PostgresStore  # asyncpg: only loaded for a PostgreSQL database
+
+        return await PostgresStore.open(str(location))
     return await SQLiteStore.open(location)
 
 
 __all__ = [
     "DEAD_OWNER_END", "MESSAGE_TYPES", "HistoryKey", "NewMessage", "PendingMessage", "Presence", "PromptRows",
-    "SQLiteStore", "SendTarget", "Store", "open_store",
+    "SQLiteStore", "SendTarget", "Store", "copy_store", "open_store",
 ]  # fmt: skip

@@ -1,0 +1,231 @@
+"""Agents and their memory blocks (PostgreSQL)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from ...errors import NotFoundError
+from ...models import Agent, Block
+from ...util import new_id, now_iso
+from ..agents import AGENT_FIELDS, JSON_FIELDS
+from ..rows import agent_from_row, block_from_row
+from .base import Conn, PgBase
+
+BLOCKS_OF = "SELECT * FROM blocks WHERE agent_id = $1 ORDER BY created_at, seq"
+
+
+class PgAgentStore(PgBase):
+    async def create_agent(
+        self, *, name: str, model: str | None, system: str, context_window_limit: int | None,
+        blocks: list[dict[str, Any]], is_default: bool = False, letta: dict[str, Any] | None = None,
+    ) -> Agent:  # fmt: skip
+        """`letta`: description, tags and model_settings, as Letta clients give them."""
+
+        async def create(c: Conn) -> str:
+            agent_id = await _insert_agent(c, name, model, system, context_window_limit, blocks, is_default)
+            if letta:
+                await _set_fields(c, agent_id, letta)
+            return agent_id
+
+        agent_id = await self.database.write(create)
+        return await self.get_agent(agent_id)
+
+    async def ensure_default_agent(self, *, name: str, system: str, blocks: list[dict[str, Any]]) -> str:
+        """The default agent's id, made once: the unique index on is_default settles a race."""
+
+        async def ensure(c: Conn) -> str:
+            found = await c.fetchval("SELECT id FROM agents WHERE is_default = 1")
+            if found is not None:
+                return str(found)
+            agent_id = new_id("agent")
+            made = await c.fetchval(
+                "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at) "
+                "VALUES ($1, $2, NULL, $3, NULL, 1, $4) ON CONFLICT (is_default) WHERE is_default = 1 DO NOTHING "
+                "RETURNING id",
+                agent_id, name, system, now_iso(),
+            )  # fmt: skip
+            if made is None:  # another caller made it since this one looked
+                return str(await c.fetchval("SELECT id FROM agents WHERE is_default = 1"))
+            await _insert_blocks(c, agent_id, blocks)
+            return agent_id
+
+        return await self.database.write(ensure)
+
+    async def get_agent(self, agent_id: str) -> Agent:
+        agent = await self.database.read(lambda c: _read_agent(c, "id = $1", agent_id), snapshot=True)
+        if agent is None:
+            raise NotFoundError("agent", agent_id)
+        return agent
+
+    async def default_agent(self) -> Agent | None:
+        return await self.database.read(lambda c: _read_agent(c, "is_default = 1"), snapshot=True)
+
+    async def default_agent_id(self) -> str | None:
+        row = await self._one("SELECT id FROM agents WHERE is_default = 1")
+        return row["id"] if row else None
+
+    async def list_agents(self, limit: int, after: tuple[str, str] | None, desc: bool = False) -> list[Agent]:
+        cmp, direction = ("<", "DESC") if desc else (">", "ASC")
+
+        async def read(c: Conn) -> list[Agent]:
+            if after:
+                rows = await c.fetch(
+                    f"SELECT * FROM agents WHERE (created_at, id) {cmp} ($1, $2) "
+                    f"ORDER BY created_at {direction}, id {direction} LIMIT $3",
+                    after[0], after[1], limit,
+                )  # fmt: skip
+            else:
+                rows = await c.fetch(
+                    f"SELECT * FROM agents ORDER BY created_at {direction}, id {direction} LIMIT $1", limit
+                )
+            blocks: dict[str, list[Block]] = {}
+            for r in await c.fetch(
+                "SELECT * FROM blocks WHERE agent_id = ANY($1::text[]) ORDER BY created_at, seq",
+                [r["id"] for r in rows],
+            ):
+                blocks.setdefault(r["agent_id"], []).append(block_from_row(r))
+            return [agent_from_row(r, blocks.get(r["id"], [])) for r in rows]
+
+        return await self.database.read(read, snapshot=True)
+
+    async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> Agent:
+        fields = {k: v for k, v in fields.items() if k in AGENT_FIELDS}
+
+        async def update(c: Conn) -> None:
+            if await c.fetchval("SELECT 1 FROM agents WHERE id = $1 FOR NO KEY UPDATE", agent_id) is None:
+                raise NotFoundError("agent", agent_id)
+            await _set_fields(c, agent_id, fields)
+
+        await self.database.write(update)
+        return await self.get_agent(agent_id)
+
+    async def claim_default_conversation(self, agent_id: str, conversation_id: str) -> str:
+        """Make `conversation_id` the agent's default conversation unless it has one that still exists;
+        the default conversation's id either way (the agent's row lock settles a race)."""
+
+        async def claim(c: Conn) -> str:
+            current = await c.fetchrow(
+                "SELECT default_conversation_id FROM agents WHERE id = $1 FOR NO KEY UPDATE", agent_id
+            )
+            if current is None:
+                raise NotFoundError("agent", agent_id)
+            kept = current["default_conversation_id"]
+            if kept is not None and await c.fetchval(
+                "SELECT 1 FROM conversations WHERE id = $1 AND agent_id = $2", kept, agent_id
+            ):
+                return str(kept)
+            await c.execute("UPDATE agents SET default_conversation_id = $2 WHERE id = $1", agent_id, conversation_id)
+            return conversation_id
+
+        return await self.database.write(claim)
+
+    async def delete_agent(self, agent_id: str) -> None:
+        async def delete(c: Conn) -> None:
+            if await c.fetchval("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE", agent_id) is None:
+                raise NotFoundError("agent", agent_id)
+            await c.execute("DELETE FROM messages WHERE agent_id = $1", agent_id)
+            await c.execute("DELETE FROM agents WHERE id = $1", agent_id)
+
+        await self.database.write(delete)
+
+    # -- blocks --
+
+    async def get_block(self, agent_id: str, label: str) -> Block | None:
+        row = await self._one("SELECT * FROM blocks WHERE agent_id = $1 AND label = $2", agent_id, label)
+        return block_from_row(row) if row else None
+
+    async def get_block_by_id(self, block_id: str) -> tuple[str, Block]:
+        row = await self._one("SELECT * FROM blocks WHERE id = $1", block_id)
+        if row is None:
+            raise NotFoundError("block", block_id)
+        return row["agent_id"], block_from_row(row)
+
+    async def upsert_block(
+        self, agent_id: str, label: str, fields: dict[str, Any],
+        check: Callable[[Block | None, dict[str, Any]], dict[str, Any]],
+    ) -> Block:  # fmt: skip
+        """Create or update a block under a row lock: the agent's row, so two first writes of a label
+        (no block row to lock yet) take turns too."""
+        now = now_iso()
+
+        async def upsert(c: Conn) -> Block:
+            if await c.fetchval("SELECT 1 FROM agents WHERE id = $1 FOR NO KEY UPDATE", agent_id) is None:
+                raise NotFoundError("agent", agent_id)
+            row = await c.fetchrow("SELECT * FROM blocks WHERE agent_id = $1 AND label = $2", agent_id, label)
+            current = block_from_row(row) if row else None
+            new = check(current, fields)
+            if current is None:
+                row = await c.fetchrow(
+                    "INSERT INTO blocks (id, agent_id, label, value, description, char_limit, read_only, "
+                    "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *",
+                    new_id("block"), agent_id, label, new["value"], new["description"], new["limit"],
+                    int(new["read_only"]), now,
+                )  # fmt: skip
+            else:
+                row = await c.fetchrow(
+                    "UPDATE blocks SET value = $1, description = $2, char_limit = $3, read_only = $4, "
+                    "updated_at = $5 WHERE id = $6 RETURNING *",
+                    new["value"], new["description"], new["limit"], int(new["read_only"]), now, current.id,
+                )  # fmt: skip
+            return block_from_row(row)
+
+        return await self.database.write(upsert)
+
+    async def edit_block_value(self, agent_id: str, label: str, edit: Callable[[Block | None], str]) -> Block:
+        async def change(c: Conn) -> Block:
+            row = await c.fetchrow(
+                "SELECT * FROM blocks WHERE agent_id = $1 AND label = $2 FOR UPDATE", agent_id, label
+            )
+            current = block_from_row(row) if row else None
+            value = edit(current)
+            assert current is not None  # edit() raises for a missing block
+            await c.execute("UPDATE blocks SET value = $1, updated_at = $2 WHERE id = $3", value, now_iso(), current.id)
+            return current.model_copy(update={"value": value})
+
+        return await self.database.write(change)
+
+
+async def _read_agent(c: Conn, where: str, *params: Any) -> Agent | None:
+    row = await c.fetchrow(f"SELECT * FROM agents WHERE {where}", *params)
+    if row is None:
+        return None
+    blocks = await c.fetch(BLOCKS_OF, row["id"])
+    return agent_from_row(row, [block_from_row(b) for b in blocks])
+
+
+async def _insert_agent(
+    c: Conn, name: str, model: str | None, system: str, context_window_limit: int | None,
+    blocks: list[dict[str, Any]], is_default: bool,
+) -> str:  # fmt: skip
+    agent_id = new_id("agent")
+    await c.execute(
+        "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        agent_id, name, model, system, context_window_limit, int(is_default), now_iso(),
+    )  # fmt: skip
+    await _insert_blocks(c, agent_id, blocks)
+    return agent_id
+
+
+async def _set_fields(c: Conn, agent_id: str, fields: dict[str, Any]) -> None:
+    fields = {k: json.dumps(v) if k in JSON_FIELDS and v is not None else v for k, v in fields.items()}
+    if fields:
+        sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(fields, start=2))
+        await c.execute(f"UPDATE agents SET {sets} WHERE id = $1", agent_id, *fields.values())
+
+
+async def _insert_blocks(c: Conn, agent_id: str, blocks: list[dict[str, Any]]) -> None:
+    if not blocks:
+        return
+    now = now_iso()
+    await c.executemany(
+        "INSERT INTO blocks (id, agent_id, label, value, description, char_limit, read_only, created_at, updated_at) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        [
+            (new_id("block"), agent_id, b["label"], b["value"], b.get("description"), b["limit"],
+             int(bool(b.get("read_only"))), now)
+            for b in blocks
+        ],
+    )  # fmt: skip

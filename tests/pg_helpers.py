@@ -1,0 +1,176 @@
+"""PostgreSQL for the suite: one fresh database per test session, emptied before each test.
+
+The server comes from CONVERSATIONS_TEST_PG_DSN (a URL of any database the user may CREATE DATABASE
+from), else from a 1 s probe of 127.0.0.1:5432 as user postgres. When none answers, the postgres
+half of the suite is skipped with the reason printed, but fails under CONVERSATIONS_TEST_PG_REQUIRED=1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+# Read once at import: each test's environment has CONVERSATIONS_* removed (conftest's _isolated_env).
+GIVEN_DSN = os.environ.get("CONVERSATIONS_TEST_PG_DSN")
+REQUIRED = os.environ.get("CONVERSATIONS_TEST_PG_REQUIRED") == "1"
+TABLES = "agents, blocks, conversations, messages, runs, turns, message_embeddings"
+
+
+def base_dsn() -> tuple[str | None, str]:
+    """(a DSN to create databases from, or None; why there is none)."""
+    if GIVEN_DSN:
+        return GIVEN_DSN, ""
+    try:
+        socket.create_connection(("127.0.0.1", 5432), timeout=1).close()
+    except OSError as e:
+        return None, f"no PostgreSQL at 127.0.0.1:5432 ({e}) and CONVERSATIONS_TEST_PG_DSN is not set"
+    return DEFAULT_DSN, ""
+
+
+def with_database(dsn: str, name: str) -> str:
+    head, _, tail = dsn.rpartition("/")
+    query = ""
+    if "?" in tail:
+        tail, query = tail.split("?", 1)
+        query = "?" + query
+    return f"{head}/{name}{query}"
+
+
+def run_sync(coro_fn: Any) -> Any:
+    """Run an async function to completion from sync code, also inside a running event loop."""
+    out: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            out["value"] = asyncio.run(coro_fn())
+        except BaseException as e:  # handed to the caller
+            out["error"] = e
+
+    t = threading.Thread(target=target)
+    t.start()
+    t.join()
+    if "error" in out:
+        raise out["error"]
+    return out["value"]
+
+
+class TestDatabase:
+    """The session's database: created (and migrated) once, emptied per test, dropped at the end."""
+
+    __test__ = False  # not a test class
+
+    def __init__(self, dsn: str) -> None:
+        self.admin = dsn
+        self.name = f"conv_test_{os.getpid()}_{secrets.token_hex(4)}"
+        self.url = with_database(dsn, self.name)
+
+    def create(self) -> None:
+        import asyncpg
+
+        from mcp_server_conversations.storage.postgres.db import Database
+
+        async def make() -> None:
+            conn = await asyncpg.connect(self.admin, timeout=5)
+            try:
+                await conn.execute(f'CREATE DATABASE "{self.name}"')
+            finally:
+                await conn.close()
+            db = await Database.open(self.url)
+            await db.close()
+
+        run_sync(make)
+
+    def empty(self) -> None:
+        """Close what earlier tests left connected and empty every table (identities restarted)."""
+        import asyncpg
+
+        async def wipe() -> None:
+            conn = await asyncpg.connect(self.url, timeout=5)
+            try:
+                await conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+            finally:
+                await conn.close()
+
+        run_sync(wipe)
+
+    def drop(self) -> None:
+        import asyncpg
+
+        async def gone() -> None:
+            conn = await asyncpg.connect(self.admin, timeout=5)
+            try:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            finally:
+                await conn.close()
+
+        run_sync(gone)
+
+    def execute(self, sql: str, params: tuple = ()) -> None:
+        self.rows(sql, params)
+
+    def rows(self, sql: str, params: tuple = ()) -> list[Any]:
+        """A query with SQLite's `?` placeholders, run on this database."""
+        import asyncpg
+
+        # The few SQLite spellings the tests' own queries use.
+        sql = sql.replace("search_text IS NOT NULL", "search_tsv IS NOT NULL")
+        sql = sql.replace("length(vector)", "octet_length(vector)")
+        parts = sql.split("?")
+        pg_sql = parts[0] + "".join(f"${i}{p}" for i, p in enumerate(parts[1:], start=1))
+
+        async def fetch() -> list[Any]:
+            conn = await asyncpg.connect(self.url, timeout=5)
+            try:
+                return list(await conn.fetch(pg_sql, *params))
+            finally:
+                await conn.close()
+
+        return run_sync(fetch)
+
+
+@contextmanager
+def tables_locked(url: str, tables: str = "conversations") -> Iterator[None]:
+    """Hold an EXCLUSIVE lock on `tables` from another connection: readers go on, every writer locking
+    a row of them waits (PostgreSQL's counterpart of holding SQLite's write lock)."""
+    import asyncpg
+
+    locked, release = threading.Event(), threading.Event()
+    failed: list[BaseException] = []
+
+    async def hold() -> None:
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            async with conn.transaction():
+                await conn.execute(f"LOCK TABLE {tables} IN EXCLUSIVE MODE")
+                locked.set()
+                await asyncio.to_thread(release.wait, 30)
+        finally:
+            await conn.close()
+
+    def target() -> None:
+        try:
+            asyncio.run(hold())
+        except BaseException as e:  # reported below
+            failed.append(e)
+            locked.set()
+
+    t = threading.Thread(target=target)
+    t.start()
+    locked.wait(10)
+    if failed:
+        raise failed[0]
+    try:
+        yield
+    finally:
+        release.set()
+        t.join()
