@@ -73,9 +73,22 @@ class Sizes:
         if not quick:
             return cls(quick=False)
         return cls(
-            quick=True, cold_starts=1, latency_calls=10, search_messages=4_000, search_conversations=20,
-            search_queries=30, fork_big=1_000, fork_small=100, fork_repeats=3, sends=20, send_samples=10,
-            parallel=4, queue=3, provider_delay=0.05, load_clients=8, load_seconds=3.0,
+            quick=True,
+            cold_starts=1,
+            latency_calls=10,
+            search_messages=4_000,
+            search_conversations=20,
+            search_queries=30,
+            fork_big=1_000,
+            fork_small=100,
+            fork_repeats=3,
+            sends=20,
+            send_samples=10,
+            parallel=4,
+            queue=3,
+            provider_delay=0.05,
+            load_clients=8,
+            load_seconds=3.0,
         )
 
 

@@ -62,8 +62,8 @@ class Corpus:
         self.seed = seed
         self.rng = random.Random(seed)
         self.words = make_vocabulary(vocabulary, self.rng)
-        content_w = list(itertools.accumulate(1.0 / (r ** ZIPF_S) for r in range(1, len(self.words) + 1)))
-        stop_w = list(itertools.accumulate(1.0 / (r ** ZIPF_S) for r in range(1, len(STOP) + 1)))
+        content_w = list(itertools.accumulate(1.0 / (r**ZIPF_S) for r in range(1, len(self.words) + 1)))
+        stop_w = list(itertools.accumulate(1.0 / (r**ZIPF_S) for r in range(1, len(STOP) + 1)))
         n_stop = int(pool_tokens * STOP_SHARE)
         tokens = self.rng.choices(self.words, cum_weights=content_w, k=pool_tokens - n_stop)
         tokens += self.rng.choices(STOP, cum_weights=stop_w, k=n_stop)

@@ -47,9 +47,7 @@ def connect(db: Path, errlog: Any, floor: str | None = None) -> Client:
         params = StdioServerParameters(command=str(SERVER_SCRIPT), args=["--db", str(db)], env=dict(QUIET_ENV))
     else:
         command, *args = floor_command(db, floor)
-        params = StdioServerParameters(
-            command=command, args=args, env={**QUIET_ENV, "PYTHONPATH": str(REPO)}, cwd=REPO
-        )
+        params = StdioServerParameters(command=command, args=args, env={**QUIET_ENV, "PYTHONPATH": str(REPO)}, cwd=REPO)
     return Client(stdio_client(params, errlog=errlog), mode="legacy")
 
 
@@ -70,13 +68,19 @@ class RawStdio:
 
     def __init__(self, db: Path, errlog: Any, settle: bool = True, command: list[str] | None = None) -> None:
         self.proc = subprocess.Popen(
-            command or [str(SERVER_SCRIPT), "--db", str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=errlog, env=child_env(PYTHONPATH=str(REPO)), cwd=REPO,
+            command or [str(SERVER_SCRIPT), "--db", str(db)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=errlog,
+            env=child_env(PYTHONPATH=str(REPO)),
+            cwd=REPO,
         )
         self.next_id = 0
         self.idle_after = 0.0
-        self.rpc("initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                                "clientInfo": {"name": "bench", "version": "0"}})
+        self.rpc(
+            "initialize",
+            {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}},
+        )
         self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
         self.idle_after = wait_idle(self.proc.pid) if settle else 0.0
 
@@ -180,19 +184,46 @@ async def run(sizes: Sizes) -> list[Figure]:
         r50, r99 = percentile(raw[name], 50), percentile(raw[name], 99)
         b50 = percentile(prebuilt[name], 50)
         c50 = percentile(client_floor[name], 50)
-        figures.append(Figure(
-            f"tool latency {name} via mcp.Client ({n} calls)", p50, "ms", "p50 ≤ 2 ms, p99 ≤ 10 ms",
-            p50 <= 2 and p99 <= 10, baseline=c50, shown=f"p50 {p50:.2f} / p99 {p99:.2f} ms",
-            shown_baseline=f"same reply prebuilt p50 {c50:.2f} ms; server only {r50:.2f} ms",
-            details={"p50_ms": p50, "p99_ms": p99, "max_ms": max(t), "waited_for_idle_s": round(idle, 1),
-                     "prebuilt_reply_p50_ms": c50, "prebuilt_reply_p99_ms": percentile(client_floor[name], 99),
-                     "server_only_p50_ms": r50},
-        ))
-        figures.append(Figure(
-            f"tool latency {name}, server only (raw JSON-RPC)", r50, "ms", "p50 ≤ 2 ms, p99 ≤ 10 ms",
-            r50 <= 2 and r99 <= 10, baseline=b50, shown=f"p50 {r50:.2f} / p99 {r99:.2f} ms",
-            shown_baseline=f"same reply prebuilt p50 {b50:.2f} ms; ping {f50:.2f} ms",
-            details={"p50_ms": r50, "p99_ms": r99, "max_ms": max(raw[name]), "prebuilt_reply_p50_ms": b50,
-                     "prebuilt_reply_p99_ms": percentile(prebuilt[name], 99), "ping_p50_ms": f50, "ping_p99_ms": f99},
-        ))
+        figures.append(
+            Figure(
+                f"tool latency {name} via mcp.Client ({n} calls)",
+                p50,
+                "ms",
+                "p50 ≤ 2 ms, p99 ≤ 10 ms",
+                p50 <= 2 and p99 <= 10,
+                baseline=c50,
+                shown=f"p50 {p50:.2f} / p99 {p99:.2f} ms",
+                shown_baseline=f"same reply prebuilt p50 {c50:.2f} ms; server only {r50:.2f} ms",
+                details={
+                    "p50_ms": p50,
+                    "p99_ms": p99,
+                    "max_ms": max(t),
+                    "waited_for_idle_s": round(idle, 1),
+                    "prebuilt_reply_p50_ms": c50,
+                    "prebuilt_reply_p99_ms": percentile(client_floor[name], 99),
+                    "server_only_p50_ms": r50,
+                },
+            )
+        )
+        figures.append(
+            Figure(
+                f"tool latency {name}, server only (raw JSON-RPC)",
+                r50,
+                "ms",
+                "p50 ≤ 2 ms, p99 ≤ 10 ms",
+                r50 <= 2 and r99 <= 10,
+                baseline=b50,
+                shown=f"p50 {r50:.2f} / p99 {r99:.2f} ms",
+                shown_baseline=f"same reply prebuilt p50 {b50:.2f} ms; ping {f50:.2f} ms",
+                details={
+                    "p50_ms": r50,
+                    "p99_ms": r99,
+                    "max_ms": max(raw[name]),
+                    "prebuilt_reply_p50_ms": b50,
+                    "prebuilt_reply_p99_ms": percentile(prebuilt[name], 99),
+                    "ping_p50_ms": f50,
+                    "ping_p99_ms": f99,
+                },
+            )
+        )
     return figures

@@ -60,16 +60,32 @@ def corpus(agents: int = 12) -> tuple[Corpus, list[Question]]:
             first = len(rows)
             for k, m in enumerate(session):
                 when = datetime.strptime((m.created_at or "")[:19], "%Y-%m-%dT%H:%M:%S")
-                rows.append((m.id or f"filler-{len(rows)}", agent, when, m.content or "",
-                             first + k - 1 if k else None, first + k + 1 if k + 1 < len(session) else None))
+                rows.append(
+                    (
+                        m.id or f"filler-{len(rows)}",
+                        agent,
+                        when,
+                        m.content or "",
+                        first + k - 1 if k else None,
+                        first + k + 1 if k + 1 < len(session) else None,
+                    )
+                )
     for (mid, agent, when, _text, prev, nxt), tokens in zip(rows, tokenize([r[3] for r in rows]), strict=True):
         c.by_agent[agent].append(len(c.docs))
         c.docs.append(Doc(mid, agent, when, Counter(tokens), len(tokens), prev, nxt))
     return c, questions
 
 
-def bm25(c: Corpus, docs: list[int], query: list[str], df: Counter, n: int, avg: float,
-         weight: Callable[[str], float], plus_one: bool = False) -> dict[int, float]:  # fmt: skip
+def bm25(
+    c: Corpus,
+    docs: list[int],
+    query: list[str],
+    df: Counter,
+    n: int,
+    avg: float,
+    weight: Callable[[str], float],
+    plus_one: bool = False,
+) -> dict[int, float]:
     """FTS5's bm25 (idf floored at 1e-6, so a term in over half the documents counts for nothing),
     or with `plus_one` Lucene's idf, ln(1 + (N - df + 0.5) / (df + 0.5)), which stays positive."""
     scores: dict[int, float] = {}
@@ -106,8 +122,17 @@ def window(question: str) -> tuple[datetime, datetime] | None:
     return start, end + timedelta(days=15)
 
 
-def rank(c: Corpus, q: Question, *, scoped: bool, common: float | None, dates: str | None,
-         neighbours: float, stats: dict, plus_one: bool = False) -> list[str]:  # fmt: skip
+def rank(
+    c: Corpus,
+    q: Question,
+    *,
+    scoped: bool,
+    common: float | None,
+    dates: str | None,
+    neighbours: float,
+    stats: dict,
+    plus_one: bool = False,
+) -> list[str]:
     docs = c.by_agent[q.agent]
     df, n, avg = stats["agent" if scoped else "all"][q.agent if scoped else 0]
     query = [t for toks in tokenize(terms(q.text)) for t in toks]
@@ -144,14 +169,14 @@ VARIANTS = {
     "global statistics (today)": dict(scoped=False, common=None, dates=None, neighbours=0.0),
     "statistics scoped to the agent": dict(scoped=True, common=None, dates=None, neighbours=0.0),
     "scoped, idf ln(1 + ...)": dict(scoped=True, common=None, dates=None, neighbours=0.0, plus_one=True),
-    "scoped, ln(1 + ...), >30% of turns x0.1": dict(scoped=True, common=0.3, dates=None, neighbours=0.0,
-                                                      plus_one=True),
+    "scoped, ln(1 + ...), >30% of turns x0.1": dict(scoped=True, common=0.3, dates=None, neighbours=0.0, plus_one=True),
     "global + dates as a boost (x2 inside)": dict(scoped=False, common=None, dates="boost", neighbours=0.0),
     "global + dates as a filter": dict(scoped=False, common=None, dates="filter", neighbours=0.0),
     "scoped ln(1+) + dates filter": dict(scoped=True, common=None, dates="filter", neighbours=0.0, plus_one=True),
     "global + dates filter + next turn 0.5": dict(scoped=False, common=None, dates="filter", neighbours=0.5),
-    "scoped ln(1+) + dates filter + next turn 0.5": dict(scoped=True, common=None, dates="filter", neighbours=0.5,
-                                                         plus_one=True),
+    "scoped ln(1+) + dates filter + next turn 0.5": dict(
+        scoped=True, common=None, dates="filter", neighbours=0.5, plus_one=True
+    ),
 }
 
 

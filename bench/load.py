@@ -59,8 +59,17 @@ def free_port() -> int:
 
 
 def start_server(db: Path, port: int, provider: Provider, log: Path) -> subprocess.Popen[bytes]:
-    argv = [str(SERVER_SCRIPT), "--transport", "streamable-http", "--db", str(db), "--port", str(port),
-            "--model", MODEL]
+    argv = [
+        str(SERVER_SCRIPT),
+        "--transport",
+        "streamable-http",
+        "--db",
+        str(db),
+        "--port",
+        str(port),
+        "--model",
+        MODEL,
+    ]
     # One model retry, as a deployment would set (see bench/sends.py); the token from the environment.
     env = child_env(**provider.env(), CONVERSATIONS_MODEL_RETRIES="1", CONVERSATIONS_AUTH_TOKEN=TOKEN)
     with open(log, "wb") as err:
@@ -164,8 +173,9 @@ async def run(sizes: Sizes) -> list[Figure]:
         provider.stop()
 
 
-async def measure(proc: subprocess.Popen[bytes], base: str, provider: Provider, clients: int, seconds: float,
-                  quick: bool) -> list[Figure]:
+async def measure(
+    proc: subprocess.Popen[bytes], base: str, provider: Provider, clients: int, seconds: float, quick: bool
+) -> list[Figure]:
     headers = {"Authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as http:
         convs = []
@@ -196,22 +206,61 @@ async def measure(proc: subprocess.Popen[bytes], base: str, provider: Provider, 
     errors = len(tally.errors)
     baseline = await provider_alone(provider, clients, min(10.0, seconds / 4))
     details = {
-        "clients": clients, "seconds": round(wall, 2), "turns": turns, "attempts": sum(sent), "errors": errors,
-        "first_errors": tally.errors[:5], "p50_ms": p50, "p99_ms": p99, "rss_start_mib": rss_start,
-        "rss_end_mib": rss_end, "healthy_after": healthy, "provider_alone_per_s": baseline,
-        "server_cpu_ms_per_turn": 1000 * cpu / max(1, turns), "server_cpu_share": cpu / wall,
+        "clients": clients,
+        "seconds": round(wall, 2),
+        "turns": turns,
+        "attempts": sum(sent),
+        "errors": errors,
+        "first_errors": tally.errors[:5],
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "rss_start_mib": rss_start,
+        "rss_end_mib": rss_end,
+        "healthy_after": healthy,
+        "provider_alone_per_s": baseline,
+        "server_cpu_ms_per_turn": 1000 * cpu / max(1, turns),
+        "server_cpu_share": cpu / wall,
     }
     label = f"{clients} clients × {seconds:g} s"
     return [
-        Figure(f"HTTP load: {label}, REST sends (turns/s, errors)", rate, "turns/s", "errors = 0",
-               errors == 0 and healthy, baseline=baseline, baseline_label="provider alone",
-               shown=f"{rate:,.0f} turns/s, {errors} errors", details=details),
-        Figure(f"HTTP load: {label}, turn latency p50 / p99", p99, "ms", "", None,
-               shown=f"{p50:.0f} / {p99:.0f} ms", details=details),
-        Figure(f"HTTP load: {label}, server CPU per turn", details["server_cpu_ms_per_turn"], "ms", "", None,
-               shown=f"{details['server_cpu_ms_per_turn']:.1f} ms ({cpu / wall:.0%} of a core)", details=details),
-        Figure(f"HTTP load: {label}, server RSS growth", rss_end - rss_start, "MiB", "", None,
-               shown=f"{rss_end - rss_start:+.1f} MiB ({rss_start:.0f} → {rss_end:.0f})", details=details),
+        Figure(
+            f"HTTP load: {label}, REST sends (turns/s, errors)",
+            rate,
+            "turns/s",
+            "errors = 0",
+            errors == 0 and healthy,
+            baseline=baseline,
+            baseline_label="provider alone",
+            shown=f"{rate:,.0f} turns/s, {errors} errors",
+            details=details,
+        ),
+        Figure(
+            f"HTTP load: {label}, turn latency p50 / p99",
+            p99,
+            "ms",
+            "",
+            None,
+            shown=f"{p50:.0f} / {p99:.0f} ms",
+            details=details,
+        ),
+        Figure(
+            f"HTTP load: {label}, server CPU per turn",
+            details["server_cpu_ms_per_turn"],
+            "ms",
+            "",
+            None,
+            shown=f"{details['server_cpu_ms_per_turn']:.1f} ms ({cpu / wall:.0%} of a core)",
+            details=details,
+        ),
+        Figure(
+            f"HTTP load: {label}, server RSS growth",
+            rss_end - rss_start,
+            "MiB",
+            "",
+            None,
+            shown=f"{rss_end - rss_start:+.1f} MiB ({rss_start:.0f} → {rss_end:.0f})",
+            details=details,
+        ),
     ]
 
 

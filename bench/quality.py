@@ -93,8 +93,11 @@ async def measure(agents: int) -> dict[str, Any]:
         store, service = await open_service(path)
         try:
             questions, agent_ids, n = await load(store, service, agents)
-            out: dict[str, Any] = {"questions": len(questions), "messages": n,
-                                   "lexical": await evaluate(service, questions, agent_ids)}  # fmt: skip
+            out: dict[str, Any] = {
+                "questions": len(questions),
+                "messages": n,
+                "lexical": await evaluate(service, questions, agent_ids),
+            }
             if local_model_installed():
                 settings = Settings(db=path, embedding_model=LOCAL_MODEL)
                 index, rate = await hybrid_index(settings, store)
@@ -104,8 +107,9 @@ async def measure(agents: int) -> dict[str, Any]:
             await store.close()
     texts = {m.id: m.content for w in build(agents=agents)[0] for s in w.messages() for m in s if m.id}
     names = {s.lower() for s in SPEAKERS}
-    out["overlap"] = round(statistics.fmean(overlap(q.text, [texts[e] for e in q.evidence], names)
-                                            for q in questions), 3)  # fmt: skip
+    out["overlap"] = round(
+        statistics.fmean(overlap(q.text, [texts[e] for e in q.evidence], names) for q in questions), 3
+    )
     return out
 
 
@@ -120,17 +124,28 @@ async def run(sizes: Sizes) -> list[Figure]:
             overall = category == "all"
             target = TARGETS[mode] if overall else None
             lexical = found["lexical"][category]["r10"]
-            figures.append(Figure(
-                f"search recall {mode}{'' if mode == 'lexical' else ' (' + LOCAL_MODEL + ')'}: {category} "
-                f"({m['n']} questions)",
-                m["r10"], "", f"R@10 ≥ {target:.2f}" if target else "reported", m["r10"] >= target if target else None,
-                shown=f"R@5 {m['r5']:.3f} · R@10 {m['r10']:.3f} · MRR {m['mrr']:.3f}",
-                shown_baseline="" if mode == "lexical" else f"R@10 {lexical:.3f} lexical",
-                details={**m, "word_overlap_mean": found["overlap"], "messages": found["messages"]},
-            ))  # fmt: skip
+            figures.append(
+                Figure(
+                    f"search recall {mode}{'' if mode == 'lexical' else ' (' + LOCAL_MODEL + ')'}: {category} "
+                    f"({m['n']} questions)",
+                    m["r10"],
+                    "",
+                    f"R@10 ≥ {target:.2f}" if target else "reported",
+                    m["r10"] >= target if target else None,
+                    shown=f"R@5 {m['r5']:.3f} · R@10 {m['r10']:.3f} · MRR {m['mrr']:.3f}",
+                    shown_baseline="" if mode == "lexical" else f"R@10 {lexical:.3f} lexical",
+                    details={**m, "word_overlap_mean": found["overlap"], "messages": found["messages"]},
+                )
+            )
     if "embed_rate" in found:
-        figures.append(Figure(
-            f"embedding backlog with {LOCAL_MODEL} ({found['messages']} messages, in-process)", found["embed_rate"],
-            "msg/s", "reported", None, details={"cpus": len(os.sched_getaffinity(0))},
-        ))  # fmt: skip
+        figures.append(
+            Figure(
+                f"embedding backlog with {LOCAL_MODEL} ({found['messages']} messages, in-process)",
+                found["embed_rate"],
+                "msg/s",
+                "reported",
+                None,
+                details={"cpus": len(os.sched_getaffinity(0))},
+            )
+        )
     return figures

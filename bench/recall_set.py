@@ -28,9 +28,32 @@ from mcp_server_conversations.storage import NewMessage
 
 from .recall_topics import ABSOLUTE, EVENTS, FACTS, FILLER, HOPS, MONTHS, RELATIVE, REPLIES
 
-SPEAKERS = ("Maria", "Jonas", "Priya", "Tomasz", "Aisha", "Mateo", "Ingrid", "Kwame", "Yuki", "Dmitri", "Lena",
-            "Rafael", "Chloe", "Omar", "Sofia", "Henrik", "Nadia", "Luca", "Amara", "Felix", "Zara", "Hugo",
-            "Elif", "Bruno")
+SPEAKERS = (
+    "Maria",
+    "Jonas",
+    "Priya",
+    "Tomasz",
+    "Aisha",
+    "Mateo",
+    "Ingrid",
+    "Kwame",
+    "Yuki",
+    "Dmitri",
+    "Lena",
+    "Rafael",
+    "Chloe",
+    "Omar",
+    "Sofia",
+    "Henrik",
+    "Nadia",
+    "Luca",
+    "Amara",
+    "Felix",
+    "Zara",
+    "Hugo",
+    "Elif",
+    "Bruno",
+)
 THIRD = ("Pat", "Robin", "Sasha", "Kim", "Alex", "Jules", "Morgan", "Noor", "Rene", "Toni", "Dana", "Eli")
 CATEGORIES = ("single-hop", "speaker", "temporal-absolute", "temporal-relative", "multi-hop")
 SESSIONS = 20
@@ -67,11 +90,15 @@ class World:
             for block in s.blocks:
                 for speaker, text, mid in block:
                     user = speaker == self.speakers[0]
-                    msgs.append(NewMessage(
-                        message_type="user_message" if user else "assistant_message",
-                        role="user" if user else "assistant", content=f"{speaker}: {text}", id=mid,
-                        created_at=t.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
-                    ))  # fmt: skip
+                    msgs.append(
+                        NewMessage(
+                            message_type="user_message" if user else "assistant_message",
+                            role="user" if user else "assistant",
+                            content=f"{speaker}: {text}",
+                            id=mid,
+                            created_at=t.strftime("%Y-%m-%dT%H:%M:%S.000000Z"),
+                        )
+                    )
                     t += timedelta(seconds=40 + (len(text) * 7) % 120)
             out.append(msgs)
         return out
@@ -184,8 +211,10 @@ class _Builder:
                 speaker = self.rng.choice(self.speakers)
                 text = self.rng.choice(FILLER)
                 if self.rng.random() < 0.5:
-                    block = [(speaker, text, None), (self.other(speaker),
-                                                     self.rng.choice(REPLIES).format(B=speaker), None)]
+                    block = [
+                        (speaker, text, None),
+                        (self.other(speaker), self.rng.choice(REPLIES).format(B=speaker), None),
+                    ]
                 else:
                     block = [(speaker, text, None)]
                 s.blocks.insert(self.rng.randrange(1, len(s.blocks) + 1), block)

@@ -55,13 +55,19 @@ async def main(argv: list[str] | None = None) -> int:
     print(table(figures))
     out = args.json or RESULTS / "latest.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "quick": args.quick,
-        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": _cpus()},
-        "group_seconds": timings,
-        "figures": [f.as_json() for f in figures],
-    }, indent=1, default=str))
+    out.write_text(
+        json.dumps(
+            {
+                "quick": args.quick,
+                "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "machine": {"python": platform.python_version(), "platform": platform.platform(), "cpus": _cpus()},
+                "group_seconds": timings,
+                "figures": [f.as_json() for f in figures],
+            },
+            indent=1,
+            default=str,
+        )
+    )
     print(f"\nresults written to {out}", file=sys.stderr)
     return 0
 

@@ -46,7 +46,10 @@ class Provider:
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, str(REPO / "tests" / "fake_provider.py"), "--port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=child_env(), text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=child_env(),
+            text=True,
         )
         assert self.proc.stdout
         line = self.proc.stdout.readline()  # "fake provider at http://127.0.0.1:PORT/v1  (…)"
@@ -96,10 +99,17 @@ async def direct_completion(provider: Provider, first_delta: list[float] | None 
 
     t = now()
     stream = await litellm.acompletion(
-        model=MODEL, api_base=provider.base_url, api_key="test", stream=True,
-        stream_options={"include_usage": True}, timeout=30, num_retries=1,  # as the server is run here
-        messages=[{"role": "system", "content": "You are a helpful assistant."},
-                  {"role": "user", "content": "hello there"}],
+        model=MODEL,
+        api_base=provider.base_url,
+        api_key="test",
+        stream=True,
+        stream_options={"include_usage": True},
+        timeout=30,
+        num_retries=1,  # as the server is run here
+        messages=[
+            {"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": "hello there"},
+        ],
     )
     async for chunk in stream:
         if first_delta is not None and not first_delta and chunk.choices and chunk.choices[0].delta.content:
@@ -145,11 +155,21 @@ async def send_overhead(s: Session, provider: Provider, sizes: Sizes) -> Figure:
     p50, base = percentile(sends, 50), percentile(direct, 50)
     over = p50 - base
     return Figure(
-        "send overhead per turn (send_message p50 − direct litellm p50)", over, "ms", "≤ 10 ms", over <= 10,
-        baseline=base, baseline_label="direct `litellm.acompletion`",
-        details={"send_p50_ms": p50, "send_p99_ms": percentile(sends, 99), "direct_p50_ms": base,
-                 "samples": len(sends), "server_cpu_ms_per_send": 1000 * server_cpu / len(sends),
-                 "litellm_cpu_ms_per_direct_call": 1000 * own_cpu / len(direct)},
+        "send overhead per turn (send_message p50 − direct litellm p50)",
+        over,
+        "ms",
+        "≤ 10 ms",
+        over <= 10,
+        baseline=base,
+        baseline_label="direct `litellm.acompletion`",
+        details={
+            "send_p50_ms": p50,
+            "send_p99_ms": percentile(sends, 99),
+            "direct_p50_ms": base,
+            "samples": len(sends),
+            "server_cpu_ms_per_send": 1000 * server_cpu / len(sends),
+            "litellm_cpu_ms_per_direct_call": 1000 * own_cpu / len(direct),
+        },
     )
 
 
@@ -175,8 +195,14 @@ async def database_trips(provider: Provider, sizes: Sizes) -> Figure:
                     trips.append(database.trips - before)
     finally:
         remote_cancel.CANCEL_POLL = poll
-    return Figure("database trips per one-step send", max(trips), "trips", "≤ 3", max(trips) <= 3,
-                  details={"sends": len(trips), "min": min(trips)})
+    return Figure(
+        "database trips per one-step send",
+        max(trips),
+        "trips",
+        "≤ 3",
+        max(trips) <= 3,
+        details={"sends": len(trips), "min": min(trips)},
+    )
 
 
 async def streaming_overhead(s: Session, provider: Provider, sizes: Sizes) -> Figure:
@@ -202,8 +228,13 @@ async def streaming_overhead(s: Session, provider: Provider, sizes: Sizes) -> Fi
         floor.append(ms(direct[0] - req["first_chunk_at"]))
     p50, base = percentile(gaps, 50), percentile(floor, 50)
     return Figure(
-        "streaming overhead (first progress at client − first SSE chunk)", p50, "ms", "≤ 5 ms", p50 <= 5,
-        baseline=base, baseline_label="litellm alone (first delta)",
+        "streaming overhead (first progress at client − first SSE chunk)",
+        p50,
+        "ms",
+        "≤ 5 ms",
+        p50 <= 5,
+        baseline=base,
+        baseline_label="litellm alone (first delta)",
         details={"p50_ms": p50, "p95_ms": percentile(gaps, 95), "litellm_p50_ms": base, "samples": len(gaps)},
     )
 
@@ -227,10 +258,20 @@ async def parallel_sends(s: Session, provider: Provider, sizes: Sizes) -> Figure
     bare_wall = now() - t
     ratio, bare = wall / one, bare_wall / bare_one
     return Figure(
-        f"parallel sends: {n} conversations at once, wall ÷ one send", ratio, "x", "≤ 1.5", ratio <= 1.5,
-        baseline=bare, baseline_label=f"{n} bare litellm calls ÷ one",
-        details={"provider_delay_s": delay, "wall_ms": ms(wall), "one_ms": ms(one), "bare_wall_ms": ms(bare_wall),
-                 "bare_one_ms": ms(bare_one)},
+        f"parallel sends: {n} conversations at once, wall ÷ one send",
+        ratio,
+        "x",
+        "≤ 1.5",
+        ratio <= 1.5,
+        baseline=bare,
+        baseline_label=f"{n} bare litellm calls ÷ one",
+        details={
+            "provider_delay_s": delay,
+            "wall_ms": ms(wall),
+            "one_ms": ms(one),
+            "bare_wall_ms": ms(bare_wall),
+            "bare_one_ms": ms(bare_one),
+        },
     )
 
 
@@ -254,9 +295,14 @@ async def same_conversation_queue(s: Session, provider: Provider, sizes: Sizes) 
     in_order = history == expected
     ratio = wall / (n * one)
     return Figure(
-        f"same-conversation queue: {n} sends at once, wall ÷ ({n} × one send)", ratio, "x",
-        "≤ 1.1, all in order", ratio <= 1.1 and in_order,
-        baseline=ms(one), baseline_unit="ms", baseline_label="(one send)",
+        f"same-conversation queue: {n} sends at once, wall ÷ ({n} × one send)",
+        ratio,
+        "x",
+        "≤ 1.1, all in order",
+        ratio <= 1.1 and in_order,
+        baseline=ms(one),
+        baseline_unit="ms",
+        baseline_label="(one send)",
         details={"in_order": in_order, "wall_ms": ms(wall), "history_head": history[:4]},
     )
 
@@ -287,8 +333,14 @@ async def memory_after_sends(s: Session, sizes: Sizes) -> Figure:
     floor = await asyncio.to_thread(bare_rss)
     ratio = rss / floor
     return Figure(
-        f"server RSS after warm-up and {sizes.sends:,} sends", rss, "MiB", "≤ 1.3× floor", ratio <= 1.3,
-        baseline=floor, baseline_label="`import litellm, mcp.server`", details={"ratio": ratio},
+        f"server RSS after warm-up and {sizes.sends:,} sends",
+        rss,
+        "MiB",
+        "≤ 1.3× floor",
+        ratio <= 1.3,
+        baseline=floor,
+        baseline_label="`import litellm, mcp.server`",
+        details={"ratio": ratio},
     )
 
 
@@ -298,7 +350,8 @@ async def run(sizes: Sizes) -> list[Figure]:
         with tempfile.TemporaryDirectory(prefix="bench-sends-") as tmp:
             db = Path(tmp) / "sends.db"
             params = StdioServerParameters(
-                command=str(SERVER_SCRIPT), args=["--db", str(db), "--model", MODEL],
+                command=str(SERVER_SCRIPT),
+                args=["--db", str(db), "--model", MODEL],
                 # One retry, as a deployment would set: a keep-alive connection the fake provider closes
                 # just as litellm reuses it otherwise fails one send in a thousand ("Connection error").
                 env={**QUIET_ENV, **provider.env(), "CONVERSATIONS_MODEL_RETRIES": "1"},
@@ -329,4 +382,3 @@ async def run(sizes: Sizes) -> list[Figure]:
     finally:
         provider.stop()
     return figures
-

@@ -17,7 +17,9 @@ from mcp_server_conversations.storage import SQLiteStore
 from .common import SERVER_SCRIPT, Figure, Sizes, child_env, median, now
 
 INITIALIZE = {
-    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "bench", "version": "0"}},
 }
 
@@ -26,8 +28,11 @@ def server_cold_start(db: Path) -> float:
     """Seconds from spawning the server to reading its `initialize` result from stdout."""
     started = now()
     proc = subprocess.Popen(
-        [str(SERVER_SCRIPT), "--db", str(db)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL, env=child_env(),
+        [str(SERVER_SCRIPT), "--db", str(db)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=child_env(),
     )
     assert proc.stdin and proc.stdout
     proc.stdin.write((json.dumps(INITIALIZE) + "\n").encode())
@@ -51,7 +56,8 @@ def import_floor() -> float:
     then says so on stdout); its exit is not counted, as the server's is not."""
     started = now()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import mcp.server; print('imported', flush=True)"], stdout=subprocess.PIPE,
+        [sys.executable, "-c", "import mcp.server; print('imported', flush=True)"],
+        stdout=subprocess.PIPE,
         env=child_env(),
     )
     assert proc.stdout
@@ -90,8 +96,13 @@ async def run(sizes: Sizes) -> list[Figure]:
     s, f = median(servers), median(floors)
     return [
         Figure(
-            f"cold start → initialize (median of {len(servers)})", s, "s", "≤ 1.0 s and ≤ 1.5× floor",
-            s <= 1.0 and s <= 1.5 * f, baseline=f, baseline_label="`import mcp.server`",
+            f"cold start → initialize (median of {len(servers)})",
+            s,
+            "s",
+            "≤ 1.0 s and ≤ 1.5× floor",
+            s <= 1.0 and s <= 1.5 * f,
+            baseline=f,
+            baseline_label="`import mcp.server`",
             details={"server_s": servers, "floor_s": floors, "ratio": s / f},
         )
     ]

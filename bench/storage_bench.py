@@ -110,8 +110,13 @@ async def build(path: Path, total: int, conversations: int) -> dict[str, Any]:
         await store.close()
         producer.join(timeout=10)
     return {
-        "messages": loaded, "conversations": conversations, "batch": BATCH, "storage_s": round(storing, 3),
-        "rate": loaded / storing, "generate_s": round(generated, 3), "generate_and_load_s": round(wall, 3),
+        "messages": loaded,
+        "conversations": conversations,
+        "batch": BATCH,
+        "storage_s": round(storing, 3),
+        "rate": loaded / storing,
+        "generate_s": round(generated, 3),
+        "generate_and_load_s": round(wall, 3),
         "bytes": os.path.getsize(path),
         "progress": progress[:: max(1, len(progress) // 10)],
     }
@@ -138,12 +143,20 @@ async def corpus_db(sizes: Sizes, workdir: Path) -> tuple[Path, dict[str, Any], 
 async def ingest_and_size(sizes: Sizes, path: Path, meta: dict[str, Any]) -> list[Figure]:
     how = "recorded when the cached corpus was built" if meta.get("cached") else "measured in this run"
     rate = Figure(
-        "ingest (bulk load with FTS)", meta["rate"], "msg/s", "≥ 20,000 msg/s", meta["rate"] >= 20_000,
+        "ingest (bulk load with FTS)",
+        meta["rate"],
+        "msg/s",
+        "≥ 20,000 msg/s",
+        meta["rate"] >= 20_000,
         details={**meta, "note": how},
     )
     per = os.path.getsize(path) / meta["messages"]
     size = Figure(
-        f"database size at {meta['messages']:,} messages", per, "B", "reported", None,
+        f"database size at {meta['messages']:,} messages",
+        per,
+        "B",
+        "reported",
+        None,
         details={"bytes": os.path.getsize(path), "per_message": per},
     )
     return [rate, size]
@@ -176,8 +189,10 @@ async def search_at_scale(sizes: Sizes, path: Path, corpus: Corpus) -> list[Figu
             month = 1 + i % 12
             t = now()
             await service.search(
-                q, roles=["user"] if i % 2 else ["assistant", "tool"],
-                start_date=f"2025-{month:02d}-01", end_date=f"2025-{month:02d}-28",
+                q,
+                roles=["user"] if i % 2 else ["assistant", "tool"],
+                start_date=f"2025-{month:02d}-01",
+                end_date=f"2025-{month:02d}-28",
             )
             filtered.append(ms(now() - t))
         hard = []
@@ -188,21 +203,43 @@ async def search_at_scale(sizes: Sizes, path: Path, corpus: Corpus) -> list[Figu
     finally:
         await store.close()
     n = f"{sizes.search_messages:,}"
-    info = {"queries": len(queries), "examples": queries[:5], "mean_results": sum(hits) / len(hits),
-            "page_cache_warm_read_s": round(read_s, 2)}
+    info = {
+        "queries": len(queries),
+        "examples": queries[:5],
+        "mean_results": sum(hits) / len(hits),
+        "page_cache_warm_read_s": round(read_s, 2),
+    }
     hard_info = {
-        "common_word_queries_p50_ms": percentile(hard, 50), "common_word_queries_p95_ms": percentile(hard, 95),
+        "common_word_queries_p50_ms": percentile(hard, 50),
+        "common_word_queries_p95_ms": percentile(hard, 95),
         "note": "1–2 of the 50 commonest content words: most messages match; reported, no target",
     }
     return [
-        Figure(f"search {n} msgs p50", percentile(plain, 50), "ms", "≤ 30 ms", percentile(plain, 50) <= 30,
-               details=info),
-        Figure(f"search {n} msgs p95", percentile(plain, 95), "ms", "≤ 100 ms", percentile(plain, 95) <= 100,
-               details=hard_info),
-        Figure(f"search {n} msgs + role/date filters p50", percentile(filtered, 50), "ms", "≤ 30 ms",
-               percentile(filtered, 50) <= 30),
-        Figure(f"search {n} msgs + role/date filters p95", percentile(filtered, 95), "ms", "≤ 100 ms",
-               percentile(filtered, 95) <= 100),
+        Figure(
+            f"search {n} msgs p50", percentile(plain, 50), "ms", "≤ 30 ms", percentile(plain, 50) <= 30, details=info
+        ),
+        Figure(
+            f"search {n} msgs p95",
+            percentile(plain, 95),
+            "ms",
+            "≤ 100 ms",
+            percentile(plain, 95) <= 100,
+            details=hard_info,
+        ),
+        Figure(
+            f"search {n} msgs + role/date filters p50",
+            percentile(filtered, 50),
+            "ms",
+            "≤ 30 ms",
+            percentile(filtered, 50) <= 30,
+        ),
+        Figure(
+            f"search {n} msgs + role/date filters p95",
+            percentile(filtered, 95),
+            "ms",
+            "≤ 100 ms",
+            percentile(filtered, 95) <= 100,
+        ),
     ]
 
 
@@ -231,9 +268,14 @@ async def fork_cost(sizes: Sizes, workdir: Path) -> list[Figure]:
     ratio = big / small
     return [
         Figure(
-            f"fork cost {sizes.fork_big:,} ÷ {sizes.fork_small} in-context msgs", ratio, "x",
-            "≤ 3× and ≤ 50 ms", ratio <= 3 and big <= 50,
-            baseline=small, baseline_unit="ms", baseline_label="(small fork)",
+            f"fork cost {sizes.fork_big:,} ÷ {sizes.fork_small} in-context msgs",
+            ratio,
+            "x",
+            "≤ 3× and ≤ 50 ms",
+            ratio <= 3 and big <= 50,
+            baseline=small,
+            baseline_unit="ms",
+            baseline_label="(small fork)",
             details={"big_ms": big, "small_ms": small, "repeats": sizes.fork_repeats},
         ),
         Figure(f"fork of {sizes.fork_big:,} in-context msgs", big, "ms", "≤ 50 ms", big <= 50),

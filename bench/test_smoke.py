@@ -21,16 +21,33 @@ def test_quick_bench_run_prints_the_table_and_writes_json(tmp_path: Path) -> Non
     env = {k: v for k, v in os.environ.items() if not k.startswith("CONVERSATIONS_")}
     proc = subprocess.run(
         [sys.executable, str(REPO / "bench" / "run.py"), "--quick", "--json", str(out)],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=230,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=230,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     lines = proc.stdout.splitlines()
     assert lines[0] == "| figure | measured | baseline | target | pass |"
     results = json.loads(out.read_text())
     names = [f["name"] for f in results["figures"]]
-    for expected in ("cold start", "tool latency list_messages", "send overhead", "streaming overhead",
-                     "database trips", "parallel sends", "same-conversation queue", "server RSS", "ingest",
-                     "database size", "search", "fork cost", "search recall lexical: all", "HTTP load"):
+    for expected in (
+        "cold start",
+        "tool latency list_messages",
+        "send overhead",
+        "streaming overhead",
+        "database trips",
+        "parallel sends",
+        "same-conversation queue",
+        "server RSS",
+        "ingest",
+        "database size",
+        "search",
+        "fork cost",
+        "search recall lexical: all",
+        "HTTP load",
+    ):
         assert any(n.startswith(expected) for n in names), f"{expected!r} missing from {names}"
     assert len(lines) == 2 + len(names)  # header, rule, one row per figure
     for f in results["figures"]:

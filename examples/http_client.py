@@ -23,8 +23,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("message", help="what to say")
     p.add_argument("--url", default="http://127.0.0.1:8283/mcp", help="the server's MCP endpoint")
-    p.add_argument("--token", default=os.environ.get("CONVERSATIONS_AUTH_TOKEN"),
-                   help="bearer token (default: $CONVERSATIONS_AUTH_TOKEN)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("CONVERSATIONS_AUTH_TOKEN"),
+        help="bearer token (default: $CONVERSATIONS_AUTH_TOKEN)",
+    )
     p.add_argument("--conversation", help="continue this conversation (default: start a new one)")
     p.add_argument("--model", help="override the model for this message, e.g. anthropic/claude-haiku-4-5")
     return p.parse_args(argv)

@@ -75,10 +75,16 @@ async def main(argv: list[str] | None = None) -> int:
     async with Client(server, mode="legacy") as client:
         print(f"connected to {client.server_info.name} {client.server_info.version} (database {db})")
 
-        agent = await call(client, "create_agent", name="quickstart", model=args.model, memory_blocks=[
-            {"label": "persona", "value": "I am a friendly assistant who keeps notes about the user."},
-            {"label": "human", "value": "", "description": "Facts about the user; keep it up to date."},
-        ])  # fmt: skip
+        agent = await call(
+            client,
+            "create_agent",
+            name="quickstart",
+            model=args.model,
+            memory_blocks=[
+                {"label": "persona", "value": "I am a friendly assistant who keeps notes about the user."},
+                {"label": "human", "value": "", "description": "Facts about the user; keep it up to date."},
+            ],
+        )
         print(f"agent {agent['id']} with memory blocks {[b['label'] for b in agent['memory_blocks']]}")
 
         first = await call(client, "create_conversation", agent_id=agent["id"], summary="pottery")

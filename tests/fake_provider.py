@@ -279,10 +279,19 @@ class FakeProvider:
         """
         calls = [c if isinstance(c, ToolCallSpec) else ToolCallSpec(**c) for c in tool_calls or []]
         reply = Reply(
-            text=text, tool_calls=calls, reasoning=reasoning, delay=delay, chunk_delay=chunk_delay,
-            error_status=error_status, error_code=error_code, error_message=error_message, usage=usage,
-            when=when, wait_for=wait_for, hold_after=hold_after,
-        )  # fmt: skip
+            text=text,
+            tool_calls=calls,
+            reasoning=reasoning,
+            delay=delay,
+            chunk_delay=chunk_delay,
+            error_status=error_status,
+            error_code=error_code,
+            error_message=error_message,
+            usage=usage,
+            when=when,
+            wait_for=wait_for,
+            hold_after=hold_after,
+        )
         with self._cond:
             self._queue.append(reply)
         return reply
@@ -337,9 +346,13 @@ class FakeProvider:
         body = await request.json()
         messages = body.get("messages") or []
         record = RecordedRequest(
-            model=body.get("model", ""), messages=messages, tools=body.get("tools"), stream=bool(body.get("stream")),
-            body=body, started_at=time.monotonic(),
-        )  # fmt: skip
+            model=body.get("model", ""),
+            messages=messages,
+            tools=body.get("tools"),
+            stream=bool(body.get("stream")),
+            body=body,
+            started_at=time.monotonic(),
+        )
         reply = self._take(messages)
         if reply.text is None and not reply.tool_calls and reply.error_status is None:
             reply.text = self.default_reply.format(last_user=_last_user(messages))
@@ -487,9 +500,13 @@ class FakeProvider:
         data = [{"object": "embedding", "index": i, "embedding": _embed(str(t))} for i, t in enumerate(texts)]
         tokens = sum(len(str(t)) // 4 + 1 for t in texts)
         return JSONResponse(
-            {"object": "list", "data": data, "model": body.get("model", ""),
-             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
-        )  # fmt: skip
+            {
+                "object": "list",
+                "data": data,
+                "model": body.get("model", ""),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
 
     async def _models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "fake"}]})

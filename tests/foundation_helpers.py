@@ -73,8 +73,9 @@ def on_pg(store: Any) -> bool:
 
 def count_rows(path: str | Path, table: str, where: str = "1", params: tuple = ()) -> int:
     if is_database_url(path):
-        return int(_pg(str(path)).rows(f"SELECT count(*) FROM {table} WHERE {'TRUE' if where == '1' else where}",
-                                       params)[0][0])  # fmt: skip
+        return int(
+            _pg(str(path)).rows(f"SELECT count(*) FROM {table} WHERE {'TRUE' if where == '1' else where}", params)[0][0]
+        )
     con = sqlite3.connect(path)
     try:
         return con.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()[0]
@@ -144,10 +145,11 @@ async def remove_from_context(store: SQLiteStore, conv_id: str, message_ids: lis
     them is_err: what compaction or an abandoned run leaves behind, made directly."""
     if on_pg(store):
         await sql_write(
-            store, "UPDATE conversations SET context = ARRAY(SELECT x FROM unnest(context) WITH ORDINALITY AS u(x, o) "
+            store,
+            "UPDATE conversations SET context = ARRAY(SELECT x FROM unnest(context) WITH ORDINALITY AS u(x, o) "
             "WHERE x NOT IN (SELECT rowid FROM messages WHERE id = ANY(?::text[])) ORDER BY o) WHERE id = ?",
             (message_ids, conv_id),
-        )  # fmt: skip
+        )
         if mark_err:
             await sql_write(store, "UPDATE messages SET is_err = 1 WHERE id = ANY(?::text[])", (message_ids,))
         return
@@ -155,8 +157,10 @@ async def remove_from_context(store: SQLiteStore, conv_id: str, message_ids: lis
     def remove(db: sqlite3.Connection) -> None:
         drop = {r["rowid"] for r in all_in(db, "SELECT rowid FROM messages WHERE id IN ({ids})", message_ids)}
         (context,) = db.execute("SELECT context FROM conversations WHERE id = ?", (conv_id,)).fetchone()
-        db.execute("UPDATE conversations SET context = ? WHERE id = ?",
-                   (pack([i for i in unpack(context) if i not in drop]), conv_id))  # fmt: skip
+        db.execute(
+            "UPDATE conversations SET context = ? WHERE id = ?",
+            (pack([i for i in unpack(context) if i not in drop]), conv_id),
+        )
         if mark_err and drop:
             db.execute(f"UPDATE messages SET is_err = 1 WHERE rowid IN ({','.join('?' * len(drop))})", list(drop))
 

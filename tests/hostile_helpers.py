@@ -91,13 +91,22 @@ class McpRaw:
     def envelope(self, tool: str, arguments_json: str, mode: str) -> str:
         """The request's JSON text around `arguments_json` (spliced in as is)."""
         self.next_id += 1
-        meta = "" if mode == "legacy" else ',"_meta":' + json.dumps({
-            "io.modelcontextprotocol/protocolVersion": MODERN,
-            "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
-            "io.modelcontextprotocol/clientCapabilities": {},
-        })
-        return (f'{{"jsonrpc":"2.0","id":{self.next_id},"method":"tools/call","params":'
-                f'{{"name":{json.dumps(tool)},"arguments":{arguments_json}{meta}}}}}')
+        meta = (
+            ""
+            if mode == "legacy"
+            else ',"_meta":'
+            + json.dumps(
+                {
+                    "io.modelcontextprotocol/protocolVersion": MODERN,
+                    "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "0"},
+                    "io.modelcontextprotocol/clientCapabilities": {},
+                }
+            )
+        )
+        return (
+            f'{{"jsonrpc":"2.0","id":{self.next_id},"method":"tools/call","params":'
+            f'{{"name":{json.dumps(tool)},"arguments":{arguments_json}{meta}}}}}'
+        )
 
     async def call(self, tool: str, arguments_json: str, mode: str = "modern") -> httpx.Response:
         if mode == "legacy" and not self.session:

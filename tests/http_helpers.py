@@ -132,16 +132,18 @@ def console_env(**extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def spawned_http_server(db: Path | str, *flags: str, env: dict[str, str] | None = None,
-                        headers: dict[str, str] | None = None) -> Iterator[Spawned]:
+def spawned_http_server(
+    db: Path | str, *flags: str, env: dict[str, str] | None = None, headers: dict[str, str] | None = None
+) -> Iterator[Spawned]:
     """Start `mcp-server-conversations --transport streamable-http --db DB --port N *flags` and wait
     until GET /healthz answers 200. Stops it with SIGTERM on exit (if the test has not already)."""
     port = free_port()
     argv = [CONSOLE_SCRIPT, "--transport", "streamable-http", "--db", str(db), "--port", str(port), *flags]
     stderr_path = (db if isinstance(db, Path) else Path(tempfile.mkdtemp()) / "db").with_name(f"server-{port}.stderr")
     with open(stderr_path, "wb") as err:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
-                                env=env if env is not None else console_env())
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env if env is not None else console_env()
+        )
     spawned = Spawned(proc=proc, base_url=f"http://127.0.0.1:{port}", stderr_path=stderr_path, argv=argv)
     try:
         wait_healthy(spawned, headers=headers)

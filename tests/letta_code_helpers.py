@@ -108,9 +108,14 @@ class LettaCode:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LETTA_", "CONVERSATIONS_", "OPENAI_"))}
         env.update(
-            HOME=str(self.home), LETTA_BASE_URL=self.base_url, LETTA_API_KEY=self.token,
-            LETTA_CODE_TELEM="0", DO_NOT_TRACK="1", DISABLE_AUTOUPDATER="1", NO_COLOR="1",
-        )  # fmt: skip
+            HOME=str(self.home),
+            LETTA_BASE_URL=self.base_url,
+            LETTA_API_KEY=self.token,
+            LETTA_CODE_TELEM="0",
+            DO_NOT_TRACK="1",
+            DISABLE_AUTOUPDATER="1",
+            NO_COLOR="1",
+        )
         return env
 
     def ensure_project(self) -> Path:
@@ -126,9 +131,15 @@ class LettaCode:
         # output (a long message list) has been written to one.
         with tempfile.TemporaryFile() as out:
             proc = subprocess.run(
-                ["node", str(self.js), *args], cwd=self.project, env=self.env(), stdout=out,
-                stderr=subprocess.PIPE, text=True, timeout=RUN_TIMEOUT, check=False,
-            )  # fmt: skip
+                ["node", str(self.js), *args],
+                cwd=self.project,
+                env=self.env(),
+                stdout=out,
+                stderr=subprocess.PIPE,
+                text=True,
+                timeout=RUN_TIMEOUT,
+                check=False,
+            )
             out.seek(0)
             proc.stdout = out.read().decode()
         if check and proc.returncode != 0:

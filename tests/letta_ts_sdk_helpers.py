@@ -73,5 +73,12 @@ def run_node_script(source: str, modules: Path, workdir: Path, env: dict[str, st
     script = workdir / "page.mjs"
     script.write_text(source)
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("LETTA_", "CONVERSATIONS_", "OPENAI_"))}
-    return subprocess.run(["node", str(script)], cwd=workdir, env={**clean, **env}, capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT, check=False)
+    return subprocess.run(
+        ["node", str(script)],
+        cwd=workdir,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=RUN_TIMEOUT,
+        check=False,
+    )

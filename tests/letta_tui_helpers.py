@@ -31,8 +31,15 @@ class Tui:
         master, slave = pty.openpty()
         fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", ROWS, COLS, 0, 0))
         env = {**letta.env(), "TERM": "xterm-256color", "COLUMNS": str(COLS), "LINES": str(ROWS)}
-        self.proc = subprocess.Popen(["node", str(letta.js), *args], cwd=letta.ensure_project(), env=env,
-                                     stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["node", str(letta.js), *args],
+            cwd=letta.ensure_project(),
+            env=env,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+        )
         os.close(slave)
         self._master = master
         self._raw = bytearray()

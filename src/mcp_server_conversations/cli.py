@@ -20,9 +20,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--transport", choices=["stdio", "streamable-http"], help="default: stdio")
-    p.add_argument(
-        "--db", help="SQLite file (default: under the user's data directory), or a postgresql:// URL"
-    )
+    p.add_argument("--db", help="SQLite file (default: under the user's data directory), or a postgresql:// URL")
     p.add_argument("--model", dest="default_model", help="default model handle, e.g. openai/gpt-5-mini")
     p.add_argument(
         "--models", nargs="*", help="more model handles to list for Letta clients (GET /v1/models/), e.g. a,b"
@@ -32,17 +30,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-timeout", type=float, help="idle-read timeout of model calls in seconds")
     p.add_argument("--model-retries", type=int, help="retries of a failed model call (default 0)")
     p.add_argument("--embedding-model", help="embedding model handle for hybrid search")
-    p.add_argument("--run-sweep-interval", type=float,
-                   help="seconds between looks for runs of server processes that died (default 10)")
+    p.add_argument(
+        "--run-sweep-interval",
+        type=float,
+        help="seconds between looks for runs of server processes that died (default 10)",
+    )
     p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default 8283)")
     p.add_argument("--stateless", action="store_true", default=None, help="no MCP sessions (for replicas)")
     p.add_argument("--json-response", action="store_true", default=None, help="JSON instead of SSE responses")
-    p.add_argument("--auth-token", help="bearer token required on every HTTP request (visible in ps: "
-                   "prefer --auth-token-file or CONVERSATIONS_AUTH_TOKEN)")
+    p.add_argument(
+        "--auth-token",
+        help="bearer token required on every HTTP request (visible in ps: "
+        "prefer --auth-token-file or CONVERSATIONS_AUTH_TOKEN)",
+    )
     p.add_argument("--auth-token-file", help="file holding the bearer token (surrounding whitespace ignored)")
     p.add_argument(
-        "--allow-unauthenticated", action="store_true", default=None,
+        "--allow-unauthenticated",
+        action="store_true",
+        default=None,
         help="allow binding a non-loopback address without --auth-token",
     )
     p.add_argument("--allowed-hosts", nargs="*", help="extra Host header values to accept")
@@ -50,8 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-body-bytes", type=int, help="largest HTTP request body (default 4 MiB)")
     p.add_argument("--request-timeout", type=float, help="seconds for a request's headers and body (default 30)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default) or ERROR")
-    p.add_argument("--debug-all", action="store_true", default=None,
-                   help="at DEBUG, also third-party libraries' debug logs (they include message text)")
+    p.add_argument(
+        "--debug-all",
+        action="store_true",
+        default=None,
+        help="at DEBUG, also third-party libraries' debug logs (they include message text)",
+    )
     return p.parse_args(argv)
 
 

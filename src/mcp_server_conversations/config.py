@@ -44,9 +44,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONVERSATIONS_", extra="ignore")
 
-    db: Path | str = Field(
-        default_factory=default_db_path, description="SQLite database file, or a postgresql:// URL"
-    )
+    db: Path | str = Field(default_factory=default_db_path, description="SQLite database file, or a postgresql:// URL")
     default_model: str | None = Field(default=None, description="Model handle used when no other level sets one")
     models: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Extra model handles to list at GET /v1/models/ (comma-separated)"
@@ -59,7 +57,10 @@ class Settings(BaseSettings):
     model_retries: int = Field(default=0, ge=0, le=10, description="Retries litellm makes on a failed call")
     embedding_model: str | None = Field(default=None, description="Optional embedding model for hybrid search")
     run_sweep_interval: float = Field(
-        default=10.0, gt=0, le=3600, allow_inf_nan=False,
+        default=10.0,
+        gt=0,
+        le=3600,
+        allow_inf_nan=False,
         description="Seconds between looks for runs of server processes that died (they end interrupted)",
     )
     # HTTP transport

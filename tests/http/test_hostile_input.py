@@ -74,13 +74,21 @@ async def test_integers_beyond_64_bits(served: Served) -> None:
         cases = [
             ("POST", "/v1/agents", {"name": "a", "context_window_limit": HUGE}, "context_window_limit"),
             ("POST", "/v1/agents", {"name": "a", "context_window_limit": -HUGE}, "context_window_limit"),
-            ("POST", "/v1/agents", {"name": "a", "memory_blocks": [{"label": "x", "limit": HUGE}]},
-             "memory_blocks[0].limit"),
+            (
+                "POST",
+                "/v1/agents",
+                {"name": "a", "memory_blocks": [{"label": "x", "limit": HUGE}]},
+                "memory_blocks[0].limit",
+            ),
             ("PATCH", f"/v1/agents/{w['agent']}", {"context_window_limit": HUGE}, "context_window_limit"),
             ("PATCH", f"/v1/agents/{w['agent']}/core-memory/blocks/persona", {"limit": HUGE}, "limit"),
             ("PATCH", f"/v1/blocks/{w['block']}", {"limit": HUGE}, "limit"),
-            ("POST", f"/v1/conversations/{w['conv']}/messages",
-             {"messages": [{"role": "user", "content": "hi"}], "max_steps": HUGE}, "max_steps"),
+            (
+                "POST",
+                f"/v1/conversations/{w['conv']}/messages",
+                {"messages": [{"role": "user", "content": "hi"}], "max_steps": HUGE},
+                "max_steps",
+            ),
             ("POST", "/v1/messages/search", {"query": "x", "limit": HUGE}, "limit"),
         ]
         for method, path, body, field in cases:
@@ -105,15 +113,26 @@ async def test_lone_surrogates(served: Served) -> None:
         w = await make_world(http)
         conv = w["conv"]
         cases = [
-            ("POST", f"/v1/conversations/{conv}/messages",
-             '{"messages": [{"role": "user", "content": "hi", "otid": "\\udc00"}], "streaming": false}',
-             "messages[0].otid"),
-            ("POST", f"/v1/conversations/{conv}/messages",
-             '{"messages": [{"role": "user", "content": "hi"}], "override_model": @}'.replace("@", SURROGATE),
-             "override_model"),
-            ("POST", f"/v1/conversations/{conv}/messages",
-             '{"messages": [{"role": "user", "content": "hi"}], "override_model": @, "streaming": false}'
-             .replace("@", SURROGATE), "override_model"),
+            (
+                "POST",
+                f"/v1/conversations/{conv}/messages",
+                '{"messages": [{"role": "user", "content": "hi", "otid": "\\udc00"}], "streaming": false}',
+                "messages[0].otid",
+            ),
+            (
+                "POST",
+                f"/v1/conversations/{conv}/messages",
+                '{"messages": [{"role": "user", "content": "hi"}], "override_model": @}'.replace("@", SURROGATE),
+                "override_model",
+            ),
+            (
+                "POST",
+                f"/v1/conversations/{conv}/messages",
+                '{"messages": [{"role": "user", "content": "hi"}], "override_model": @, "streaming": false}'.replace(
+                    "@", SURROGATE
+                ),
+                "override_model",
+            ),
             ("POST", f"/v1/conversations/?agent_id={w['agent']}", '{"model": @}'.replace("@", SURROGATE), "model"),
             ("PATCH", f"/v1/conversations/{conv}", '{"model": @}'.replace("@", SURROGATE), "model"),
             ("POST", "/v1/agents", '{"name": "a", "model": @}'.replace("@", SURROGATE), "model"),
@@ -129,12 +148,21 @@ async def test_lone_surrogates(served: Served) -> None:
         for tool, args, field in [
             ("update_conversation", f'{{"conversation_id": "{conv}", "model": {SURROGATE}}}', "model"),
             ("create_conversation", f'{{"agent_id": "{w["agent"]}", "model": {SURROGATE}}}', "model"),
-            ("send_message", f'{{"conversation_id": "{conv}", "content": "hi", "override_model": {SURROGATE}}}',
-             "override_model"),
-            ("send_message", f'{{"conversation_id": "{conv}", "content": "hi", "idempotency_key": "\\udfff"}}',
-             "idempotency_key"),
-            ("send_message", f'{{"conversation_id": "{conv}", "messages": [{{"role": "user", "content": "\\ud800"}}]}}',
-             "messages[0].content"),
+            (
+                "send_message",
+                f'{{"conversation_id": "{conv}", "content": "hi", "override_model": {SURROGATE}}}',
+                "override_model",
+            ),
+            (
+                "send_message",
+                f'{{"conversation_id": "{conv}", "content": "hi", "idempotency_key": "\\udfff"}}',
+                "idempotency_key",
+            ),
+            (
+                "send_message",
+                f'{{"conversation_id": "{conv}", "messages": [{{"role": "user", "content": "\\ud800"}}]}}',
+                "messages[0].content",
+            ),
         ]:
             for mode in ("modern", "legacy"):
                 got = verdict(await raw.call(tool, args, mode))
@@ -153,11 +181,19 @@ async def test_nul_characters(served: Served) -> None:
         conv = w["conv"]
         cases = [
             ("POST", "/v1/agents", '{"name": @}'.replace("@", NUL), "name"),
-            ("POST", "/v1/agents", '{"name": "a", "memory_blocks": [{"label": "l", "value": @}]}'.replace("@", NUL),
-             "memory_blocks[0].value"),
+            (
+                "POST",
+                "/v1/agents",
+                '{"name": "a", "memory_blocks": [{"label": "l", "value": @}]}'.replace("@", NUL),
+                "memory_blocks[0].value",
+            ),
             ("PATCH", f"/v1/agents/{w['agent']}/core-memory/blocks/persona", '{"value": @}'.replace("@", NUL), "value"),
-            ("POST", f"/v1/conversations/{conv}/messages",
-             '{"messages": [{"role": "user", "content": @}]}'.replace("@", NUL), "messages[0].content"),
+            (
+                "POST",
+                f"/v1/conversations/{conv}/messages",
+                '{"messages": [{"role": "user", "content": @}]}'.replace("@", NUL),
+                "messages[0].content",
+            ),
             ("PATCH", f"/v1/conversations/{conv}", '{"summary": @}'.replace("@", NUL), "summary"),
         ]
         for method, path, body, field in cases:
@@ -181,8 +217,10 @@ async def test_wrong_content_types_and_bodies(served: Served) -> None:
         w = await make_world(http)
         for content, ctype in [
             (b"name=a", "application/x-www-form-urlencoded"),
-            (b'--x\r\nContent-Disposition: form-data; name="name"\r\n\r\na\r\n--x--\r\n',
-             "multipart/form-data; boundary=x"),
+            (
+                b'--x\r\nContent-Disposition: form-data; name="name"\r\n\r\na\r\n--x--\r\n',
+                "multipart/form-data; boundary=x",
+            ),
             (b"\xff\xfe\x00garbage", "application/json"),
             (b'{"name": NaN}', "application/json"),
             (b'["a list"]', "application/json"),
@@ -191,8 +229,14 @@ async def test_wrong_content_types_and_bodies(served: Served) -> None:
             for method, path in body_routes(w):
                 r = await http.request(method, path, content=content, headers={"content-type": ctype})
                 assert 400 <= r.status_code < 500, (path, ctype, r.status_code, r.text)
-        r = await http.post("/mcp", content=b"name=a", headers={"content-type": "application/x-www-form-urlencoded",
-                                                                 "accept": "application/json, text/event-stream"})
+        r = await http.post(
+            "/mcp",
+            content=b"name=a",
+            headers={
+                "content-type": "application/x-www-form-urlencoded",
+                "accept": "application/json, text/event-stream",
+            },
+        )
         assert 400 <= r.status_code < 500
         await still_serving(http, w)
 

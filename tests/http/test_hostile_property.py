@@ -27,14 +27,47 @@ from mcp.shared.exceptions import MCPError
 from mcp_server_conversations.inputs import INT64_MAX, INT64_MIN, MAX_DEPTH
 
 BOUNDED = settings(
-    max_examples=40, deadline=None, derandomize=True, database=None,
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    database=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 FIELDS = [
-    "name", "model", "system", "memory_blocks", "context_window_limit", "label", "value", "limit", "read_only",
-    "description", "summary", "messages", "input", "otid", "override_model", "max_steps", "streaming", "query",
-    "agent_id", "conversation_id", "run_id", "message_id", "start_date", "end_date", "content", "role", "after",
-    "order", "order_by", "roles", "message_types", "idempotency_key", "background", "include_pings",
+    "name",
+    "model",
+    "system",
+    "memory_blocks",
+    "context_window_limit",
+    "label",
+    "value",
+    "limit",
+    "read_only",
+    "description",
+    "summary",
+    "messages",
+    "input",
+    "otid",
+    "override_model",
+    "max_steps",
+    "streaming",
+    "query",
+    "agent_id",
+    "conversation_id",
+    "run_id",
+    "message_id",
+    "start_date",
+    "end_date",
+    "content",
+    "role",
+    "after",
+    "order",
+    "order_by",
+    "roles",
+    "message_types",
+    "idempotency_key",
+    "background",
+    "include_pings",
 ]
 INTERNAL = -32603
 
@@ -52,14 +85,30 @@ ints = st.one_of(
     st.sampled_from([INT64_MAX, INT64_MAX + 1, INT64_MIN, INT64_MIN - 1, 2**64, 10**40, -(10**40)]),
 )
 leaves = st.one_of(st.none(), st.booleans(), ints, st.floats(allow_nan=False), texts)
-hostile = st.sampled_from([
-    INT64_MAX + 1, INT64_MIN - 1, 10**40, "\ud800", "openai/x\udfff", "a\x00b", "\x00", "", -1, 0, 1.5, True, None,
-    [[["deep"]]], {"a": {"b": {}}},
-])
+hostile = st.sampled_from(
+    [
+        INT64_MAX + 1,
+        INT64_MIN - 1,
+        10**40,
+        "\ud800",
+        "openai/x\udfff",
+        "a\x00b",
+        "\x00",
+        "",
+        -1,
+        0,
+        1.5,
+        True,
+        None,
+        [[["deep"]]],
+        {"a": {"b": {}}},
+    ]
+)
 values = st.recursive(
     leaves,
-    lambda inner: st.one_of(st.lists(inner, max_size=3),
-                            st.dictionaries(st.one_of(st.sampled_from(FIELDS), texts), inner, max_size=3)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.one_of(st.sampled_from(FIELDS), texts), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
@@ -73,8 +122,11 @@ def deep(n: int, kind: str) -> str:
     return "[" * n + "]" * n if kind == "list" else '{"a":' * n + "1" + "}" * n
 
 
-deep_texts = st.builds(deep, st.one_of(st.sampled_from([MAX_DEPTH + 1, 2_000, 20_000]), st.integers(60, 30_000)),
-                       st.sampled_from(["list", "dict"]))
+deep_texts = st.builds(
+    deep,
+    st.one_of(st.sampled_from([MAX_DEPTH + 1, 2_000, 20_000]), st.integers(60, 30_000)),
+    st.sampled_from(["list", "dict"]),
+)
 
 
 def paths(value: Any, at: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -118,6 +170,7 @@ def has_surrogate(value: Any) -> bool:
 
 # -- the server -------------------------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Spawned, dict[str, str]]]:
     tmp = tmp_path_factory.mktemp("hostile")
@@ -143,14 +196,22 @@ def serves(base_url: str) -> None:
 
 # -- REST ------------------------------------------------------------------------------------------------------
 
+
 def valid_body(method: str, path: str) -> dict[str, Any]:
     """A body the route accepts (empty for routes that read none)."""
     if path == "/v1/agents":
-        return {"name": "a", "memory_blocks": [{"label": "l", "value": "v", "limit": 100}],
-                "context_window_limit": 1000}
+        return {
+            "name": "a",
+            "memory_blocks": [{"label": "l", "value": "v", "limit": 100}],
+            "context_window_limit": 1000,
+        }
     if path.endswith("/messages") and method == "POST":
-        return {"messages": [{"role": "user", "content": "hi", "otid": "o-1"}], "streaming": False,
-                "override_model": "openai/fake-model", "max_steps": 2}
+        return {
+            "messages": [{"role": "user", "content": "hi", "otid": "o-1"}],
+            "streaming": False,
+            "override_model": "openai/fake-model",
+            "max_steps": 2,
+        }
     if path.endswith("/stream"):
         return {"run_id": "run-x", "include_pings": False}
     if path.endswith("/search"):
@@ -166,8 +227,17 @@ def valid_body(method: str, path: str) -> dict[str, Any]:
 
 ROUTES = len(all_routes({"agent": "", "conv": "", "block": ""}))
 BODY_ROUTES = len(body_routes({"agent": "", "conv": "", "block": ""}))  # listed first by all_routes
-CONTENT_TYPES = st.sampled_from(["application/json", "application/json", "application/json", "text/plain",
-                                 "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", None])
+CONTENT_TYPES = st.sampled_from(
+    [
+        "application/json",
+        "application/json",
+        "application/json",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=x",
+        None,
+    ]
+)
 
 
 def rest_bodies(method: str, path: str) -> st.SearchStrategy[str]:
@@ -185,19 +255,23 @@ query_values = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
 
 
 @BOUNDED
-@given(data=st.data(), index=st.one_of(st.integers(0, BODY_ROUTES - 1), st.integers(0, ROUTES - 1)),
-       ctype=CONTENT_TYPES,
-       query=st.dictionaries(st.sampled_from(["limit", "after", "before", "order", "agent_id", "message_id"]),
-                             query_values, max_size=2))
-def test_rest_routes_never_answer_5xx(server: tuple[Spawned, dict[str, str]], data: st.DataObject, index: int,
-                                      ctype: str | None, query: dict[str, str]) -> None:
+@given(
+    data=st.data(),
+    index=st.one_of(st.integers(0, BODY_ROUTES - 1), st.integers(0, ROUTES - 1)),
+    ctype=CONTENT_TYPES,
+    query=st.dictionaries(
+        st.sampled_from(["limit", "after", "before", "order", "agent_id", "message_id"]), query_values, max_size=2
+    ),
+)
+def test_rest_routes_never_answer_5xx(
+    server: tuple[Spawned, dict[str, str]], data: st.DataObject, index: int, ctype: str | None, query: dict[str, str]
+) -> None:
     spawned, world = server
     method, path = all_routes(world)[index]
     body = data.draw(rest_bodies(method, path.split("?")[0]), label="body")
     headers = {"content-type": ctype} if ctype else {}
     content = body.encode("utf-8", "surrogatepass") if method in ("POST", "PATCH") else None
-    r = httpx.request(method, f"{spawned.base_url}{path}", content=content, headers=headers, params=query,
-                      timeout=60)
+    r = httpx.request(method, f"{spawned.base_url}{path}", content=content, headers=headers, params=query, timeout=60)
     assert r.status_code < 500, (method, path, body[:200], r.status_code, r.text[:500])
     assert "Traceback" not in r.text
     serves(spawned.base_url)
@@ -220,8 +294,15 @@ TOOLS = {
     "fork_conversation": ["conversation_id", "message_id"],
     "delete_conversation": ["conversation_id"],
     "conversation_search": ["query", "agent_id", "conversation_id", "roles", "start_date", "end_date", "limit"],
-    "send_message": ["conversation_id", "content", "messages", "override_model", "max_steps", "idempotency_key",
-                     "background"],
+    "send_message": [
+        "conversation_id",
+        "content",
+        "messages",
+        "override_model",
+        "max_steps",
+        "idempotency_key",
+        "background",
+    ],
     "get_run": ["run_id"],
     "cancel_run": ["run_id"],
     "compact_conversation": ["conversation_id"],
@@ -239,13 +320,35 @@ def test_the_property_covers_every_tool(server: tuple[Spawned, dict[str, str]]) 
 def valid_args(tool: str, world: dict[str, str]) -> dict[str, Any]:
     """Arguments the tool accepts (deletes aim at ids that are not the world's)."""
     samples = {
-        "agent_id": world["agent"], "conversation_id": world["conv"], "name": "a", "model": "openai/fake-model",
-        "system": "s", "memory_blocks": [{"label": "l", "value": "v", "limit": 100}], "context_window_limit": 1000,
-        "limit": 5, "after": None, "label": "persona", "value": "v", "description": "d", "read_only": False,
-        "summary": "s", "order_by": "created_at", "order": "asc", "message_types": ["user_message"],
-        "include_system": False, "message_id": None, "query": "hi", "roles": ["user"], "start_date": "2020-01-01",
-        "end_date": "2100-01-01", "content": "hi", "messages": [{"role": "user", "content": "hi"}],
-        "override_model": "openai/fake-model", "max_steps": 2, "idempotency_key": "k", "background": False,
+        "agent_id": world["agent"],
+        "conversation_id": world["conv"],
+        "name": "a",
+        "model": "openai/fake-model",
+        "system": "s",
+        "memory_blocks": [{"label": "l", "value": "v", "limit": 100}],
+        "context_window_limit": 1000,
+        "limit": 5,
+        "after": None,
+        "label": "persona",
+        "value": "v",
+        "description": "d",
+        "read_only": False,
+        "summary": "s",
+        "order_by": "created_at",
+        "order": "asc",
+        "message_types": ["user_message"],
+        "include_system": False,
+        "message_id": None,
+        "query": "hi",
+        "roles": ["user"],
+        "start_date": "2020-01-01",
+        "end_date": "2100-01-01",
+        "content": "hi",
+        "messages": [{"role": "user", "content": "hi"}],
+        "override_model": "openai/fake-model",
+        "max_steps": 2,
+        "idempotency_key": "k",
+        "background": False,
         "run_id": "run-x",
     }
     args = {k: samples[k] for k in TOOLS[tool]}
@@ -259,8 +362,7 @@ def valid_args(tool: str, world: dict[str, str]) -> dict[str, Any]:
 def tool_args(world: dict[str, str]) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
     def for_tool(tool: str) -> st.SearchStrategy[tuple[str, dict[str, Any]]]:
         ids = st.sampled_from([world["agent"], world["conv"], "conv-x", "agent-x", "run-x"])
-        anything = st.dictionaries(st.one_of(st.sampled_from(TOOLS[tool]), texts), st.one_of(values, ids),
-                                   max_size=4)
+        anything = st.dictionaries(st.one_of(st.sampled_from(TOOLS[tool]), texts), st.one_of(values, ids), max_size=4)
         return st.tuples(st.just(tool), st.one_of(mutated(valid_args(tool, world)), anything))
 
     return st.sampled_from(sorted(TOOLS)).flatmap(for_tool)
@@ -285,10 +387,15 @@ async def call_with_client(url: str, tool: str, args: dict[str, Any], mode: str)
 
 
 @BOUNDED
-@given(data=st.data(), mode=st.sampled_from(["modern", "legacy"]), raw=st.booleans(),
-       deep_args=st.one_of(st.none(), deep_texts))
-def test_mcp_tools_never_fail_internally(server: tuple[Spawned, dict[str, str]], data: st.DataObject, mode: str,
-                                         raw: bool, deep_args: str | None) -> None:
+@given(
+    data=st.data(),
+    mode=st.sampled_from(["modern", "legacy"]),
+    raw=st.booleans(),
+    deep_args=st.one_of(st.none(), deep_texts),
+)
+def test_mcp_tools_never_fail_internally(
+    server: tuple[Spawned, dict[str, str]], data: st.DataObject, mode: str, raw: bool, deep_args: str | None
+) -> None:
     spawned, world = server
     tool, args = data.draw(tool_args(world))
     if raw or deep_args is not None or has_surrogate(args):  # what the SDK's client cannot encode

@@ -28,10 +28,15 @@ async def test_http_client_example_prints_deltas_as_they_arrive(
     s = settings.model_copy(update={"default_model": "openai/fake-model", "auth_token": TOKEN})
     async with serving(s) as served:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "examples" / "http_client.py"), "--url", served.mcp_url, "Tell me in pieces",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            str(ROOT / "examples" / "http_client.py"),
+            "--url",
+            served.mcp_url,
+            "Tell me in pieces",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
             env={**os.environ, "CONVERSATIONS_AUTH_TOKEN": TOKEN},
-        )  # fmt: skip
+        )
         assert proc.stdout is not None and proc.stderr is not None
         first = await asyncio.wait_for(proc.stdout.read(6), 60)
         streaming_when_printed = not reply.finished.is_set()
@@ -49,9 +54,15 @@ async def test_http_client_example_reports_a_missing_token(settings: Settings) -
     async with serving(s) as served:
         env = {k: v for k, v in os.environ.items() if k != "CONVERSATIONS_AUTH_TOKEN"}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, str(ROOT / "examples" / "http_client.py"), "--url", served.mcp_url, "hi",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
-        )  # fmt: skip
+            sys.executable,
+            str(ROOT / "examples" / "http_client.py"),
+            "--url",
+            served.mcp_url,
+            "hi",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
         out, err = await proc.communicate()
     assert proc.returncode == 1
     assert err.decode().strip() == (

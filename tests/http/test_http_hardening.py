@@ -53,8 +53,10 @@ def test_late_headers_and_bodies_are_closed(tmp_path: Path) -> None:
         half_headers = connect(server.base_url)
         half_headers.sendall(b"GET /v1/agents HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
         half_body = connect(server.base_url)
-        half_body.sendall(b"POST /v1/agents HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                          b"Content-Length: 100\r\n\r\n{\"name\": ")
+        half_body.sendall(
+            b"POST /v1/agents HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"name": '
+        )
         keep_alive = connect(server.base_url)  # one whole request, then half of the next
         keep_alive.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         first = b""
@@ -120,8 +122,17 @@ def test_bad_token_file_exits_2(tmp_path: Path, content: str | None) -> None:
     token_file = tmp_path / "token"
     if content is not None:
         token_file.write_text(content)
-    argv = [CONSOLE_SCRIPT, "--transport", "streamable-http", "--db", str(tmp_path / "x.db"), "--port", "1",
-            "--auth-token-file", str(token_file)]
+    argv = [
+        CONSOLE_SCRIPT,
+        "--transport",
+        "streamable-http",
+        "--db",
+        str(tmp_path / "x.db"),
+        "--port",
+        "1",
+        "--auth-token-file",
+        str(token_file),
+    ]
     done = subprocess.run(argv, env=console_env(), capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "auth_token_file" in done.stderr and str(token_file) in done.stderr

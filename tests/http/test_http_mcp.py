@@ -16,7 +16,9 @@ from mcp_server_conversations.config import Settings
 MODES = ["auto", "legacy"]
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 INIT = {
-    "jsonrpc": "2.0", "id": 1, "method": "initialize",
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"}},
 }
 
@@ -123,7 +125,8 @@ async def test_session_cap_holds_and_idle_sessions_expire(settings: Settings) ->
                 await asyncio.sleep(0.1)
         assert r.status_code == 200 and r.headers["mcp-session-id"] != session
         gone = await http.post(
-            f"{base}/mcp", json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
+            f"{base}/mcp",
+            json={"jsonrpc": "2.0", "id": 2, "method": "ping"},
             headers={**ACCEPT, "mcp-session-id": session, "mcp-protocol-version": "2025-11-25"},
         )
         assert gone.status_code == 404

@@ -87,9 +87,7 @@ async def test_signal_shuts_down_cleanly_with_database_intact(
     hold.set()
 
 
-@pytest.mark.parametrize(
-    "flags", [["--max-body-bytes", "0"], ["--port", "70000"]], ids=["body-limit", "port"]
-)
+@pytest.mark.parametrize("flags", [["--max-body-bytes", "0"], ["--port", "70000"]], ids=["body-limit", "port"])
 def test_bad_http_settings_exit_2_with_the_setting_named(flags: list[str], capsys: pytest.CaptureFixture) -> None:
     from mcp_server_conversations.cli import main
 

@@ -117,10 +117,15 @@ async def test_client_disconnect_cancels_a_foreground_run(
             headers, meta = await handshake(setup, served.mcp_url, kind)
         baseline = len(asyncio.all_tasks())
         call = {
-            "jsonrpc": "2.0", "id": 9, "method": "tools/call",
-            "params": {"name": "send_message", "arguments": {"conversation_id": conv.id, "content": "hello"},
-                       "_meta": {**meta, "progressToken": "tok"}},
-        }  # fmt: skip
+            "jsonrpc": "2.0",
+            "id": 9,
+            "method": "tools/call",
+            "params": {
+                "name": "send_message",
+                "arguments": {"conversation_id": conv.id, "content": "hello"},
+                "_meta": {**meta, "progressToken": "tok"},
+            },
+        }
         async with (
             httpx.AsyncClient(timeout=60) as http,
             http.stream("POST", served.mcp_url, json=call, headers=headers) as r,
@@ -175,9 +180,10 @@ async def test_cancelling_the_call_cancels_the_run(
             streaming.set()
 
         call = asyncio.create_task(
-            client.call_tool("send_message", {"conversation_id": conv["id"], "content": "hi"},
-                             progress_callback=on_progress)
-        )  # fmt: skip
+            client.call_tool(
+                "send_message", {"conversation_id": conv["id"], "content": "hi"}, progress_callback=on_progress
+            )
+        )
         await until(lambda: _true(streaming.is_set()), "the first delta")
         call.cancel()
         with pytest.raises(asyncio.CancelledError):

@@ -79,7 +79,10 @@ async def test_host_and_origin_are_checked(settings: Settings, headers: dict[str
 
 async def test_allowed_hosts_and_origins_widen_the_defaults(settings: Settings) -> None:
     s = settings.model_copy(
-        update={"allowed_hosts": ["mcp.example.com", "proxy.internal:*"], "allowed_origins": ["https://app.example.com"]}
+        update={
+            "allowed_hosts": ["mcp.example.com", "proxy.internal:*"],
+            "allowed_origins": ["https://app.example.com"],
+        }
     )
     async with running_http_server(s) as base, httpx.AsyncClient() as http:
         await initialize_ok(http, base, {"Host": "mcp.example.com"})
@@ -129,11 +132,13 @@ async def test_malformed_json_and_unknown_methods(settings: Settings, stateless:
         assert notified.status_code == 202
         r = await http.post(f"{base}/mcp", content=b"[{]", headers={**ACCEPT, **session})
         assert r.status_code == 400 and r.json()["error"]["code"] == -32700
-        r = await http.post(f"{base}/mcp", json={"jsonrpc": "2.0", "id": 7, "method": "no/such"},
-                            headers={**ACCEPT, **session})
+        r = await http.post(
+            f"{base}/mcp", json={"jsonrpc": "2.0", "id": 7, "method": "no/such"}, headers={**ACCEPT, **session}
+        )
         assert rpc_body(r)["error"]["code"] == -32601
-        r = await http.post(f"{base}/mcp", json={"jsonrpc": "2.0", "id": 8, "method": "tools/list"},
-                            headers={**ACCEPT, **session})
+        r = await http.post(
+            f"{base}/mcp", json={"jsonrpc": "2.0", "id": 8, "method": "tools/list"}, headers={**ACCEPT, **session}
+        )
         assert "create_agent" in {t["name"] for t in rpc_body(r)["result"]["tools"]}
         async with mcp_client(f"{base}/mcp") as client:  # and a fresh client still connects
             assert not (await client.call_tool("list_agents", {})).is_error

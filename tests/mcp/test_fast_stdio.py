@@ -38,8 +38,12 @@ ECHO = textwrap.dedent(
 def test_pipes_keep_the_wire_clean_and_carry_long_lines() -> None:
     big = "x" * 1_000_000 + "end\n"
     proc = subprocess.run(
-        [sys.executable, "-c", ECHO], input=f"hello\n{big}last-without-newline", capture_output=True, text=True,
-        env=ENV, timeout=60,
+        [sys.executable, "-c", ECHO],
+        input=f"hello\n{big}last-without-newline",
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == "6:hello|hello\n1000004:xxxxx|xxend\n20:last-|ewline" + "after\n"
@@ -51,8 +55,13 @@ def test_pipes_keep_the_wire_clean_and_carry_long_lines() -> None:
 def test_not_used_when_stdout_and_stderr_are_one_pipe() -> None:
     code = "import sys; from mcp_server_conversations.mcp import fast_stdio; print(fast_stdio.usable())"
     proc = subprocess.run(
-        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env=ENV, timeout=60,
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=ENV,
+        timeout=60,
     )
     assert proc.stdout.strip() == "False"
 
@@ -64,17 +73,33 @@ def rpc_lines(*messages: dict) -> str:
 def test_server_over_pipes_answers_a_request_larger_than_the_read_buffer(tmp_path) -> None:
     summary = "s" * 150_000  # one request line of ~150 KB (the reader's buffer is 64 KiB)
     lines = rpc_lines(
-        {"jsonrpc": "2.0", "id": 1, "method": "initialize",
-         "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "0"},
+            },
+        },
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
-        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
-         "params": {"name": "create_conversation", "arguments": {"summary": summary}}},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "create_conversation", "arguments": {"summary": summary}},
+        },
         {"jsonrpc": "2.0", "id": 3, "method": "ping"},
     )
     assert SCRIPT
     proc = subprocess.Popen(
-        [SCRIPT, "--db", str(tmp_path / "x.db")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=ENV,
+        [SCRIPT, "--db", str(tmp_path / "x.db")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
     )
     assert proc.stdin and proc.stdout
     proc.stdin.write(lines)
@@ -96,8 +121,11 @@ def test_server_exits_when_the_client_stops_reading(tmp_path) -> None:
     pipe, closes its database (whose threads would otherwise keep the process alive) and exits."""
     assert SCRIPT
     proc = subprocess.Popen(
-        [SCRIPT, "--db", str(tmp_path / "x.db")], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, env=ENV,
+        [SCRIPT, "--db", str(tmp_path / "x.db")],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
     )
     assert proc.stdin and proc.stdout and proc.stderr
     hello = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}

@@ -41,8 +41,9 @@ async def test_stdio_server_streams_runs_in_background_and_cancels(
             deltas.append(message)
 
         fake_provider.enqueue("streamed over stdio", chunk_delay=0.001)
-        text, run = await call_text(c, "send_message", {"conversation_id": conv, "content": "hi"},
-                                    progress_callback=on_progress)  # fmt: skip
+        text, run = await call_text(
+            c, "send_message", {"conversation_id": conv, "content": "hi"}, progress_callback=on_progress
+        )
         assert text == "streamed over stdio" and deltas == ["streamed", " over", " stdio"]
         assert run["model"] == "openai/fake-model" and run["usage"]["total_tokens"] > 0
 
@@ -63,8 +64,9 @@ async def test_stdio_server_streams_runs_in_background_and_cancels(
             first_delta.set()
 
         async def send_abandoned() -> None:
-            await c.call_tool("send_message", {"conversation_id": conv, "content": "abandoned"},
-                              progress_callback=on_first_delta)  # fmt: skip
+            await c.call_tool(
+                "send_message", {"conversation_id": conv, "content": "abandoned"}, progress_callback=on_first_delta
+            )
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(send_abandoned)
@@ -82,8 +84,12 @@ async def test_stdio_server_streams_runs_in_background_and_cancels(
         text, _ = await call_text(c, "send_message", {"conversation_id": conv, "content": "still serving?"})
         assert text == "Fake reply to: still serving?"
         assert [m["content"] for m in fake_provider.requests[-1].messages[1:]] == [
-            "hi", "streamed over stdio", "bg", "later", "still serving?",
-        ]  # fmt: skip
+            "hi",
+            "streamed over stdio",
+            "bg",
+            "later",
+            "still serving?",
+        ]
 
 
 LAZY = textwrap.dedent(
@@ -119,9 +125,13 @@ LAZY = textwrap.dedent(
 
 async def test_litellm_is_not_imported_before_initialize_and_is_warmed_after(settings: Settings) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", LAZY, str(settings.resolved_db()), stdout=subprocess.PIPE,
+        sys.executable,
+        "-c",
+        LAZY,
+        str(settings.resolved_db()),
+        stdout=subprocess.PIPE,
         env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"},
-    )  # fmt: skip
+    )
     out, _ = await proc.communicate()
     assert proc.returncode == 0
     assert out.decode().splitlines() == ["after initialize: False", "after warm-up: True"]
@@ -136,9 +146,15 @@ async def test_quickstart_example_runs_against_the_fake_provider(
     )
     env = {**os.environ, **fake_provider.env(), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "examples" / "quickstart.py"), "openai/fake-model", "--db",
-        str(settings.resolved_db()), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
+        sys.executable,
+        str(ROOT / "examples" / "quickstart.py"),
+        "openai/fake-model",
+        "--db",
+        str(settings.resolved_db()),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
     out, err = await proc.communicate()
     text = out.decode()
     assert proc.returncode == 0, err.decode()[-2000:]

@@ -19,8 +19,17 @@ from mcp_server_conversations.config import Settings
 from mcp_server_conversations.mcp.output_schemas import lean
 from mcp_server_conversations.mcp.server import build_server
 
-MODELS = [models.Agent, models.AgentList, models.Block, models.Conversation, models.ConversationList,
-          models.Deleted, models.MessageList, models.SearchResults, models.Run]
+MODELS = [
+    models.Agent,
+    models.AgentList,
+    models.Block,
+    models.Conversation,
+    models.ConversationList,
+    models.Deleted,
+    models.MessageList,
+    models.SearchResults,
+    models.Run,
+]
 
 
 def verdict(schema: dict[str, Any], instance: Any) -> bool:
@@ -66,7 +75,7 @@ async def test_published_schemas_judge_real_results_like_pydantics(settings: Set
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert all("$ref" not in json.dumps(t.output_schema) for t in tools.values() if t.output_schema)
         agent = (await client.call_tool("create_agent", {"name": "Ada"})).structured_content
-        conv = (await client.call_tool("create_conversation", {"agent_id": agent["id"], "summary": "s"}))
+        conv = await client.call_tool("create_conversation", {"agent_id": agent["id"], "summary": "s"})
         conv_id = conv.structured_content["id"]
         await turn(app.store, conv_id, "When does the pottery class start?", "Next Tuesday at six.")
         fork = await client.call_tool("fork_conversation", {"conversation_id": conv_id})

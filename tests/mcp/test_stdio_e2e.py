@@ -66,7 +66,8 @@ async def test_create_list_fork_search_delete_then_restart(tmp_path: Path, mode:
         assert (await ok(c, "get_agent", {"agent_id": agent["id"]}))["memory_blocks"][0]["value"] == "Ada"
         kept = await ok(c, "list_messages", {"conversation_id": fork["id"]})
         assert [(m["id"], m["conversation_id"]) for m in kept["messages"]] == [
-            (msgs[0].id, src["id"]), (msgs[1].id, src["id"]),
+            (msgs[0].id, src["id"]),
+            (msgs[1].id, src["id"]),
         ]
         found = await ok(c, "conversation_search", {"query": "pottery glazing", "agent_id": agent["id"]})
         assert [r["message_id"] for r in found["results"]] == [msgs[0].id]
@@ -96,15 +97,31 @@ async def send(proc: asyncio.subprocess.Process, message: dict[str, Any]) -> Non
 async def test_raw_initialize_is_answered_and_stdout_carries_only_json_rpc(tmp_path: Path, version: str) -> None:
     assert SCRIPT
     proc = await asyncio.create_subprocess_exec(
-        SCRIPT, "--db", str(tmp_path / "raw.db"), "--log-level", "debug",
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        SCRIPT,
+        "--db",
+        str(tmp_path / "raw.db"),
+        "--log-level",
+        "debug",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env={**os.environ, **ENV},
     )
     lines: list[bytes] = []
     try:
-        await send(proc, {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-            "protocolVersion": version, "capabilities": {}, "clientInfo": {"name": "raw", "version": "0"},
-        }})
+        await send(
+            proc,
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": version,
+                    "capabilities": {},
+                    "clientInfo": {"name": "raw", "version": "0"},
+                },
+            },
+        )
         init = await read_message(proc, lines)
         assert init["id"] == 1 and init["result"]["protocolVersion"] == version
         assert init["result"]["serverInfo"]["name"] == "mcp-server-conversations"
@@ -113,16 +130,37 @@ async def test_raw_initialize_is_answered_and_stdout_carries_only_json_rpc(tmp_p
         await send(proc, {"jsonrpc": "2.0", "id": 2, "method": "tools/list"})
         tools = await read_message(proc, lines)
         assert {"create_conversation", "conversation_search"} <= {t["name"] for t in tools["result"]["tools"]}
-        await send(proc, {"jsonrpc": "2.0", "id": 3, "method": "tools/call",
-                          "params": {"name": "create_conversation", "arguments": {"summary": "raw"}}})
+        await send(
+            proc,
+            {
+                "jsonrpc": "2.0",
+                "id": 3,
+                "method": "tools/call",
+                "params": {"name": "create_conversation", "arguments": {"summary": "raw"}},
+            },
+        )
         created = await read_message(proc, lines)
         assert created["result"]["structuredContent"]["summary"] == "raw"
-        await send(proc, {"jsonrpc": "2.0", "id": 4, "method": "tools/call",
-                          "params": {"name": "conversation_search", "arguments": {"query": '"(NEAR* OR'}}})
+        await send(
+            proc,
+            {
+                "jsonrpc": "2.0",
+                "id": 4,
+                "method": "tools/call",
+                "params": {"name": "conversation_search", "arguments": {"query": '"(NEAR* OR'}},
+            },
+        )
         searched = await read_message(proc, lines)
         assert searched["result"]["isError"] is False
-        await send(proc, {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
-                          "params": {"name": "get_conversation", "arguments": {"conversation_id": "conv-x"}}})
+        await send(
+            proc,
+            {
+                "jsonrpc": "2.0",
+                "id": 5,
+                "method": "tools/call",
+                "params": {"name": "get_conversation", "arguments": {"conversation_id": "conv-x"}},
+            },
+        )
         missing = await read_message(proc, lines)
         assert missing["result"]["isError"] is True
         assert "conversation conv-x not found" in missing["result"]["content"][0]["text"]
@@ -155,7 +193,10 @@ IMPORT_CHECKS = {
 def test_nothing_heavy_is_imported_before_initialize(tmp_path: Path, code: str) -> None:
     probe = f"{code}\nimport sys\nprint('litellm' in sys.modules, 'openai' in sys.modules)"
     out = subprocess.run(
-        [sys.executable, "-c", probe, str(tmp_path / "x.db")], capture_output=True, text=True, timeout=HANG_GUARD,
+        [sys.executable, "-c", probe, str(tmp_path / "x.db")],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
         env={**os.environ, **ENV},
     )
     assert out.returncode == 0, out.stderr
@@ -173,8 +214,12 @@ def test_nothing_heavy_is_imported_before_initialize(tmp_path: Path, code: str) 
 def test_bad_configuration_exits_2_naming_the_setting(tmp_path: Path, args: list[str], env: dict, field: str) -> None:
     assert SCRIPT
     out = subprocess.run(
-        [SCRIPT, "--db", str(tmp_path / "x.db"), *args], capture_output=True, text=True, timeout=HANG_GUARD,
-        stdin=subprocess.DEVNULL, env={**os.environ, **ENV, **env},
+        [SCRIPT, "--db", str(tmp_path / "x.db"), *args],
+        capture_output=True,
+        text=True,
+        timeout=HANG_GUARD,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **ENV, **env},
     )
     assert out.returncode == 2
     assert "bad configuration" in out.stderr and field in out.stderr
@@ -195,6 +240,11 @@ def test_model_retries_flag_and_its_bounds(tmp_path: Path) -> None:
 
     assert settings_from_args(parse_args(["--model-retries", "2"])).model_retries == 2
     assert SCRIPT
-    out = subprocess.run([SCRIPT, "--db", str(tmp_path / "x.db"), "--model-retries", "11"], capture_output=True,
-                         text=True, env={**os.environ, **ENV}, timeout=60)
+    out = subprocess.run(
+        [SCRIPT, "--db", str(tmp_path / "x.db"), "--model-retries", "11"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **ENV},
+        timeout=60,
+    )
     assert out.returncode == 2 and "model_retries" in out.stderr and out.stdout == ""

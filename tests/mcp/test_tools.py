@@ -76,22 +76,34 @@ async def test_every_tool_declares_schemas_descriptions_and_annotations(settings
         assert a.open_world_hint is False, name
     assert tools["create_agent"].input_schema["required"] == ["name"]
     assert tools["list_conversations"].input_schema["properties"]["order_by"]["enum"] == [
-        "created_at", "last_run_completion",
+        "created_at",
+        "last_run_completion",
     ]
 
 
 @pytest.mark.parametrize("mode", MODES)
 async def test_agent_tools(settings: Settings, mode: str) -> None:
     async with connected(settings, mode) as (c, _):
-        agent = await ok(c, "create_agent", {
-            "name": "Ada", "model": "openai/gpt-5-mini", "system": "be kind", "context_window_limit": 8000,
-            "memory_blocks": [{"label": "human", "value": "Ada likes pottery", "limit": 100}],
-        })
+        agent = await ok(
+            c,
+            "create_agent",
+            {
+                "name": "Ada",
+                "model": "openai/gpt-5-mini",
+                "system": "be kind",
+                "context_window_limit": 8000,
+                "memory_blocks": [{"label": "human", "value": "Ada likes pottery", "limit": 100}],
+            },
+        )
         assert agent["id"].startswith("agent-") and agent["created_at"].endswith("Z")
         assert (agent["name"], agent["model"], agent["system"]) == ("Ada", "openai/gpt-5-mini", "be kind")
         (block,) = agent["memory_blocks"]
-        assert (block["label"], block["value"], block["limit"], block["read_only"]) == ("human", "Ada likes pottery",
-                                                                                       100, False)
+        assert (block["label"], block["value"], block["limit"], block["read_only"]) == (
+            "human",
+            "Ada likes pottery",
+            100,
+            False,
+        )
         assert await ok(c, "get_agent", {"agent_id": agent["id"]}) == agent
         second = await ok(c, "create_agent", {"name": "Bo"})
         page1 = await ok(c, "list_agents", {"limit": 1})
@@ -106,19 +118,32 @@ async def test_agent_tools(settings: Settings, mode: str) -> None:
 @pytest.mark.parametrize("mode", MODES)
 async def test_update_tools_leave_omitted_fields_and_clear_explicit_nulls(settings: Settings, mode: str) -> None:
     async with connected(settings, mode) as (c, _):
-        agent = await ok(c, "create_agent", {
-            "name": "a", "model": "openai/m", "system": "custom", "context_window_limit": 4096,
-        })
+        agent = await ok(
+            c,
+            "create_agent",
+            {
+                "name": "a",
+                "model": "openai/m",
+                "system": "custom",
+                "context_window_limit": 4096,
+            },
+        )
         aid = agent["id"]
         renamed = await ok(c, "update_agent", {"agent_id": aid, "name": "b"})
         assert (renamed["name"], renamed["model"], renamed["system"], renamed["context_window_limit"]) == (
-            "b", "openai/m", "custom", 4096,
+            "b",
+            "openai/m",
+            "custom",
+            4096,
         )
         untouched = await ok(c, "update_agent", {"agent_id": aid})
         assert untouched == renamed
         cleared = await ok(c, "update_agent", {"agent_id": aid, "model": None, "context_window_limit": None})
         assert (cleared["name"], cleared["model"], cleared["system"], cleared["context_window_limit"]) == (
-            "b", None, "custom", None,
+            "b",
+            None,
+            "custom",
+            None,
         )
 
         conv = await ok(c, "create_conversation", {"agent_id": aid, "model": "openai/x", "summary": "t"})
@@ -129,16 +154,37 @@ async def test_update_tools_leave_omitted_fields_and_clear_explicit_nulls(settin
         no_summary = await ok(c, "update_conversation", {"conversation_id": conv["id"], "summary": None})
         assert (no_summary["model"], no_summary["summary"]) == (None, None)
 
-        b = await ok(c, "update_memory_block", {
-            "agent_id": aid, "label": "notes", "value": "v1", "description": "d", "limit": 50, "read_only": True,
-        })
+        b = await ok(
+            c,
+            "update_memory_block",
+            {
+                "agent_id": aid,
+                "label": "notes",
+                "value": "v1",
+                "description": "d",
+                "limit": 50,
+                "read_only": True,
+            },
+        )
         same = await ok(c, "update_memory_block", {"agent_id": aid, "label": "notes", "value": "v2"})
         assert (same["id"], same["value"], same["description"], same["limit"], same["read_only"]) == (
-            b["id"], "v2", "d", 50, True,
+            b["id"],
+            "v2",
+            "d",
+            50,
+            True,
         )
-        reset = await ok(c, "update_memory_block", {
-            "agent_id": aid, "label": "notes", "description": None, "read_only": None, "limit": None,
-        })
+        reset = await ok(
+            c,
+            "update_memory_block",
+            {
+                "agent_id": aid,
+                "label": "notes",
+                "description": None,
+                "read_only": None,
+                "limit": None,
+            },
+        )
         assert (reset["value"], reset["description"], reset["limit"], reset["read_only"]) == ("v2", None, 20000, False)
 
 
@@ -171,14 +217,28 @@ async def test_conversation_tools(settings: Settings, mode: str) -> None:
         assert [m["content"] for m in listed["messages"]] == ["when is the pottery class?", "Tuesdays at six", "thanks"]
         assert [m["message_type"] for m in listed["messages"]] == ["user_message", "assistant_message", "user_message"]
         assert all(m["in_context"] and m["conversation_id"] == conv["id"] for m in listed["messages"])
-        with_system = await ok(c, "list_messages", {
-            "conversation_id": conv["id"], "include_system": True, "order": "desc", "limit": 2,
-        })
+        with_system = await ok(
+            c,
+            "list_messages",
+            {
+                "conversation_id": conv["id"],
+                "include_system": True,
+                "order": "desc",
+                "limit": 2,
+            },
+        )
         assert [m["content"] for m in with_system["messages"]] == ["thanks", "Tuesdays at six"]
-        rest = await ok(c, "list_messages", {
-            "conversation_id": conv["id"], "include_system": True, "order": "desc", "limit": 2,
-            "after": with_system["next_cursor"],
-        })
+        rest = await ok(
+            c,
+            "list_messages",
+            {
+                "conversation_id": conv["id"],
+                "include_system": True,
+                "order": "desc",
+                "limit": 2,
+                "after": with_system["next_cursor"],
+            },
+        )
         assert [m["message_type"] for m in rest["messages"]] == ["user_message", "system_message"]
         assert rest["next_cursor"] is None
         only_user = await ok(c, "list_messages", {"conversation_id": conv["id"], "message_types": ["user_message"]})
@@ -203,7 +263,8 @@ async def test_conversation_tools(settings: Settings, mode: str) -> None:
         assert by_created["conversations"][0]["summary"] == "renamed"
 
         assert await ok(c, "delete_conversation", {"conversation_id": conv["id"]}) == {
-            "deleted": True, "id": conv["id"],
+            "deleted": True,
+            "id": conv["id"],
         }
         assert "not found" in await err(c, "get_conversation", {"conversation_id": conv["id"]})
         assert "not found" in await err(c, "delete_conversation", {"conversation_id": conv["id"]})

@@ -27,12 +27,14 @@ def letta_js() -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(letta_js: Path, tmp_path_factory: pytest.TempPathFactory,
-           _fake_provider_server: FakeProvider) -> Iterator[Spawned]:
+def server(
+    letta_js: Path, tmp_path_factory: pytest.TempPathFactory, _fake_provider_server: FakeProvider
+) -> Iterator[Spawned]:
     db = tmp_path_factory.mktemp("letta-code") / "server.db"
     env = console_env(**_fake_provider_server.env())
-    with spawned_http_server(db, "--auth-token", TOKEN, "--model", MODEL, "--models", "openai/other-model",
-                             env=env) as proc:
+    with spawned_http_server(
+        db, "--auth-token", TOKEN, "--model", MODEL, "--models", "openai/other-model", env=env
+    ) as proc:
         yield proc
 
 
@@ -42,14 +44,16 @@ def letta(letta_js: Path, server: Spawned, tmp_path: Path, fake_provider: FakePr
 
 
 def rest(server: Spawned, method: str, path: str, **kwargs) -> httpx.Response:
-    r = httpx.request(method, server.base_url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30,
-                      **kwargs)
+    r = httpx.request(
+        method, server.base_url + path, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30, **kwargs
+    )
     r.raise_for_status()
     return r
 
 
-def test_first_run_creates_an_agent_and_prints_the_reply(letta: LettaCode, server: Spawned,
-                                                         fake_provider: FakeProvider) -> None:
+def test_first_run_creates_an_agent_and_prints_the_reply(
+    letta: LettaCode, server: Spawned, fake_provider: FakeProvider
+) -> None:
     fake_provider.enqueue("Hello from the fake model")
     result = letta.prompt("Hello", "--new-agent", "-m", MODEL)
     assert result["subtype"] == "success" and result["result"] == "Hello from the fake model"
@@ -67,8 +71,9 @@ def test_plain_prompt_in_a_fresh_home_creates_the_default_agent(letta: LettaCode
     assert result["agent_id"].startswith("agent-")
 
 
-def test_later_runs_new_conversation_and_listing(letta: LettaCode, server: Spawned,
-                                                 fake_provider: FakeProvider) -> None:
+def test_later_runs_new_conversation_and_listing(
+    letta: LettaCode, server: Spawned, fake_provider: FakeProvider
+) -> None:
     first = letta.prompt("remember the word walrus", "--new-agent", "-m", MODEL)
     agent, conv = first["agent_id"], first["conversation_id"]
     again = letta.prompt("and again", "--conversation", conv)
@@ -95,8 +100,9 @@ def test_later_runs_new_conversation_and_listing(letta: LettaCode, server: Spawn
 
 
 def test_client_side_tool_approved_and_denied(letta: LettaCode, fake_provider: FakeProvider) -> None:
-    fake_provider.enqueue(tool_calls=[{"name": "exec_command",
-                                       "arguments": {"cmd": "printf ran-%s 42", "description": "print a marker"}}])
+    fake_provider.enqueue(
+        tool_calls=[{"name": "exec_command", "arguments": {"cmd": "printf ran-%s 42", "description": "print a marker"}}]
+    )
     fake_provider.enqueue("The command ran.")
     ran = letta.prompt("Run the command", "--new-agent", "-m", MODEL)
     assert ran["subtype"] == "success" and ran["result"] == "The command ran."
@@ -113,8 +119,9 @@ def test_client_side_tool_approved_and_denied(letta: LettaCode, fake_provider: F
     assert refusal["role"] == "tool" and "denied" in refusal["content"] and "description" in refusal["content"]
 
 
-def test_dropped_stream_is_recovered_from_its_seq_id(letta_js: Path, server: Spawned, tmp_path: Path,
-                                                     fake_provider: FakeProvider) -> None:
+def test_dropped_stream_is_recovered_from_its_seq_id(
+    letta_js: Path, server: Spawned, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
     agent = rest(server, "POST", "/v1/agents/", json={"name": "recovering", "model": MODEL}).json()
     proxy = DroppingProxy(int(server.base_url.rsplit(":", 1)[1]), after=2)
     try:
@@ -131,8 +138,9 @@ def test_dropped_stream_is_recovered_from_its_seq_id(letta_js: Path, server: Spa
     assert resumed, proxy.requests
 
 
-def test_pending_approval_left_before_a_restart_is_closed_on_resume(letta_js: Path, tmp_path: Path,
-                                                                     fake_provider: FakeProvider) -> None:
+def test_pending_approval_left_before_a_restart_is_closed_on_resume(
+    letta_js: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
     db = tmp_path / "restart.db"
     env = console_env(**fake_provider.env())
     flags = ("--auth-token", TOKEN, "--model", MODEL)
@@ -140,9 +148,15 @@ def test_pending_approval_left_before_a_restart_is_closed_on_resume(letta_js: Pa
     with spawned_http_server(db, *flags, env=env) as first:
         agent = rest(first, "POST", "/v1/agents/", json={"name": "interrupted", "model": MODEL}).json()
         conv = rest(first, "POST", f"/v1/conversations/?agent_id={agent['id']}", json={}).json()["id"]
-        stream = rest(first, "POST", f"/v1/conversations/{conv}/messages", json={
-            "messages": [{"role": "user", "content": "list files"}],
-            "client_tools": [{"name": "exec_command", "parameters": {"type": "object"}}]}).text
+        stream = rest(
+            first,
+            "POST",
+            f"/v1/conversations/{conv}/messages",
+            json={
+                "messages": [{"role": "user", "content": "list files"}],
+                "client_tools": [{"name": "exec_command", "parameters": {"type": "object"}}],
+            },
+        ).text
         assert '"stop_reason":"requires_approval"' in stream  # the client that should answer went away
     fake_provider.enqueue("Picking up again.")
     with spawned_http_server(db, *flags, env=env) as second:
@@ -154,8 +168,9 @@ def test_pending_approval_left_before_a_restart_is_closed_on_resume(letta_js: Pa
     assert sent[-1]["role"] == "user" and sent[-1]["content"].endswith("next")
 
 
-def test_fork_in_the_interactive_ui_continues_in_a_copy(letta: LettaCode, server: Spawned,
-                                                        fake_provider: FakeProvider) -> None:
+def test_fork_in_the_interactive_ui_continues_in_a_copy(
+    letta: LettaCode, server: Spawned, fake_provider: FakeProvider
+) -> None:
     fake_provider.enqueue("Noted the walrus.")
     fake_provider.enqueue("Still the walrus.")
     tui = Tui(letta, "--new-agent", "-m", MODEL)

@@ -30,22 +30,26 @@ def modules() -> Path:
     return letta_ts_sdk_modules()
 
 
-def test_the_conversations_page_runs_with_the_typescript_sdk(modules: Path, tmp_path: Path,
-                                                             fake_provider: FakeProvider) -> None:
+def test_the_conversations_page_runs_with_the_typescript_sdk(
+    modules: Path, tmp_path: Path, fake_provider: FakeProvider
+) -> None:
     fake_provider.enqueue("Hello Ada, nice to meet you.", reasoning="The user says her name is Ada.")
     fake_provider.enqueue()  # "Quick question": the default echo
     fake_provider.enqueue()  # "Think harder"
-    fake_provider.enqueue(tool_calls=[{"name": "core_memory_append",
-                                       "arguments": {"label": "human", "content": "Likes pottery"}}])
+    fake_provider.enqueue(
+        tool_calls=[{"name": "core_memory_append", "arguments": {"label": "human", "content": "Likes pottery"}}]
+    )
     fake_provider.enqueue("Noted: you like pottery.")
     fake_provider.enqueue("Summary: Ada introduced herself and likes pottery.")
     fake_provider.enqueue("A whole reply.")
     fake_provider.enqueue("A streamed reply.")
     env = console_env(**fake_provider.env())
-    with spawned_http_server(tmp_path / "server.db", "--auth-token", TOKEN, "--model", "openai/fake-model",
-                             env=env) as server:
-        proc = run_node_script(PAGE.read_text(), modules, tmp_path / "project",
-                               {"LETTA_BASE_URL": server.base_url, "LETTA_API_KEY": TOKEN})
+    with spawned_http_server(
+        tmp_path / "server.db", "--auth-token", TOKEN, "--model", "openai/fake-model", env=env
+    ) as server:
+        proc = run_node_script(
+            PAGE.read_text(), modules, tmp_path / "project", {"LETTA_BASE_URL": server.base_url, "LETTA_API_KEY": TOKEN}
+        )
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
     out = results(proc.stdout)
     conversation = out["conversation"]
@@ -75,8 +79,13 @@ def test_the_conversations_page_runs_with_the_typescript_sdk(modules: Path, tmp_
     assert history[0] == "[assistant_message] Noted: you like pottery."  # newest first by default
     assert history[-1] == "[user_message] Hi, I am Ada"
     kinds = {line.split("]")[0][1:] for line in history}
-    assert {"user_message", "reasoning_message", "assistant_message", "tool_call_message",
-            "tool_return_message"} <= kinds
+    assert {
+        "user_message",
+        "reasoning_message",
+        "assistant_message",
+        "tool_call_message",
+        "tool_return_message",
+    } <= kinds
     assert out["oldest"]["type"] == "user_message"
     assert out["tool"]["name"] == "core_memory_append" and out["tool"]["status"] == "success"
     assert out["tool"]["call_id"] == out["tool"]["return_id"]
@@ -91,5 +100,9 @@ def test_the_conversations_page_runs_with_the_typescript_sdk(modules: Path, tmp_
     assert compact["after"] < compact["before"]
     assert out["search"] and {m["conversation_id"] for m in out["search"]} == {conversation}
     assert out["not_found"] == {"name": "NotFoundError", "status": 404}
-    assert out["agent_direct"] == {"whole": ["A whole reply."], "stop": "end_turn", "streamed": ["A streamed reply."],
-                                   "compacted": 4}
+    assert out["agent_direct"] == {
+        "whole": ["A whole reply."],
+        "stop": "end_turn",
+        "streamed": ["A streamed reply."],
+        "compacted": 4,
+    }

@@ -61,7 +61,9 @@ def test_models_flag_and_environment(monkeypatch) -> None:
     from mcp_server_conversations.cli import parse_args, settings_from_args
 
     assert settings_from_args(parse_args(["--models", "openai/a,openai/b", "anthropic/c"])).models == [
-        "openai/a", "openai/b", "anthropic/c",
+        "openai/a",
+        "openai/b",
+        "anthropic/c",
     ]
     monkeypatch.setenv("CONVERSATIONS_MODELS", "openai/a, ollama/b")
     assert Settings().models == ["openai/a", "ollama/b"]

@@ -183,8 +183,9 @@ def message_pages(base_url: str) -> None:
     assert "after" in err.value.body["detail"]
 
 
-async def test_message_pages_follow_after_and_before_ids_to_an_empty_page(settings: Settings,
-                                                                           fake_provider: FakeProvider) -> None:
+async def test_message_pages_follow_after_and_before_ids_to_an_empty_page(
+    settings: Settings, fake_provider: FakeProvider
+) -> None:
     async with rest_server(settings) as served:
         await sdk(message_pages, served.base_url)
 
@@ -229,8 +230,11 @@ def agent_direct(base_url: str, fake: FakeProvider) -> None:
     assert [c.content for c in stream if c.message_type == "assistant_message"] == ["A streamed reply."]
     # Agent-direct compaction names the agent in the body, as sends do
     for i in range(3):
-        list(client.conversations.messages.create("default", agent_id=agent.id,
-                                                  messages=[{"role": "user", "content": f"more {i}"}]))
+        list(
+            client.conversations.messages.create(
+                "default", agent_id=agent.id, messages=[{"role": "user", "content": f"more {i}"}]
+            )
+        )
     fake.enqueue("Summary: greetings.")
     compacted = client.conversations.messages.compact("default", agent_id=agent.id)
     assert compacted.summary == "Summary: greetings." and compacted.num_messages_after < compacted.num_messages_before

@@ -90,8 +90,9 @@ def timeout_then_retry(base_url: str, proxied_url: str, fake: FakeProvider, prox
     assert len(fake.requests) == 1
 
 
-async def test_a_client_timeout_and_the_sdk_retry_store_one_turn(settings: Settings, fake_provider: FakeProvider
-                                                                  ) -> None:
+async def test_a_client_timeout_and_the_sdk_retry_store_one_turn(
+    settings: Settings, fake_provider: FakeProvider
+) -> None:
     async with rest_server(settings) as served, WithholdingProxy(served.port) as proxy:
         await sdk(timeout_then_retry, served.base_url, f"http://127.0.0.1:{proxy.port}", fake_provider, proxy)
 
@@ -127,9 +128,11 @@ def long_turn_with_pings(base_url: str, fake: FakeProvider) -> None:
     client = letta(base_url)
     conv = client.conversations.create(agent_id=client.agents.create(name="slow").id)
     fake.enqueue("Slow but sure", delay=0.5)
-    chunks = list(client.conversations.messages.create(
-        conv.id, messages=[{"role": "user", "content": "Take your time"}], include_pings=True
-    ))
+    chunks = list(
+        client.conversations.messages.create(
+            conv.id, messages=[{"role": "user", "content": "Take your time"}], include_pings=True
+        )
+    )
     first_reply = next(i for i, c in enumerate(chunks) if isinstance(c, AssistantMessage))
     assert any(isinstance(c, LettaPing) for c in chunks[:first_reply])
     assert chunks[first_reply].content == "Slow but sure"
@@ -167,8 +170,9 @@ def provider_failure(base_url: str, fake: FakeProvider) -> None:
     assert [(m.message_type, m.is_err) for m in failed] == [("user_message", True)]
 
 
-async def test_a_provider_failure_is_an_error_chunk_and_llm_api_error(settings: Settings,
-                                                                       fake_provider: FakeProvider) -> None:
+async def test_a_provider_failure_is_an_error_chunk_and_llm_api_error(
+    settings: Settings, fake_provider: FakeProvider
+) -> None:
     async with rest_server(settings) as served:
         await sdk(provider_failure, served.base_url, fake_provider)
 
@@ -189,8 +193,9 @@ def never_read(base_url: str, fake: FakeProvider) -> None:
     stream.close()
 
 
-async def test_a_run_completes_when_the_client_never_reads_the_stream(settings: Settings,
-                                                                      fake_provider: FakeProvider) -> None:
+async def test_a_run_completes_when_the_client_never_reads_the_stream(
+    settings: Settings, fake_provider: FakeProvider
+) -> None:
     async with rest_server(settings) as served:
         await sdk(never_read, served.base_url, fake_provider)
 
@@ -226,8 +231,9 @@ def cancel_and_resume(base_url: str, fake: FakeProvider) -> None:
     never.set()
 
 
-async def test_cancel_stops_the_run_and_stream_resumes_a_running_one(settings: Settings,
-                                                                     fake_provider: FakeProvider) -> None:
+async def test_cancel_stops_the_run_and_stream_resumes_a_running_one(
+    settings: Settings, fake_provider: FakeProvider
+) -> None:
     async with rest_server(settings) as served:
         await sdk(cancel_and_resume, served.base_url, fake_provider)
 
@@ -248,14 +254,24 @@ async def test_streaming_false_answers_letta_response_json_and_type_filters_appl
             assert parsed.stop_reason.stop_reason == "end_turn" and parsed.usage.total_tokens > 0
 
             fake_provider.enqueue("Only this", reasoning="hidden")
-            body = {"messages": [{"role": "user", "content": "Filter"}], "stream_tokens": True,
-                    "include_return_message_types": ["assistant_message"]}
+            body = {
+                "messages": [{"role": "user", "content": "Filter"}],
+                "stream_tokens": True,
+                "include_return_message_types": ["assistant_message"],
+            }
             r = await http.post(path, json=body)
             data = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
             assert {d["message_type"] for d in data} == {"assistant_message", "stop_reason", "usage_statistics"}
 
-            listed = (await http.get(path, params=[("include_return_message_types", "user_message"),
-                                                   ("include_return_message_types", "assistant_message")])).json()
+            listed = (
+                await http.get(
+                    path,
+                    params=[
+                        ("include_return_message_types", "user_message"),
+                        ("include_return_message_types", "assistant_message"),
+                    ],
+                )
+            ).json()
             assert [m["message_type"] for m in listed] == ["assistant_message", "user_message"] * 2
 
             r = await http.post(path, json={"messages": [{"role": "user", "content": ""}]})

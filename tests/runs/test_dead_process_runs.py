@@ -96,7 +96,11 @@ async def test_cancel_run_of_a_run_this_process_owns_but_does_not_run_ends_it_at
     async with open_app(model_settings) as app:
         conv = await app.service.create_conversation()
         await app.store.create_run(
-            "run-adrift", conv.id, conv.agent_id, status="running", idempotency_key=None,
+            "run-adrift",
+            conv.id,
+            conv.agent_id,
+            status="running",
+            idempotency_key=None,
             owner=app.runtime._presence.owner,
         )  # stored as this process's, yet no task of it runs it: nothing to wait for
         cancelled = await asyncio.wait_for(app.runtime.cancel_run("run-adrift"), remote_cancel.CANCEL_WAIT - 5)

@@ -49,9 +49,7 @@ async def test_a_run_whose_end_cannot_be_stored_ends_and_the_conversation_goes_o
         await fake_provider.await_requests(2)
         small_disk.fill()
         gate.set()
-        ended = await eventually(
-            lambda: _ended(c, run["id"]), "get_run to report an end", within=BOUND
-        )
+        ended = await eventually(lambda: _ended(c, run["id"]), "get_run to report an end", within=BOUND)
         assert ended["status"] == "failed" and ended["stop_reason"] == "error"
         assert STORED in ended["error"]
         cancelled = await asyncio.wait_for(call(c, "cancel_run", {"run_id": run["id"]}), BOUND)

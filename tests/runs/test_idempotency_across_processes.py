@@ -63,8 +63,9 @@ async def test_one_key_sent_to_two_processes_at_once_starts_one_run(
         # Both sends find the key unused, then store their runs at the same moment.
         with writes_held(model_settings.resolved_db()):
             sends = [asyncio.create_task(call_text(c, "send_message", args)) for c in (ca, cb)]
-            await eventually(lambda: all((conv, "key-1") in app.runtime._keys for app in (a, b)),
-                             "both sends to pass the key check")  # fmt: skip
+            await eventually(
+                lambda: all((conv, "key-1") in app.runtime._keys for app in (a, b)), "both sends to pass the key check"
+            )
         (text_a, run_a), (text_b, run_b) = await asyncio.wait_for(asyncio.gather(*sends), HANG_GUARD)
         assert run_a["id"] == run_b["id"] and run_ids(model_settings, conv) == [run_a["id"]]
         if background:

@@ -26,8 +26,14 @@ def backend(request: pytest.FixtureRequest) -> str:  # several processes on one 
 
 def replicas(stack: ExitStack, url: str, provider: FakeProvider, n: int, *flags: str) -> list[Any]:
     env = console_env(**provider.env())
-    return [stack.enter_context(spawned_http_server(url, "--stateless", "--allow-unauthenticated", "--model",
-                                                    "openai/fake", *flags, env=env)) for _ in range(n)]  # fmt: skip
+    return [
+        stack.enter_context(
+            spawned_http_server(
+                url, "--stateless", "--allow-unauthenticated", "--model", "openai/fake", *flags, env=env
+            )
+        )
+        for _ in range(n)
+    ]
 
 
 async def ok(client: Any, tool: str, args: dict[str, Any] | None = None) -> Any:
@@ -42,13 +48,19 @@ async def test_thirty_concurrent_sends_through_three_replicas_keep_whole_turns_i
     fake_provider.default_chunk_delay = 0.002
     with ExitStack() as stack:
         servers = replicas(stack, pg_database.url, fake_provider, 3)
-        async with mcp_client(servers[0].mcp_url) as a, mcp_client(servers[1].mcp_url) as b, \
-                mcp_client(servers[2].mcp_url) as c:  # fmt: skip
+        async with (
+            mcp_client(servers[0].mcp_url) as a,
+            mcp_client(servers[1].mcp_url) as b,
+            mcp_client(servers[2].mcp_url) as c,
+        ):
             clients = (a, b, c)
             conv = (await ok(a, "create_conversation"))["id"]
             sends = [
-                ok(clients[i % 3], "send_message", {"conversation_id": conv, "content": f"message {i}",
-                                                    "background": True})  # fmt: skip
+                ok(
+                    clients[i % 3],
+                    "send_message",
+                    {"conversation_id": conv, "content": f"message {i}", "background": True},
+                )
                 for i in range(SENDS)
             ]
             runs = await asyncio.wait_for(asyncio.gather(*sends), HANG_GUARD)
@@ -83,14 +95,22 @@ async def test_sends_queued_through_three_replicas_run_in_the_order_sent(
     fake_provider.enqueue("first", wait_for=gate)  # the first turn holds the conversation while the rest queue
     with ExitStack() as stack:
         servers = replicas(stack, pg_database.url, fake_provider, 3)
-        async with mcp_client(servers[0].mcp_url) as a, mcp_client(servers[1].mcp_url) as b, \
-                mcp_client(servers[2].mcp_url) as c:  # fmt: skip
+        async with (
+            mcp_client(servers[0].mcp_url) as a,
+            mcp_client(servers[1].mcp_url) as b,
+            mcp_client(servers[2].mcp_url) as c,
+        ):
             clients = (a, b, c)
             conv = (await ok(a, "create_conversation"))["id"]
             runs = []
             for i in range(12):
-                runs.append(await ok(clients[i % 3], "send_message", {"conversation_id": conv, "content": f"m{i}",
-                                                                      "background": True}))  # fmt: skip
+                runs.append(
+                    await ok(
+                        clients[i % 3],
+                        "send_message",
+                        {"conversation_id": conv, "content": f"m{i}", "background": True},
+                    )
+                )
                 if i == 0:
                     await fake_provider.await_requests(1)
             gate.set()

@@ -37,8 +37,9 @@ def agent_calls(fake: FakeProvider) -> list:
 
 
 async def small_agent_conversation(c: Client, window: int | None) -> tuple[str, str]:
-    agent = await call(c, "create_agent", {"name": "small", "system": "Be brief.", "memory_blocks": [],
-                                           "context_window_limit": window})  # fmt: skip
+    agent = await call(
+        c, "create_agent", {"name": "small", "system": "Be brief.", "memory_blocks": [], "context_window_limit": window}
+    )
     return agent["id"], await new_conversation(c, agent_id=agent["id"])
 
 

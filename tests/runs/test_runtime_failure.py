@@ -37,9 +37,13 @@ SECRET = "sk-test-SECRETSECRET-0123456789"
     [(401, "AuthenticationError"), (429, "RateLimitError"), (500, "InternalServerError"), (400, "BadRequestError")],
 )
 async def test_provider_error_fails_the_run_and_leaves_the_context_clean(
-    connect, fake_provider: FakeProvider, model_settings: Settings, monkeypatch: pytest.MonkeyPatch,
-    status: int, error_class: str,
-) -> None:  # fmt: skip
+    connect,
+    fake_provider: FakeProvider,
+    model_settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    status: int,
+    error_class: str,
+) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", SECRET)
     async with connect() as c:
         conv = await new_conversation(c)
@@ -116,8 +120,9 @@ async def test_parallel_memory_edits_are_never_lost(connect, fake_provider: Fake
         gate.set()
         assert sorted(text for text, _ in await asyncio.gather(*tasks)) == [f"ok {i}" for i in range(n)]
         agent_id = (await call(c, "get_conversation", {"conversation_id": convs[0]}))["agent_id"]
-        human = next(b for b in (await call(c, "get_agent", {"agent_id": agent_id}))["memory_blocks"]
-                     if b["label"] == "human")  # fmt: skip
+        human = next(
+            b for b in (await call(c, "get_agent", {"agent_id": agent_id}))["memory_blocks"] if b["label"] == "human"
+        )
         assert sorted(human["value"].split("\n")) == [f"fact {i}" for i in range(n)]
 
 
@@ -201,8 +206,9 @@ async def test_a_replica_starting_leaves_another_replicas_runs_alone(
             assert final.status == "completed" and final.messages[-1].content == "answered by replica one"
         listed = (await one.service.list_messages(conv.id)).messages
         assert [(m.content, m.is_err, m.in_context) for m in listed] == [
-            ("hello", False, True), ("answered by replica one", False, True),
-        ]  # fmt: skip
+            ("hello", False, True),
+            ("answered by replica one", False, True),
+        ]
 
 
 async def _ended(app: App, run_id: str) -> Run | None:

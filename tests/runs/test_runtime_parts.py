@@ -17,11 +17,25 @@ from mcp_server_conversations.runs.prompt import to_chat
 
 
 def msg(kind: str, content: str | None = "x", *, run: str | None = "run-1", **extra) -> Message:
-    roles = {"user_message": "user", "assistant_message": "assistant", "tool_call_message": "assistant",
-             "tool_return_message": "tool", "summary_message": "system", "reasoning_message": "assistant"}  # fmt: skip
-    return Message(id=f"message-{id(extra)}-{kind}-{content}", conversation_id="conv-1", agent_id="agent-1",
-                   message_type=kind, role=roles[kind], content=content, created_at="2026-01-01T00:00:00Z",
-                   run_id=run, **extra)  # fmt: skip
+    roles = {
+        "user_message": "user",
+        "assistant_message": "assistant",
+        "tool_call_message": "assistant",
+        "tool_return_message": "tool",
+        "summary_message": "system",
+        "reasoning_message": "assistant",
+    }
+    return Message(
+        id=f"message-{id(extra)}-{kind}-{content}",
+        conversation_id="conv-1",
+        agent_id="agent-1",
+        message_type=kind,
+        role=roles[kind],
+        content=content,
+        created_at="2026-01-01T00:00:00Z",
+        run_id=run,
+        **extra,
+    )
 
 
 def tool_call(call_id: str) -> Message:
@@ -35,18 +49,34 @@ def tool_return(call_id: str, text: str = "ok") -> Message:
 async def test_gateway_streams_deltas_then_the_assembled_message(
     settings: Settings, fake_provider: FakeProvider
 ) -> None:
-    fake_provider.enqueue("Hi there", reasoning="hmm", tool_calls=[
-        {"name": "a", "arguments": {"x": 1}, "id": "call_a"}, {"name": "b", "arguments": "{}", "id": "call_b"},
-    ])  # fmt: skip
+    fake_provider.enqueue(
+        "Hi there",
+        reasoning="hmm",
+        tool_calls=[
+            {"name": "a", "arguments": {"x": 1}, "id": "call_a"},
+            {"name": "b", "arguments": "{}", "id": "call_b"},
+        ],
+    )
     gateway = ModelGateway(settings)
-    items = [i async for i in gateway.stream("openai/fake-model", [{"role": "user", "content": "q"}], [
-        {"type": "function", "function": {"name": "a", "parameters": {"type": "object"}}},
-    ])]  # fmt: skip
+    items = [
+        i
+        async for i in gateway.stream(
+            "openai/fake-model",
+            [{"role": "user", "content": "q"}],
+            [
+                {"type": "function", "function": {"name": "a", "parameters": {"type": "object"}}},
+            ],
+        )
+    ]
     await gateway.close()
     deltas, final = items[:-1], items[-1]
     assert [(d.kind, d.text) for d in deltas] == [
-        ("reasoning", "hmm"), ("text", "Hi"), ("text", " there"), ("tool_call", "a"), ("tool_call", "b"),
-    ]  # fmt: skip
+        ("reasoning", "hmm"),
+        ("text", "Hi"),
+        ("text", " there"),
+        ("tool_call", "a"),
+        ("tool_call", "b"),
+    ]
     assert all(isinstance(d, Delta) for d in deltas) and isinstance(final, Completion)
     assert (final.content, final.reasoning, final.finish_reason) == ("Hi there", "hmm", "tool_calls")
     assert final.tool_calls == [
@@ -117,8 +147,14 @@ def test_redact_removes_keys_from_env_and_common_shapes(monkeypatch: pytest.Monk
 
 
 def test_compaction_cut_keeps_the_recent_part_and_tool_pairs() -> None:
-    body = [msg("user_message", "a" * 400), msg("assistant_message", "b" * 400), msg("user_message", "c" * 400),
-            tool_call("c1"), tool_return("c1", "d" * 300), msg("assistant_message", "e" * 40)]  # fmt: skip
+    body = [
+        msg("user_message", "a" * 400),
+        msg("assistant_message", "b" * 400),
+        msg("user_message", "c" * 400),
+        tool_call("c1"),
+        tool_return("c1", "d" * 300),
+        msg("assistant_message", "e" * 40),
+    ]
     evicted = choose_evicted(body)
     # The ~30% kept would start at the tool return; the cut moves back to its call.
     assert [m.message_type for m in evicted] == ["user_message", "assistant_message", "user_message"]
@@ -127,8 +163,12 @@ def test_compaction_cut_keeps_the_recent_part_and_tool_pairs() -> None:
 
 
 def test_transcript_chunks_fit_their_budget_and_cut_huge_messages() -> None:
-    evicted = [msg("user_message", "word " * 2000), msg("assistant_message", "short"), tool_call("c"),
-               tool_return("c", "result")]  # fmt: skip
+    evicted = [
+        msg("user_message", "word " * 2000),
+        msg("assistant_message", "short"),
+        tool_call("c"),
+        tool_return("c", "result"),
+    ]
     chunks = transcript_chunks(evicted, chunk_tokens=200)
     assert all(len(c) <= 200 * 3.5 for c in chunks)
     assert "characters cut" in chunks[0] and "assistant called t({})" in "\n".join(chunks)

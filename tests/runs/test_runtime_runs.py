@@ -76,8 +76,9 @@ async def test_background_send_then_get_run_polling(connect, fake_provider: Fake
     reply = fake_provider.enqueue("alpha beta gamma", wait_for=gate, hold_after=2)
     async with connect() as c:
         conv = await new_conversation(c)
-        text, run = await call_text(c, "send_message", {"conversation_id": conv, "content": "long job",
-                                                         "background": True})  # fmt: skip
+        text, run = await call_text(
+            c, "send_message", {"conversation_id": conv, "content": "long job", "background": True}
+        )
         assert run["status"] in ("queued", "running") and run["messages"] == []
         assert run["stop_reason"] is None and run["usage"] is None
         assert "get_run" in text and run["run_id"] == run["id"]

@@ -39,12 +39,19 @@ async def test_model_priority_override_conversation_agent_default(
         run5 = await call(c, "send_message", send)
 
         assert [r.model for r in fake_provider.requests] == [
-            "default-model", "agent-model", "conv-model", "override-model", "conv-model",
-        ]  # fmt: skip
+            "default-model",
+            "agent-model",
+            "conv-model",
+            "override-model",
+            "conv-model",
+        ]
         assert [r["model"] for r in (run, run2, run3, run4, run5)] == [
-            "openai/default-model", "openai/agent-model", "openai/conv-model", "openai/override-model",
+            "openai/default-model",
+            "openai/agent-model",
             "openai/conv-model",
-        ]  # fmt: skip
+            "openai/override-model",
+            "openai/conv-model",
+        ]
         assert run4["messages"][-1]["model"] == "openai/override-model"
         assert (await call(c, "get_conversation", {"conversation_id": conv}))["model"] == "openai/conv-model"
 
@@ -93,14 +100,20 @@ async def test_context_is_system_then_history_then_new_messages(connect, fake_pr
         assert text == "Fake reply to: second"
         sent = fake_provider.requests[-1].messages
         assert [(m["role"], m["content"]) for m in sent[1:]] == [
-            ("user", "first"), ("assistant", "Fake reply to: first"), ("system", "Answer in French."),
+            ("user", "first"),
+            ("assistant", "Fake reply to: first"),
+            ("system", "Answer in French."),
             ("user", "second"),
-        ]  # fmt: skip
+        ]
         assert sent[0]["role"] == "system" and "<memory_blocks>" in sent[0]["content"]
         assert fake_provider.requests[-1].tool_names == [
-            "core_memory_append", "core_memory_replace", "memory_insert", "memory_replace", "memory_rethink",
+            "core_memory_append",
+            "core_memory_replace",
+            "memory_insert",
+            "memory_replace",
+            "memory_rethink",
             "conversation_search",
-        ]  # fmt: skip
+        ]
         assert [m["message_type"] for m in run["messages"]] == ["assistant_message"]  # input is not repeated
         assert run["usage"]["total_tokens"] > 0 and run["stop_reason"] == "end_turn"
 
@@ -120,8 +133,11 @@ async def test_memory_edit_in_one_conversation_is_in_the_next_call_of_another(
         assert "likes green tea" in fake_provider.requests[-1].system  # A's own next step already sees it
         await call(client, "send_message", {"conversation_id": b, "content": "what do I drink?"})
         assert "likes green tea" in fake_provider.requests[-1].system
-        agent = await call(client, "get_agent", {"agent_id": (await call(client, "get_conversation", {
-            "conversation_id": a}))["agent_id"]})  # fmt: skip
+        agent = await call(
+            client,
+            "get_agent",
+            {"agent_id": (await call(client, "get_conversation", {"conversation_id": a}))["agent_id"]},
+        )
         human = next(blk for blk in agent["memory_blocks"] if blk["label"] == "human")
         assert human["value"].endswith("likes green tea")
 
@@ -139,8 +155,12 @@ async def test_tool_loop_stores_calls_returns_reasoning_and_answer(connect, fake
         assert text == "Let me note that.\n\nDone, I will remember your cat."
         types = [m["message_type"] for m in run["messages"]]
         assert types == [
-            "reasoning_message", "assistant_message", "tool_call_message", "tool_return_message", "assistant_message",
-        ]  # fmt: skip
+            "reasoning_message",
+            "assistant_message",
+            "tool_call_message",
+            "tool_return_message",
+            "assistant_message",
+        ]
         assert run["messages"][0]["reasoning"] == "The user shared a fact."
         call_msg, ret = run["messages"][2], run["messages"][3]
         assert call_msg["tool_calls"][0]["name"] == "memory_insert"
@@ -171,25 +191,36 @@ async def test_max_steps_ends_completed_with_stop_reason(connect, fake_provider:
 @pytest.mark.parametrize(
     ("calls", "expected"),
     [
-        ({"name": "memory_replace", "arguments": {"label": "nope", "old_string": "a", "new_string": "b"}},
-         "no memory block labelled 'nope'"),
+        (
+            {"name": "memory_replace", "arguments": {"label": "nope", "old_string": "a", "new_string": "b"}},
+            "no memory block labelled 'nope'",
+        ),
         ({"name": "core_memory_append", "arguments": {"label": "rules", "content": "more"}}, "read-only"),
         ({"name": "memory_rethink", "arguments": {"label": "human", "new_memory": "x" * 60}}, "over its limit of 50"),
-        ({"name": "memory_replace", "arguments": {"label": "human", "old_string": "cat", "new_string": "dog"}},
-         "occurs 2 times"),
+        (
+            {"name": "memory_replace", "arguments": {"label": "human", "old_string": "cat", "new_string": "dog"}},
+            "occurs 2 times",
+        ),
         ({"name": "memory_insert", "arguments": "{not json"}, "not valid JSON"),
         ({"name": "memory_rethink", "arguments": {"label": "human"}}, "new_memory"),
         ({"name": "launch_rockets", "arguments": {}}, "unknown tool"),
     ],
-)  # fmt: skip
+)
 async def test_agent_tool_errors_go_back_to_the_model(
     connect, fake_provider: FakeProvider, calls: dict, expected: str
 ) -> None:
     async with connect() as client:
-        agent = await call(client, "create_agent", {"name": "t", "memory_blocks": [
-            {"label": "human", "value": "cat and cat", "limit": 50},
-            {"label": "rules", "value": "fixed", "read_only": True},
-        ]})  # fmt: skip
+        agent = await call(
+            client,
+            "create_agent",
+            {
+                "name": "t",
+                "memory_blocks": [
+                    {"label": "human", "value": "cat and cat", "limit": 50},
+                    {"label": "rules", "value": "fixed", "read_only": True},
+                ],
+            },
+        )
         conv = await new_conversation(client, agent_id=agent["id"])
         fake_provider.enqueue(tool_calls=[calls])
         fake_provider.enqueue("I could not do that.")
@@ -198,8 +229,10 @@ async def test_agent_tool_errors_go_back_to_the_model(
         ret = next(m for m in run["messages"] if m["message_type"] == "tool_return_message")
         assert ret["status"] == "error" and expected in ret["content"]
         assert fake_provider.requests[1].messages[-1]["content"] == ret["content"]
-        blocks = {blk["label"]: blk["value"] for blk in (await call(client, "get_agent", {"agent_id": agent["id"]}))[
-            "memory_blocks"]}  # fmt: skip
+        blocks = {
+            blk["label"]: blk["value"]
+            for blk in (await call(client, "get_agent", {"agent_id": agent["id"]}))["memory_blocks"]
+        }
         assert blocks == {"human": "cat and cat", "rules": "fixed"}
 
 
@@ -275,6 +308,8 @@ async def test_tools_are_listed_with_schemas_and_annotations(connect) -> None:
         assert tools["get_run"].annotations.read_only_hint is True
         assert tools["cancel_run"].annotations.destructive_hint is True
         assert set(tools["compact_conversation"].output_schema["properties"]) == {
-            "summary", "messages_before", "messages_after",
-        }  # fmt: skip
+            "summary",
+            "messages_before",
+            "messages_after",
+        }
         assert MODEL  # the fixtures' default model

@@ -63,10 +63,14 @@ async def test_send_target_names_the_models_and_the_run_of_a_key(store: SQLiteSt
     agent_id, conv_id = await make_conversation(store)
     target = await store.send_target(conv_id, "key-1")
     assert (target.agent_id, target.conversation_model, target.agent_model, target.existing_run) == (
-        agent_id, None, "m-agent", None,
-    )  # fmt: skip
-    await store.start_run("run-1", conv_id, agent_id, [], model="m", started_at="t",
-                          create=True, idempotency_key="key-1")  # fmt: skip
+        agent_id,
+        None,
+        "m-agent",
+        None,
+    )
+    await store.start_run(
+        "run-1", conv_id, agent_id, [], model="m", started_at="t", create=True, idempotency_key="key-1"
+    )
     assert (await store.send_target(conv_id, "key-1")).existing_run == "run-1"
     with pytest.raises(NotFoundError):
         await store.send_target("conv-missing")

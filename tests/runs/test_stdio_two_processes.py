@@ -37,8 +37,9 @@ async def test_two_stdio_servers_share_conversations_in_order(settings: Settings
         sent: list[tuple[str, str, str, int]] = []  # (conversation, content, run id, index)
         for i in range(SENDS):
             conv, content = convs[rnd.randrange(3)], f"message {i} via {'ab'[i % 2]}"
-            run = await ok(clients[i % 2], "send_message", {"conversation_id": conv, "content": content,
-                                                            "background": True})  # fmt: skip
+            run = await ok(
+                clients[i % 2], "send_message", {"conversation_id": conv, "content": content, "background": True}
+            )
             sent.append((conv, content, run["id"], i))
             await asyncio.sleep(rnd.random() * 0.01)
         cancelled = set()
@@ -62,8 +63,11 @@ async def test_two_stdio_servers_share_conversations_in_order(settings: Settings
             history = (await ok(b, "list_messages", {"conversation_id": conv, "limit": 1000}))["messages"]
             kept = [(m["role"], m["content"]) for m in history if not m["is_err"]]
             completed = [content for c, content, rid, _ in sent if c == conv and status[rid] == "completed"]
-            assert kept == [pair for content in completed
-                            for pair in (("user", content), ("assistant", f"Fake reply to: {content}"))]  # fmt: skip
+            assert kept == [
+                pair
+                for content in completed
+                for pair in (("user", content), ("assistant", f"Fake reply to: {content}"))
+            ]
             stopped = [content for c, content, rid, _ in sent if c == conv and rid in cancelled]
             failed = [m["content"] for m in history if m["is_err"]]  # cancelled once running (queued: no trace)
             assert failed == [content for content in stopped if content in failed]

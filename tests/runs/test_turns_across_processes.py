@@ -48,8 +48,12 @@ async def test_two_servers_take_turns_on_one_conversation(
         assert (await first)[0] == "first"
         assert (await second)[0] == "Fake reply to: from B"
         listed = [(m["role"], m["content"]) for m in await history(ca, conv)]
-        assert listed == [("user", "from A"), ("assistant", "first"), ("user", "from B"),
-                          ("assistant", "Fake reply to: from B")]
+        assert listed == [
+            ("user", "from A"),
+            ("assistant", "first"),
+            ("user", "from B"),
+            ("assistant", "Fake reply to: from B"),
+        ]
     assert fake_provider.max_in_flight == 1
     assert fake_provider.requests[1].last_user == "from B"
     assert [m["content"] for m in fake_provider.requests[1].messages[1:]] == ["from A", "first", "from B"]
@@ -60,8 +64,11 @@ async def test_a_dead_processs_turn_does_not_block(fake_provider: FakeProvider, 
     async with open_app(model_settings) as a, open_app(model_settings) as b:  # b: another live process
         async with Client(build_server(model_settings, shared=a)) as c:
             conv = await new_conversation(c)
-            db_exec(model_settings,  # held by an owner that no longer runs
-                    "INSERT INTO turns VALUES (?, 'run-ghost', 'gone-owner', '2026-01-01T00:00:00Z')", (conv,))
+            db_exec(
+                model_settings,  # held by an owner that no longer runs
+                "INSERT INTO turns VALUES (?, 'run-ghost', 'gone-owner', '2026-01-01T00:00:00Z')",
+                (conv,),
+            )
             text, run = await asyncio.wait_for(
                 call_text(c, "send_message", {"conversation_id": conv, "content": "hello"}), 30
             )
@@ -73,10 +80,17 @@ async def test_a_start_beside_a_live_process_interrupts_only_a_dead_ones_runs(mo
     async with open_app(model_settings) as live:
         conv = await live.service.create_conversation()
         store = live.store
-        await store.create_run("run-live", conv.id, conv.agent_id, status="running", idempotency_key=None,
-                               owner=live.runtime._presence.owner)  # fmt: skip
-        await store.create_run("run-ghost", conv.id, conv.agent_id, status="running", idempotency_key=None,
-                               owner="gone-owner")  # fmt: skip
+        await store.create_run(
+            "run-live",
+            conv.id,
+            conv.agent_id,
+            status="running",
+            idempotency_key=None,
+            owner=live.runtime._presence.owner,
+        )
+        await store.create_run(
+            "run-ghost", conv.id, conv.agent_id, status="running", idempotency_key=None, owner="gone-owner"
+        )
         await store.create_run("run-old", conv.id, conv.agent_id, status="queued", idempotency_key=None)
         async with open_app(model_settings):  # a second process starting while `live` runs
             pass
@@ -86,9 +100,7 @@ async def test_a_start_beside_a_live_process_interrupts_only_a_dead_ones_runs(mo
         await store.finish_run("run-old", conv.id, {"status": "cancelled"}, abandon=True)
 
 
-async def test_compaction_waits_for_another_processs_run(
-    fake_provider: FakeProvider, model_settings: Settings
-) -> None:
+async def test_compaction_waits_for_another_processs_run(fake_provider: FakeProvider, model_settings: Settings) -> None:
     gate = threading.Event()
     fake_provider.enqueue("held", wait_for=gate)
     async with two_servers(model_settings) as (ca, cb):
@@ -180,8 +192,9 @@ async def test_cancel_run_ends_a_run_whose_process_is_gone(model_settings: Setti
         async with Client(build_server(model_settings, shared=a)) as c:
             conv = await new_conversation(c)
             agent = (await call(c, "get_conversation", {"conversation_id": conv}))["agent_id"]
-            await a.store.create_run("run-ghost", conv, agent, status="running", idempotency_key=None,
-                                     owner="gone-owner")  # fmt: skip
+            await a.store.create_run(
+                "run-ghost", conv, agent, status="running", idempotency_key=None, owner="gone-owner"
+            )
             cancelled = await asyncio.wait_for(call(c, "cancel_run", {"run_id": "run-ghost"}), 30)
             assert (cancelled["status"], cancelled["stop_reason"]) == ("cancelled", "cancelled")
 

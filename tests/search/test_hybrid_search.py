@@ -88,9 +88,15 @@ def contents(results: Any) -> list[str | None]:
 
 def result(message_id: str, snippet: str = "", content: str = "text", score: float = 1.0) -> SearchResult:
     return SearchResult(
-        message_id=message_id, conversation_id="conv-1", role="user", message_type="user_message",
-        content=content, snippet=snippet, created_at="2026-01-01T00:00:00Z", score=score,
-    )  # fmt: skip
+        message_id=message_id,
+        conversation_id="conv-1",
+        role="user",
+        message_type="user_message",
+        content=content,
+        snippet=snippet,
+        created_at="2026-01-01T00:00:00Z",
+        score=score,
+    )
 
 
 def ids(results: list[SearchResult]) -> list[str]:
@@ -188,8 +194,9 @@ async def test_a_backlog_is_embedded_in_batches_when_the_flag_is_turned_on(
     async with open_app(settings) as app:  # no embedding model: nothing is embedded
         assert app.embeddings is None and app.service.hybrid is None
         conv = await conversation(app)
-        await app.store.import_messages([(conv, [NewMessage("user_message", "user", content=f"note {i}")
-                                                 for i in range(150)])])  # fmt: skip
+        await app.store.import_messages(
+            [(conv, [NewMessage("user_message", "user", content=f"note {i}") for i in range(150)])]
+        )
     assert fake_provider.embedding_inputs == [] and pending(settings) == 150
     async with open_app(hybrid) as app:
         await indexed(hybrid)
@@ -204,8 +211,9 @@ async def test_a_backlog_is_embedded_several_batches_at_a_time(
     monkeypatch.setattr(EmbeddingIndex, "start_delay", 3600.0)  # only the pass below runs
     async with open_app(settings) as app:
         conv = await conversation(app)
-        await app.store.import_messages([(conv, [NewMessage("user_message", "user", content=f"note {i}")
-                                                 for i in range(64 * 6)])])  # fmt: skip
+        await app.store.import_messages(
+            [(conv, [NewMessage("user_message", "user", content=f"note {i}") for i in range(64 * 6)])]
+        )
     fake_provider.embedding_delay = 0.2
     async with open_app(hybrid) as app:
         assert await app.embeddings.index_pending() == 64 * 6
@@ -267,9 +275,14 @@ async def test_a_vector_match_without_a_shared_word_is_found(hybrid: Settings, s
         await conversation(app, *FILLER, CERAMICS, *FILLER)
         await indexed(hybrid)
         only_fts = await app.store.search(
-            agent_id=await app.service.resolve_agent(None), terms=["pottery"], roles=None, start=None, end=None,
-            conversation_id=None, limit=10,
-        )  # fmt: skip
+            agent_id=await app.service.resolve_agent(None),
+            terms=["pottery"],
+            roles=None,
+            start=None,
+            end=None,
+            conversation_id=None,
+            limit=10,
+        )
         assert only_fts == []  # full-text alone misses it: no shared word
         top = (await app.service.search("pottery", limit=1)).results
         assert [r.content for r in top] == [CERAMICS]
@@ -309,8 +322,11 @@ async def test_filters_hold_on_the_vector_side(hybrid: Settings) -> None:
         await indexed(hybrid)
 
         def hits(found: Any) -> list[tuple[str | None, str]]:
-            return [(r.content, r.conversation_id) for r in found.results if r.content in (CERAMICS, GLAZE) or
-                    "pottery" in (r.content or "")]  # fmt: skip
+            return [
+                (r.content, r.conversation_id)
+                for r in found.results
+                if r.content in (CERAMICS, GLAZE) or "pottery" in (r.content or "")
+            ]
 
         assert hits(await app.service.search("pottery")) == [("Bo joined the pottery club", other), (CERAMICS, mine)]
         assert hits(await app.service.search("pottery", roles=["user"])) == [("Bo joined the pottery club", other)]
@@ -331,8 +347,9 @@ async def test_filters_hold_on_the_vector_side(hybrid: Settings) -> None:
 async def test_a_narrow_scope_finds_its_nearest_rows_behind_many_nearer_ones(hybrid: Settings) -> None:
     async with open_app(hybrid) as app:
         crowd = await conversation(app)
-        await app.store.import_messages([(crowd, [NewMessage("user_message", "user", content=f"ceramics {i}")
-                                                  for i in range(600)])])  # fmt: skip
+        await app.store.import_messages(
+            [(crowd, [NewMessage("user_message", "user", content=f"ceramics {i}") for i in range(600)])]
+        )
         mine = await conversation(app, "Ceramic tiles for the kitchen", *FILLER)
         await indexed(hybrid)
         assert "Ceramic tiles for the kitchen" not in contents(await app.service.search("pottery", limit=100))
@@ -356,8 +373,15 @@ async def test_deleted_conversations_leave_vector_results(hybrid: Settings) -> N
         results = (await app.service.search("pottery", limit=len(FILLER) + 1)).results  # ranks 50 deep
         assert [(r.content, r.conversation_id) for r in results][0] == ("Ceramic tiles for the kitchen", fork.id)
         assert len(results) == len(FILLER) + 1  # nothing of the deleted conversation
-        assert db_rows(hybrid, "SELECT count(*) FROM message_embeddings e JOIN messages m ON m.rowid = "
-                               "e.message_rowid WHERE m.content = ?", (CERAMICS,))[0][0] == 0  # fmt: skip
+        assert (
+            db_rows(
+                hybrid,
+                "SELECT count(*) FROM message_embeddings e JOIN messages m ON m.rowid = "
+                "e.message_rowid WHERE m.content = ?",
+                (CERAMICS,),
+            )[0][0]
+            == 0
+        )
         agent = await app.service.create_agent(name="short-lived")
         await say(app.store, (await app.service.create_conversation(agent_id=agent.id)).id, CERAMICS)
         await indexed(hybrid)
@@ -485,10 +509,20 @@ async def test_stdio_server_with_an_embedding_model_fuses_and_keeps_stdout_clean
     assert SCRIPT
     db = tmp_path / "stdio.db"
     proc = await asyncio.create_subprocess_exec(
-        SCRIPT, "--db", str(db), "--model", "openai/fake-model", "--embedding-model", EMBED, "--log-level", "debug",
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        SCRIPT,
+        "--db",
+        str(db),
+        "--model",
+        "openai/fake-model",
+        "--embedding-model",
+        EMBED,
+        "--log-level",
+        "debug",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHON_DOTENV_DISABLED": "1"},
-    )  # fmt: skip
+    )
     assert proc.stdin is not None and proc.stdout is not None
     lines: list[bytes] = []
 
@@ -509,8 +543,11 @@ async def test_stdio_server_with_an_embedding_model_fuses_and_keeps_stdout_clean
         return result["structuredContent"]
 
     try:
-        await rpc(1, "initialize", {"protocolVersion": "2025-11-25", "capabilities": {},
-                                    "clientInfo": {"name": "hybrid", "version": "0"}})  # fmt: skip
+        await rpc(
+            1,
+            "initialize",
+            {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "hybrid", "version": "0"}},
+        )
         proc.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
         conv = (await tool(2, "create_conversation", {}))["id"]
         await tool(3, "send_message", {"conversation_id": conv, "content": CERAMICS})

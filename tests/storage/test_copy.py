@@ -22,25 +22,38 @@ def backend(request: pytest.FixtureRequest) -> str:  # the copy goes through Pos
 
 async def fill(store: Store) -> dict[str, Any]:
     agent = await store.create_agent(
-        name="potter", model="openai/x", system="sys", context_window_limit=9000,
-        blocks=[{"label": "human", "value": "likes clay", "limit": 100},
-                {"label": "persona", "value": "helpful", "limit": 100, "read_only": True}],
-    )  # fmt: skip
+        name="potter",
+        model="openai/x",
+        system="sys",
+        context_window_limit=9000,
+        blocks=[
+            {"label": "human", "value": "likes clay", "limit": 100},
+            {"label": "persona", "value": "helpful", "limit": 100, "read_only": True},
+        ],
+    )
     conv = await store.create_conversation(agent.id, model=None, summary="s", system_text="system text")
-    await store.append_messages(conv.id, [
-        NewMessage("user_message", "user", content="the kiln fired the glazed bowls"),
-        NewMessage("assistant_message", "assistant", content="lovely pottery", reasoning="thinking of ceramics"),
-        NewMessage("tool_call_message", "assistant", tool_calls=[{"tool_call_id": "t1", "name": "memory_append",
-                                                                   "arguments": '{"x": "vase"}'}]),
-    ])  # fmt: skip
+    await store.append_messages(
+        conv.id,
+        [
+            NewMessage("user_message", "user", content="the kiln fired the glazed bowls"),
+            NewMessage("assistant_message", "assistant", content="lovely pottery", reasoning="thinking of ceramics"),
+            NewMessage(
+                "tool_call_message",
+                "assistant",
+                tool_calls=[{"tool_call_id": "t1", "name": "memory_append", "arguments": '{"x": "vase"}'}],
+            ),
+        ],
+    )
     await store.create_run("run-1", conv.id, agent.id, status="queued", idempotency_key="key-1", owner="o")
     done = [NewMessage("assistant_message", "assistant", content="done", run_id="run-1")]
-    await store.finish_run("run-1", conv.id, {"status": "completed", "stop_reason": "end_turn"}, abandon=False,
-                           append=done)
+    await store.finish_run(
+        "run-1", conv.id, {"status": "completed", "stop_reason": "end_turn"}, abandon=False, append=done
+    )
     fork = await store.fork_conversation(conv.id, None, "fork system")
     await store.append_messages(fork.id, [NewMessage("user_message", "user", content="only in the fork")])
-    await store.save_embeddings("emb", [(m.id, 2, b"\x00\x00\x80?\x00\x00\x00\x00")
-                                        for m in (await store.context_messages(conv.id))[1:2]])  # fmt: skip
+    await store.save_embeddings(
+        "emb", [(m.id, 2, b"\x00\x00\x80?\x00\x00\x00\x00") for m in (await store.context_messages(conv.id))[1:2]]
+    )
     return {"agent": agent.id, "convs": [conv.id, fork.id]}
 
 
@@ -56,8 +69,15 @@ async def snapshot(store: Store, ids: dict[str, Any]) -> dict[str, Any]:
     out["run"] = (await store.get_run("run-1")).model_dump()
     out["key"] = await store.run_by_idempotency_key(ids["convs"][0], "key-1")
     out["vectors"] = await store.load_vectors(ids["agent"], "emb", 2)
-    hits = await store.search(agent_id=ids["agent"], terms=["pottery", "vase"], roles=None, start=None, end=None,
-                              conversation_id=None, limit=10)  # fmt: skip
+    hits = await store.search(
+        agent_id=ids["agent"],
+        terms=["pottery", "vase"],
+        roles=None,
+        start=None,
+        end=None,
+        conversation_id=None,
+        limit=10,
+    )
     out["search"] = sorted(h.message_id for h in hits)
     return out
 

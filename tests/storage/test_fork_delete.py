@@ -109,7 +109,10 @@ async def test_forks_of_forks_list_inherited_rows_under_their_writers(
     c_msgs = await say(store, c.id, "c1")
     listed = await history(svc, c.id)
     assert [(m.id, m.conversation_id) for m in listed] == [
-        (a_msgs[0].id, a.id), (a_msgs[1].id, a.id), (b_msgs[0].id, b.id), (c_msgs[0].id, c.id),
+        (a_msgs[0].id, a.id),
+        (a_msgs[1].id, a.id),
+        (b_msgs[0].id, b.id),
+        (c_msgs[0].id, c.id),
     ]
     assert (await svc.get_conversation(c.id)).message_count == 4
     assert c.forked_from is not None and c.forked_from.conversation_id == b.id
@@ -149,9 +152,14 @@ async def test_delete_removes_the_conversation_everywhere(svc: ConversationServi
     await say(store, conv.id, "the narwhal")
     await store.create_run("run-x", conv.id, conv.agent_id, status="completed", idempotency_key=None)
     assert await svc.delete_conversation(conv.id) == Deleted(id=conv.id)
-    for call in (svc.get_conversation(conv.id), svc.list_messages(conv.id), svc.fork_conversation(conv.id),
-                 svc.delete_conversation(conv.id), svc.update_conversation(conv.id, summary="x"),
-                 svc.search("narwhal", conversation_id=conv.id)):
+    for call in (
+        svc.get_conversation(conv.id),
+        svc.list_messages(conv.id),
+        svc.fork_conversation(conv.id),
+        svc.delete_conversation(conv.id),
+        svc.update_conversation(conv.id, summary="x"),
+        svc.search("narwhal", conversation_id=conv.id),
+    ):
         with pytest.raises(NotFoundError, match=f"conversation {conv.id} not found"):
             await call
     assert conv.id not in [c.id for c in (await svc.list_conversations()).conversations]
@@ -252,7 +260,9 @@ async def test_long_histories_are_forked_and_deleted_in_chunks(svc: Conversation
     assert count_rows(store.location, "messages") == 0
     assert_fts_in_sync(store.location)
 
+
 # -- a fork's message_count: the non-system rows it inherits --
+
 
 def user(text: str) -> NewMessage:
     return NewMessage(message_type="user_message", role="user", content=text)

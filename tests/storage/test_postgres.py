@@ -36,9 +36,12 @@ async def two_stores(url: str) -> tuple[Store, Store]:
 
 async def conversation(store: Store) -> tuple[str, str]:
     agent = await store.create_agent(
-        name="a", model=None, system="sys", context_window_limit=None,
+        name="a",
+        model=None,
+        system="sys",
+        context_window_limit=None,
         blocks=[{"label": "notes", "value": "", "limit": 10_000}],
-    )  # fmt: skip
+    )
     conv = await store.create_conversation(agent.id, model=None, summary=None, system_text="sys")
     return agent.id, conv.id
 
@@ -87,14 +90,18 @@ async def test_a_cancelled_write_commits_whole_or_not_at_all(pg: TestDatabase) -
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         await asyncio.sleep(0.2)
-        history, _ = await store.list_history(conv, limit=100, after=None, desc=False, types=None,
-                                              include_system=False)  # fmt: skip
+        history, _ = await store.list_history(conv, limit=100, after=None, desc=False, types=None, include_system=False)
         contents = [m.content for m in history]
         assert contents == ["a", "b", "c"] * (len(contents) // 3)  # whole units only
         context = await store.context_messages(conv)
         assert [m.content for m in context[1:]] == contents
-        assert pg.rows("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                       "AND state LIKE 'idle in transaction%'")[0][0] == 0  # fmt: skip
+        assert (
+            pg.rows(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND state LIKE 'idle in transaction%'"
+            )[0][0]
+            == 0
+        )
     finally:
         await store.close()
 
@@ -123,9 +130,16 @@ async def test_two_replicas_starting_runs_at_once_take_turns(pg: TestDatabase) -
         agent_id, conv = await conversation(a)
 
         async def start(store: Store, run_id: str) -> bool:
-            started = await store.start_run(run_id, conv, agent_id, [user(run_id, run_id=run_id)], model="m",
-                                            started_at="2026-01-01T00:00:00Z", create=True,
-                                            owner=store.presence().owner)  # fmt: skip
+            started = await store.start_run(
+                run_id,
+                conv,
+                agent_id,
+                [user(run_id, run_id=run_id)],
+                model="m",
+                started_at="2026-01-01T00:00:00Z",
+                create=True,
+                owner=store.presence().owner,
+            )
             return started is not None
 
         won = await asyncio.gather(*(start(a if i % 2 else b, f"run-{i}") for i in range(6)))
@@ -206,9 +220,16 @@ async def test_a_dead_replicas_turn_is_taken_and_its_run_interrupted(pg: TestDat
         await store.create_run("run-ghost", conv, agent_id, status="running", idempotency_key=None, owner="ghost")
         await store.append_messages(conv, [user("ghost input", run_id="run-ghost")])
         pg.execute("INSERT INTO turns VALUES (?, 'run-ghost', 'ghost', '2026-01-01T00:00:00Z')", (conv,))
-        started = await store.start_run("run-new", conv, agent_id, [user("mine", run_id="run-new")], model="m",
-                                        started_at="2026-01-01T00:00:01Z", create=True,
-                                        owner=store.presence().owner)  # fmt: skip
+        started = await store.start_run(
+            "run-new",
+            conv,
+            agent_id,
+            [user("mine", run_id="run-new")],
+            model="m",
+            started_at="2026-01-01T00:00:01Z",
+            create=True,
+            owner=store.presence().owner,
+        )
         assert started is not None
         ghost = await store.get_run("run-ghost")
         assert (ghost.status, ghost.stop_reason) == ("interrupted", "interrupted")
@@ -263,8 +284,9 @@ def test_the_sqlite_path_never_imports_asyncpg(tmp_path) -> None:
         "asyncio.run(main())\n"
         "assert 'asyncpg' not in sys.modules, 'asyncpg imported'\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "c.db")], capture_output=True, text=True,
-                          timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path / "c.db")], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
 
 
@@ -279,14 +301,17 @@ async def test_both_schemas_have_the_same_tables_and_columns(pg: TestDatabase, t
     tables -= {"fts_deferred", "schema_migrations"} | {t for t in tables if t.startswith("messages_fts")}
     lite = {t: {r[1] for r in con.execute(f"PRAGMA table_xinfo({t})")} for t in tables}
     con.close()
-    rows = pg.rows("SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
-                   "AND table_name <> 'schema_migrations'")  # fmt: skip
+    rows = pg.rows(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public' "
+        "AND table_name <> 'schema_migrations'"
+    )
     post: dict[str, set[str]] = {}
     for table, column in rows:
         post.setdefault(table, set()).add(column)
     own = {("blocks", "seq"), ("runs", "seq"), ("messages", "search_tsv")}  # explicit orders; the tsvector
     assert {t: c - {x for tt, x in own if tt == t} for t, c in post.items()} == {
-        t: c - {"search_text"} for t, c in lite.items()  # SQLite's computed column
+        t: c - {"search_text"}
+        for t, c in lite.items()  # SQLite's computed column
     }
 
 
@@ -303,8 +328,9 @@ async def test_a_message_committed_after_a_later_one_is_still_embedded(pg: TestD
         await late.execute(
             "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, content, "
             "created_at) VALUES ('message-late', $1, $2, $2, 'user_message', 'user', 'late one', '2026')",
-            agent_id, conv,
-        )  # fmt: skip
+            agent_id,
+            conv,
+        )
         (early,) = await store.append_messages(conv, [user("early one")])
         pending = await store.messages_missing_embeddings("emb", after=0)
         assert [p.id for p in pending] == [early.id]

@@ -44,8 +44,9 @@ async def fts_rowids(store: SQLiteStore, word: str) -> set[int]:
     if on_pg(store):
         from mcp_server_conversations.storage.postgres.text import normalize
 
-        rows = await sql_all(store, "SELECT rowid FROM messages WHERE search_tsv @@ phraseto_tsquery('conv', ?)",
-                             (normalize(word),))  # fmt: skip
+        rows = await sql_all(
+            store, "SELECT rowid FROM messages WHERE search_tsv @@ phraseto_tsquery('conv', ?)", (normalize(word),)
+        )
         return {r[0] for r in rows}
     rows = await sql_all(store, "SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?", (f'"{word}"',))
     return {r[0] for r in rows}
@@ -234,7 +235,8 @@ async def test_system_messages_are_not_indexed_but_tool_calls_and_reasoning_are(
         [
             NewMessage("reasoning_message", "assistant", reasoning="thinking about marmalade"),
             NewMessage(
-                "tool_call_message", "assistant",
+                "tool_call_message",
+                "assistant",
                 tool_calls=[{"tool_call_id": "t1", "name": "core_memory_append", "arguments": '{"x": "quince"}'}],
             ),
         ],
@@ -247,9 +249,7 @@ async def test_system_messages_are_not_indexed_but_tool_calls_and_reasoning_are(
 
 async def test_append_messages_keeps_order_context_and_count(store: SQLiteStore) -> None:
     _, conv_id = await make_conversation(store)
-    msgs = await store.append_messages(
-        conv_id, [NewMessage("user_message", "user", content=f"m{i}") for i in range(5)]
-    )
+    msgs = await store.append_messages(conv_id, [NewMessage("user_message", "user", content=f"m{i}") for i in range(5)])
     out = await store.append_messages(conv_id, [NewMessage("user_message", "user", content="x")], in_context=False)
     assert [m.content for m in msgs] == [f"m{i}" for i in range(5)]
     assert all(m.in_context and m.conversation_id == conv_id for m in msgs)
@@ -400,7 +400,8 @@ async def test_reads_see_only_committed_rows_and_a_writer_sees_its_own(store: SQ
         db.execute(
             "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
             "content, created_at) SELECT 'message-x', agent_id, id, id, 'user_message', 'user', 'half done', "
-            "created_at FROM conversations WHERE id = ?", (conv_id,),
+            "created_at FROM conversations WHERE id = ?",
+            (conv_id,),
         )
         seen_by_writer.append(db.execute(count, (conv_id,)).fetchone()[0])  # its own transaction's row
         inside.set()
@@ -413,6 +414,7 @@ async def test_reads_see_only_committed_rows_and_a_writer_sees_its_own(store: SQ
     await task
     assert seen_by_writer == [before + 1]
     assert (await sql_one(store, count, (conv_id,)))[0] == before + 1
+
 
 # -- migration m006: a file written before it (search_text stored) upgrades in place --
 
@@ -431,19 +433,30 @@ async def test_a_pre_m006_file_upgrades_without_losing_search(tmp_path: Path, mo
             ("reasoning_message", None, "thinking about glazes"),
             ("assistant_message", "kilns are hot", "kilns are hot\nreasoning about firing"),
         ]
-        await store.database.write(lambda w: w.executemany(
-            "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
-            "content, created_at, search_text) VALUES (?, ?, ?, ?, ?, 'user', ?, '2025-01-01', ?)",
-            [(f"message-old-{i}", agent.id, conv.id, conv.id, kind, content, extra)
-             for i, (kind, content, extra) in enumerate(old_rows)],
-        ))  # fmt: skip
+        await store.database.write(
+            lambda w: w.executemany(
+                "INSERT INTO messages (id, agent_id, conversation_id, home_conversation_id, message_type, role, "
+                "content, created_at, search_text) VALUES (?, ?, ?, ?, ?, 'user', ?, '2025-01-01', ?)",
+                [
+                    (f"message-old-{i}", agent.id, conv.id, conv.id, kind, content, extra)
+                    for i, (kind, content, extra) in enumerate(old_rows)
+                ],
+            )
+        )
         await store.close()
 
     store = await SQLiteStore.open(db)  # applies m006 and later
     try:
         await store.append_messages(conv.id, [NewMessage("user_message", "user", content="painted bowls")])
-        found = await store.search(agent_id=agent.id, terms=["glaze", "pottery", "firing", "paint"],
-                                   roles=None, start=None, end=None, conversation_id=None, limit=10)
+        found = await store.search(
+            agent_id=agent.id,
+            terms=["glaze", "pottery", "firing", "paint"],
+            roles=None,
+            start=None,
+            end=None,
+            conversation_id=None,
+            limit=10,
+        )
         assert {r.message_id for r in found} >= {"message-old-0", "message-old-1", "message-old-2"}
         assert any(r.content == "painted bowls" for r in found)
     finally:
@@ -451,8 +464,11 @@ async def test_a_pre_m006_file_upgrades_without_losing_search(tmp_path: Path, mo
     assert_fts_in_sync(db)
     con = sqlite3.connect(db)
     extra = dict(con.execute("SELECT id, search_extra FROM messages WHERE id LIKE 'message-old-%'").fetchall())
-    assert extra == {"message-old-0": None, "message-old-1": "thinking about glazes",
-                     "message-old-2": "kilns are hot\nreasoning about firing"}
+    assert extra == {
+        "message-old-0": None,
+        "message-old-1": "thinking about glazes",
+        "message-old-2": "kilns are hot\nreasoning about firing",
+    }
     system = con.execute("SELECT search_text FROM messages WHERE message_type = 'system_message'").fetchall()
     assert system == [(None,)]  # system prompts stay out of search
     con.close()

@@ -24,21 +24,29 @@ async def test_import_messages_extends_context_counts_and_indexes_for_search(sto
     agent_id, a, b = await two_conversations(store)
     await store.append_messages(a, [user("before the import")])
     stored = await store.import_messages(
-        [(a, [user("pottery class on tuesday"), user("glazing the bowls")]), (b, [user("painting lessons")]),
-         (a, [user("kiln firing schedule")])]
+        [
+            (a, [user("pottery class on tuesday"), user("glazing the bowls")]),
+            (b, [user("painting lessons")]),
+            (a, [user("kiln firing schedule")]),
+        ]
     )
     assert stored == 4
     ctx_a = [m.content for m in await store.context_messages(a)]
     assert ctx_a == [
-        "sys", "before the import", "pottery class on tuesday", "glazing the bowls", "kiln firing schedule",
+        "sys",
+        "before the import",
+        "pottery class on tuesday",
+        "glazing the bowls",
+        "kiln firing schedule",
     ]
     assert [m.content for m in await store.context_messages(b)] == ["sys", "painting lessons"]
     assert (await store.get_conversation(a)).message_count == 4
     assert (await store.get_conversation(b)).message_count == 1
 
     async def found(word: str) -> list[str]:
-        rows = await store.search(agent_id=agent_id, terms=[word], roles=None, start=None, end=None,
-                                  conversation_id=None, limit=10)
+        rows = await store.search(
+            agent_id=agent_id, terms=[word], roles=None, start=None, end=None, conversation_id=None, limit=10
+        )
         return [r.content for r in rows]
 
     assert await found("glaze") == ["glazing the bowls"]  # stemmed, indexed by the bulk INSERT … SELECT
@@ -67,8 +75,9 @@ async def test_imported_rows_can_be_listed_forked_and_deleted(store: SQLiteStore
     fork = await store.fork_conversation(a, None, "sys2")
     assert fork.message_count == 30
     await store.delete_conversation(a)
-    rows = await store.search(agent_id=agent_id, terms=["number"], roles=None, start=None, end=None,
-                              conversation_id=None, limit=100)
+    rows = await store.search(
+        agent_id=agent_id, terms=["number"], roles=None, start=None, end=None, conversation_id=None, limit=100
+    )
     assert len(rows) == 30 and {r.conversation_id for r in rows} == {fork.id}
 
 
@@ -87,25 +96,45 @@ async def test_bulk_load_keeps_search_in_sync_and_restores_its_settings(store: S
             await store.import_messages([(a, [user(f"batch {i} pottery")]), (b, [user(f"batch {i} glaze")])])
     assert [await writer_pragma(store, p) for p in ("wal_autocheckpoint", "cache_size")] == before
     assert_fts_in_sync(store.location)
-    assert len(await store.search(agent_id=(await store.get_conversation(a)).agent_id, terms=["pottery"],
-                                  roles=None, start=None, end=None, conversation_id=None, limit=10)) == 5
+    assert (
+        len(
+            await store.search(
+                agent_id=(await store.get_conversation(a)).agent_id,
+                terms=["pottery"],
+                roles=None,
+                start=None,
+                end=None,
+                conversation_id=None,
+                limit=10,
+            )
+        )
+        == 5
+    )
 
 
 async def test_import_mixes_plain_and_structured_messages_in_order(store: SQLiteStore) -> None:
     agent_id, a, _ = await two_conversations(store)
     call = {"tool_call_id": "call_1", "name": "core_memory_append", "arguments": '{"label": "human"}'}
-    await store.import_messages([(a, [
-        user("plain first"),
-        NewMessage("reasoning_message", "assistant", reasoning="pondering kumquats", model="openai/x"),
-        NewMessage("tool_call_message", "assistant", tool_calls=[call], run_id="run-1"),
-        user("plain last"),
-    ])])  # fmt: skip
+    await store.import_messages(
+        [
+            (
+                a,
+                [
+                    user("plain first"),
+                    NewMessage("reasoning_message", "assistant", reasoning="pondering kumquats", model="openai/x"),
+                    NewMessage("tool_call_message", "assistant", tool_calls=[call], run_id="run-1"),
+                    user("plain last"),
+                ],
+            )
+        ]
+    )
     page, _ = await store.list_history(a, limit=10, after=None, desc=False, types=None, include_system=False)
     assert [m.message_type for m in page] == ["user_message", "reasoning_message", "tool_call_message", "user_message"]
     assert page[1].reasoning == "pondering kumquats" and page[1].model == "openai/x"
     assert page[2].tool_calls and page[2].tool_calls[0].name == "core_memory_append" and page[2].run_id == "run-1"
     for word, kind in (("kumquat", "reasoning_message"), ("core_memory_append", "tool_call_message")):
-        (hit,) = await store.search(agent_id=agent_id, terms=[word], roles=None, start=None, end=None,
-                                    conversation_id=None, limit=10)
+        (hit,) = await store.search(
+            agent_id=agent_id, terms=[word], roles=None, start=None, end=None, conversation_id=None, limit=10
+        )
         assert hit.message_type == kind
     assert_fts_in_sync(store.location)

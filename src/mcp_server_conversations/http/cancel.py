@@ -95,8 +95,11 @@ class CancelOnDisconnect:
 
     async def _cancel(self, scope: Scope, session: bytes, version: str, request_id: Any) -> None:
         log.info("client left before request %r completed: cancelling it", request_id)
-        note = {"jsonrpc": "2.0", "method": "notifications/cancelled",
-                "params": {"requestId": request_id, "reason": "client disconnected"}}
+        note = {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": request_id, "reason": "client disconnected"},
+        }
         data = json.dumps(note).encode()
         headers = [
             (b"host", dict(scope["headers"]).get(b"host", b"127.0.0.1")),

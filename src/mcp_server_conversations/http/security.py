@@ -45,8 +45,14 @@ def is_loopback(host: str) -> bool:
         return False  # a host name other than localhost may resolve anywhere
 
 
-async def reply(scope: Scope, send: Send, status: int, message: str, headers: dict[str, str] | None = None,
-                code: int = INVALID_REQUEST) -> None:
+async def reply(
+    scope: Scope,
+    send: Send,
+    status: int,
+    message: str,
+    headers: dict[str, str] | None = None,
+    code: int = INVALID_REQUEST,
+) -> None:
     """Answer a request with an error, shaped for MCP (JSON-RPC) or REST (`detail`) by path."""
     path: str = scope.get("path", "")
     if path == "/mcp" or path.startswith("/mcp/"):
@@ -191,8 +197,9 @@ class LimitBody:
             return await reply(scope, send, 408, problem, {"Connection": "close"})
         path = scope.get("path", "")
         if scope["method"] == "POST" and (path == "/mcp" or path.startswith("/mcp/")) and too_deep(bytes(body)):
-            return await reply(scope, send, 400, f"Parse error: JSON nested deeper than {MAX_DEPTH} levels",
-                               code=PARSE_ERROR)
+            return await reply(
+                scope, send, 400, f"Parse error: JSON nested deeper than {MAX_DEPTH} levels", code=PARSE_ERROR
+            )
         pending: list[Message] = [{"type": "http.request", "body": bytes(body), "more_body": False}]
 
         async def replay() -> Message:

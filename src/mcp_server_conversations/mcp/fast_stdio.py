@@ -122,9 +122,7 @@ async def _claimed_pipes() -> AsyncIterator[tuple[LineReader, PipeWriter]]:
         )
         transports.append(rt)
         _grow_pipe(wfd)
-        wt, wp = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, os.fdopen(wfd, "wb", buffering=0)
-        )
+        wt, wp = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, os.fdopen(wfd, "wb", buffering=0))
         transports.append(wt)
         writer = asyncio.StreamWriter(wt, wp, None, loop)
         yield LineReader(reader), PipeWriter(writer)

@@ -84,22 +84,28 @@ def register(mcp: MCPServer) -> None:
         ] = None,
         override_model: Annotated[
             str | None,
-            Field(description="Model handle for this call only (provider/model-name, e.g. openai/gpt-5-mini); "
-                  "not saved. Otherwise the conversation's, then the agent's, then the server's default model"),
+            Field(
+                description="Model handle for this call only (provider/model-name, e.g. openai/gpt-5-mini); "
+                "not saved. Otherwise the conversation's, then the agent's, then the server's default model"
+            ),
         ] = None,
         max_steps: Annotated[
             int, Field(ge=1, le=MAX_STEPS, description="Most model calls in this turn (each tool call round is one)")
         ] = 10,
         idempotency_key: Annotated[
             str | None,
-            Field(description="Any unique string for this turn. Retrying with the same key returns (or waits "
-                  "for) the first call's run instead of starting a second turn: use it when a call may be retried"),
+            Field(
+                description="Any unique string for this turn. Retrying with the same key returns (or waits "
+                "for) the first call's run instead of starting a second turn: use it when a call may be retried"
+            ),
         ] = None,
         background: Annotated[
             bool,
-            Field(description="Return at once with run_id and status queued/running instead of waiting for the "
-                  "reply; then poll get_run. Use it for long turns (many tool steps, slow models) or when your "
-                  "client gives up on tool calls after about 60 seconds"),
+            Field(
+                description="Return at once with run_id and status queued/running instead of waiting for the "
+                "reply; then poll get_run. Use it for long turns (many tool steps, slow models) or when your "
+                "client gives up on tool calls after about 60 seconds"
+            ),
         ] = False,
     ) -> Run:
         """Send a message in a conversation and get the agent's reply (one turn: the model may edit its memory

@@ -87,8 +87,10 @@ OptAgentId = Annotated[
 ConvId = Annotated[str, Field(description="Conversation id (conv-…)", min_length=1)]
 Handle = Annotated[
     str | None,
-    Field(description="Model handle provider/model-name as litellm names it, e.g. openai/gpt-5-mini, "
-          "anthropic/claude-haiku-4-5, ollama/llama3.2"),
+    Field(
+        description="Model handle provider/model-name as litellm names it, e.g. openai/gpt-5-mini, "
+        "anthropic/claude-haiku-4-5, ollama/llama3.2"
+    ),
 ]
 Cursor = Annotated[str | None, Field(description="next_cursor from the previous page; omit for the first page")]
 
@@ -172,8 +174,9 @@ def register(mcp: MCPServer) -> None:
     async def create_conversation(
         ctx: Context,
         agent_id: OptAgentId = None,
-        model: Annotated[str | None, Field(description="Model handle for this conversation, overriding the agent's")]
-        = None,
+        model: Annotated[
+            str | None, Field(description="Model handle for this conversation, overriding the agent's")
+        ] = None,
         summary: Annotated[str | None, Field(description="Optional title")] = None,
     ) -> Conversation:
         """Start a new conversation (a parallel message thread) of an agent; it shares the agent's memory."""
@@ -255,20 +258,17 @@ def register(mcp: MCPServer) -> None:
         query: Annotated[str, Field(description="Words or a natural-language question; any text is valid")],
         agent_id: OptAgentId = None,
         conversation_id: Annotated[
-            str | None, Field(description="Only this conversation's history (a fork's inherited messages included)",
-                              min_length=1)
+            str | None,
+            Field(description="Only this conversation's history (a fork's inherited messages included)", min_length=1),
         ] = None,
         roles: Annotated[
             list[Literal["user", "assistant", "tool"]] | None, Field(description="Only messages of these roles")
         ] = None,
         start_date: Annotated[str | None, Field(description="YYYY-MM-DD or ISO datetime, inclusive")] = None,
-        end_date: Annotated[str | None, Field(description="YYYY-MM-DD (whole day) or ISO datetime, inclusive")]
-        = None,
+        end_date: Annotated[str | None, Field(description="YYYY-MM-DD (whole day) or ISO datetime, inclusive")] = None,
         limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_RESULTS, description=f"Results, 1-{MAX_SEARCH_RESULTS}")] = 10,
     ) -> SearchResults:
         """Search the pooled history of all the agent's conversations, best match first (BM25)."""
         return await app_of(ctx).service.search(
             query, agent_id, conversation_id, list(roles) if roles else None, start_date, end_date, limit
         )
-
-

@@ -16,6 +16,9 @@ from . import agents, catalog, conversations, messages, runs
 def routes(app: App) -> list[BaseRoute]:
     """The /v1 routes, translated onto the same services as the MCP tools."""
     return [
-        *agents.routes(app), *catalog.routes(app), *conversations.routes(app), *messages.routes(app),
+        *agents.routes(app),
+        *catalog.routes(app),
+        *conversations.routes(app),
+        *messages.routes(app),
         *runs.routes(app),
     ]

@@ -102,9 +102,7 @@ def matches(a: Agent, q: AgentListQuery) -> bool:
 async def list_agents(app: App, request: Request) -> Response:
     q = parse_query(request, AgentListQuery)
     if q.name is None and not q.tags and not q.query_text:
-        page = await app.service.list_agents(
-            q.limit or 50, order=q.order, after_id=q.after, before_id=q.before
-        )
+        page = await app.service.list_agents(q.limit or 50, order=q.order, after_id=q.after, before_id=q.before)
         return json_response([shapes.agent_state(a, app.settings) for a in page.agents])
     agents: list[Agent] = []  # filtered: agents are few; read them all, then page the matches by id
     after: str | None = None

@@ -49,10 +49,17 @@ def model_entry(handle: str, window: int, max_output: int | None) -> dict[str, A
     provider, _, name = handle.partition("/")
     endpoint_type = ENDPOINT_TYPES.get(provider, "openai")
     return {
-        "handle": handle, "name": name, "display_name": name, "model": name, "model_type": "llm",
-        "provider_type": PROVIDER_TYPES.get(endpoint_type, endpoint_type), "provider_name": provider,
+        "handle": handle,
+        "name": name,
+        "display_name": name,
+        "model": name,
+        "model_type": "llm",
+        "provider_type": PROVIDER_TYPES.get(endpoint_type, endpoint_type),
+        "provider_name": provider,
         "provider_category": "base",
-        "model_endpoint_type": endpoint_type, "max_context_window": window, "context_window": window,
+        "model_endpoint_type": endpoint_type,
+        "max_context_window": window,
+        "context_window": window,
         "max_tokens": max_output,
     }
 
@@ -65,10 +72,10 @@ async def list_models(app: App, request: Request) -> Response:
     for handle in await served_handles(app):
         window, max_output = gateway.model_limits(handle)
         item = model_entry(handle, window, max_output)
-        if all(v is None or item[k] == v for k, v in (("provider_name", q.provider_name),
-                                                         ("provider_type", q.provider_type))) and (
-            q.provider_category is None or item["provider_category"] in q.provider_category
-        ):
+        if all(
+            v is None or item[k] == v
+            for k, v in (("provider_name", q.provider_name), ("provider_type", q.provider_type))
+        ) and (q.provider_category is None or item["provider_category"] in q.provider_category):
             items.append(item)
     return json_response(items)
 
@@ -97,8 +104,9 @@ async def no_computers(app: App, request: Request) -> Response:
 
 async def balance(app: App, request: Request) -> Response:
     """No credits here: models run on the provider keys in the server's environment."""
-    return json_response({"billing_tier": "self-hosted (models use the server's own provider keys)",
-                          "total_balance": "no"})  # fmt: skip
+    return json_response(
+        {"billing_tier": "self-hosted (models use the server's own provider keys)", "total_balance": "no"}
+    )
 
 
 async def quotas(app: App, request: Request) -> Response:

@@ -127,8 +127,7 @@ def json_response(data: Any, status_code: int = 200) -> JSONResponse:
     return JSONResponse(data, status_code=status_code)
 
 
-def page_by_id(items: list[Any], *, after: str | None, before: str | None, limit: int | None,
-               order: str) -> list[Any]:
+def page_by_id(items: list[Any], *, after: str | None, before: str | None, limit: int | None, order: str) -> list[Any]:
     """Letta's cursor page over a small in-memory list: items after/before the given ids in `order`."""
     seq = list(reversed(items)) if order == "desc" else list(items)
     ids = [i.id for i in seq]

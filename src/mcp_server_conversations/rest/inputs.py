@@ -111,8 +111,7 @@ def approval_inputs(m: MessageIn, where: str) -> list[dict[str, Any]]:
             text = text_of(a.tool_return if a.tool_return is not None else "", f"{where}.approvals[{j}].tool_return")
             out.append({"role": "tool", "tool_call_id": a.tool_call_id, "content": text, "status": a.status})
         elif a.approve is False:
-            out.append({"role": "tool", "tool_call_id": a.tool_call_id, "content": denial(a.reason),
-                        "status": "error"})  # fmt: skip
+            out.append({"role": "tool", "tool_call_id": a.tool_call_id, "content": denial(a.reason), "status": "error"})
         else:
             raise ValidationError(
                 f"{where}.approvals[{j}]",
@@ -147,15 +146,17 @@ def tool_schemas(tools: list[ClientTool] | None) -> list[dict[str, Any]]:
         if not TOOL_NAME.match(t.name):
             raise ValidationError(f"client_tools[{i}].name", "use 1-64 letters, digits, _ or -")
         params = t.parameters or {"type": "object", "properties": {}}
-        out.append({"type": "function", "function": {"name": t.name, "description": t.description or "",
-                                                      "parameters": params}})  # fmt: skip
+        out.append(
+            {"type": "function", "function": {"name": t.name, "description": t.description or "", "parameters": params}}
+        )
     return out
 
 
 async def pending_calls(app: App, conversation_id: str) -> list[str]:
     """Ids of the client tool calls the conversation waits for (the last request's unanswered calls)."""
-    latest = await app.store.list_runs(conversation_id=conversation_id, agent_id=None, statuses=None, limit=1,
-                                       desc=True)  # fmt: skip
+    latest = await app.store.list_runs(
+        conversation_id=conversation_id, agent_id=None, statuses=None, limit=1, desc=True
+    )
     if not latest or latest[0].stop_reason in ("end_turn", "max_steps"):
         return []  # the usual case, known without reading the context
     pending: list[str] = []

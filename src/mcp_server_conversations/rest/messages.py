@@ -28,8 +28,13 @@ START_WAIT = 1.0
 # How long an SDK retry of a message POST without otids can find the attempt it repeats.
 RETRY_WINDOW = 600.0
 OUR_TYPES = {
-    "system_message", "user_message", "assistant_message", "reasoning_message", "tool_call_message",
-    "tool_return_message", "summary_message",
+    "system_message",
+    "user_message",
+    "assistant_message",
+    "reasoning_message",
+    "tool_call_message",
+    "tool_return_message",
+    "summary_message",
 }
 STORED_AS = {"approval_request_message": "tool_call_message"}  # Letta's types we store as another
 
@@ -121,8 +126,13 @@ async def list_messages(app: App, request: Request) -> Response:
         await app.service.get_conversation(conv_id)
         return json_response([])
     page = await app.service.list_messages(
-        conv_id, q.limit, order=q.order, message_types=ours, include_system=bool(ours and "system_message" in ours),
-        after_id=q.after, before_id=q.before,
+        conv_id,
+        q.limit,
+        order=q.order,
+        message_types=ours,
+        include_system=bool(ours and "system_message" in ours),
+        after_id=q.after,
+        before_id=q.before,
     )
     items = [shapes.message(m) for m in page.messages]
     return json_response([i for i in items if wanted is None or i["message_type"] in wanted])
@@ -141,10 +151,18 @@ async def send_message(app: App, request: Request) -> Response:
     feed = sse.Feed()
     kwargs: dict[str, Any] = {"max_steps": body.max_steps} if body.max_steps is not None else {}
     t0 = now_iso()
-    started = asyncio.create_task(app.runtime.send(
-        conv_id, messages=messages, override_model=body.override_model, idempotency_key=key, background=True,
-        listener=feed.listener, client_tools=client_tools, **kwargs,
-    ))
+    started = asyncio.create_task(
+        app.runtime.send(
+            conv_id,
+            messages=messages,
+            override_model=body.override_model,
+            idempotency_key=key,
+            background=True,
+            listener=feed.listener,
+            client_tools=client_tools,
+            **kwargs,
+        )
+    )
     await asyncio.wait({started}, timeout=START_WAIT)
     if started.done():
         started.result()  # our errors found before the run starts get a proper status
@@ -160,8 +178,9 @@ async def send_message(app: App, request: Request) -> Response:
         shaped = [shapes.message(m) for m in final.messages]
         msgs = [m for m in shaped if translate.wanted(m["message_type"])]
         return json_response({"messages": msgs, "stop_reason": shapes.stop_reason(final), "usage": shapes.usage(final)})
-    return StreamingResponse(sse.stream_body(app, started, feed, opts, replay),
-                             media_type="text/event-stream", headers=sse.STREAM_HEADERS)
+    return StreamingResponse(
+        sse.stream_body(app, started, feed, opts, replay), media_type="text/event-stream", headers=sse.STREAM_HEADERS
+    )
 
 
 async def resume_stream(app: App, request: Request) -> Response:

@@ -20,8 +20,13 @@ from ..models import UNFINISHED, Run
 from . import shapes, sse
 from .common import LettaBody, json_response, page_by_id, parse_body, parse_query, resolve_conversation, route
 
-STATUSES = {"created": "queued", "running": "running", "completed": "completed", "failed": "failed",
-            "cancelled": "cancelled"}  # fmt: skip
+STATUSES = {
+    "created": "queued",
+    "running": "running",
+    "completed": "completed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
 LIMIT_MAX = 1000
 
 
@@ -55,10 +60,18 @@ def run_state(r: Run) -> dict[str, Any]:
     stop = shapes.stop_reason(r)["stop_reason"] if r.status not in UNFINISHED else None
     usage = r.usage.model_dump() if r.usage else None
     return {
-        "id": r.id, "agent_id": r.agent_id, "conversation_id": r.conversation_id, "status": status,
-        "stop_reason": stop, "created_at": r.created_at, "completed_at": r.completed_at, "background": True,
-        "metadata": {"error": r.error} if r.error else {}, "model": r.model, "usage": usage,
-    }  # fmt: skip
+        "id": r.id,
+        "agent_id": r.agent_id,
+        "conversation_id": r.conversation_id,
+        "status": status,
+        "stop_reason": stop,
+        "created_at": r.created_at,
+        "completed_at": r.completed_at,
+        "background": True,
+        "metadata": {"error": r.error} if r.error else {},
+        "model": r.model,
+        "usage": usage,
+    }
 
 
 async def list_runs(app: App, request: Request) -> Response:
@@ -69,8 +82,11 @@ async def list_runs(app: App, request: Request) -> Response:
     bad = [s for s in wanted or [] if s not in STATUSES]
     if bad:
         raise ValidationError("statuses", f"{bad[0]!r} is not a run status; use {', '.join(STATUSES)}")
-    ours = sorted({STATUSES[s] for s in wanted} | ({"interrupted"} if "cancelled" in wanted else set())) \
-        if wanted else None  # fmt: skip
+    ours = (
+        sorted({STATUSES[s] for s in wanted} | ({"interrupted"} if "cancelled" in wanted else set()))
+        if wanted
+        else None
+    )
     conv = q.conversation_id
     if conv is not None:
         conv = await resolve_conversation(app, conv, q.agent_id)
@@ -78,10 +94,12 @@ async def list_runs(app: App, request: Request) -> Response:
     elif q.agent_id is not None:
         await app.service.get_agent(q.agent_id)
     order = "asc" if q.ascending else q.order
-    runs = await app.store.list_runs(conversation_id=conv, agent_id=q.agent_id, statuses=ours, limit=LIMIT_MAX,
-                                     desc=order == "desc")  # fmt: skip
-    page = page_by_id(list(reversed(runs)) if order == "desc" else runs, after=q.after, before=q.before,
-                      limit=q.limit, order=order)  # fmt: skip
+    runs = await app.store.list_runs(
+        conversation_id=conv, agent_id=q.agent_id, statuses=ours, limit=LIMIT_MAX, desc=order == "desc"
+    )
+    page = page_by_id(
+        list(reversed(runs)) if order == "desc" else runs, after=q.after, before=q.before, limit=q.limit, order=order
+    )
     return json_response([run_state(r) for r in page])
 
 

@@ -15,17 +15,37 @@ AGENT_TYPE = "letta_v1_agent"
 
 # litellm provider prefix -> Letta's llm_config.model_endpoint_type (an enum in the SDK).
 ENDPOINT_TYPES = {
-    "openai": "openai", "anthropic": "anthropic", "gemini": "google_ai", "vertex_ai": "google_vertex",
-    "azure": "azure", "groq": "groq", "ollama": "ollama", "ollama_chat": "ollama", "mistral": "mistral",
-    "together_ai": "together", "bedrock": "bedrock", "deepseek": "deepseek", "xai": "xai",
-    "openrouter": "openrouter", "fireworks_ai": "fireworks", "hosted_vllm": "vllm", "vllm": "vllm",
-    "lm_studio": "lmstudio-chatcompletions", "huggingface": "hugging-face", "moonshot": "moonshot",
+    "openai": "openai",
+    "anthropic": "anthropic",
+    "gemini": "google_ai",
+    "vertex_ai": "google_vertex",
+    "azure": "azure",
+    "groq": "groq",
+    "ollama": "ollama",
+    "ollama_chat": "ollama",
+    "mistral": "mistral",
+    "together_ai": "together",
+    "bedrock": "bedrock",
+    "deepseek": "deepseek",
+    "xai": "xai",
+    "openrouter": "openrouter",
+    "fireworks_ai": "fireworks",
+    "hosted_vllm": "vllm",
+    "vllm": "vllm",
+    "lm_studio": "lmstudio-chatcompletions",
+    "huggingface": "hugging-face",
+    "moonshot": "moonshot",
 }
 
 # Our stop reasons -> Letta's StopReasonType.
 STOP_REASONS = {
-    "end_turn": "end_turn", "max_steps": "max_steps", "error": "llm_api_error", "cancelled": "cancelled",
-    "interrupted": "cancelled", "context_window_exceeded": "llm_api_error", "requires_approval": "requires_approval",
+    "end_turn": "end_turn",
+    "max_steps": "max_steps",
+    "error": "llm_api_error",
+    "cancelled": "cancelled",
+    "interrupted": "cancelled",
+    "context_window_exceeded": "llm_api_error",
+    "requires_approval": "requires_approval",
 }
 # Run errors that lead with these kinds are the server's own faults (a stored run error leads with its kind).
 SERVER_FAULTS = {"StorageUnavailableError", "InternalError"}
@@ -38,15 +58,22 @@ def now_iso() -> str:
 def block(b: Block) -> dict[str, Any]:
     """BlockResponse (and the Block inside AgentState)."""
     return {
-        "id": b.id, "label": b.label, "value": b.value, "limit": b.limit, "description": b.description,
-        "read_only": b.read_only, "metadata": {},
+        "id": b.id,
+        "label": b.label,
+        "value": b.value,
+        "limit": b.limit,
+        "description": b.description,
+        "read_only": b.read_only,
+        "metadata": {},
     }
 
 
 def llm_config(handle: str | None, context_window: int) -> dict[str, Any]:
     provider, _, name = (handle or "").partition("/")
     return {
-        "handle": handle, "model": name or provider, "context_window": context_window,
+        "handle": handle,
+        "model": name or provider,
+        "context_window": context_window,
         "model_endpoint_type": ENDPOINT_TYPES.get(provider, "openai"),
     }
 
@@ -56,11 +83,22 @@ def agent_state(a: Agent, settings: Settings) -> dict[str, Any]:
     handle = a.model or settings.default_model
     blocks = [block(b) for b in a.memory_blocks]
     return {
-        "id": a.id, "name": a.name, "system": a.system, "agent_type": AGENT_TYPE, "description": a.description,
-        "tags": a.tags, "tools": [], "sources": [], "metadata": {}, "model_settings": a.model_settings,
-        "blocks": blocks, "memory": {"blocks": blocks, "agent_type": AGENT_TYPE},
-        "model": handle, "llm_config": llm_config(handle, a.context_window_limit or settings.default_context_window),
-        "created_at": a.created_at, "context_window_limit": a.context_window_limit,
+        "id": a.id,
+        "name": a.name,
+        "system": a.system,
+        "agent_type": AGENT_TYPE,
+        "description": a.description,
+        "tags": a.tags,
+        "tools": [],
+        "sources": [],
+        "metadata": {},
+        "model_settings": a.model_settings,
+        "blocks": blocks,
+        "memory": {"blocks": blocks, "agent_type": AGENT_TYPE},
+        "model": handle,
+        "llm_config": llm_config(handle, a.context_window_limit or settings.default_context_window),
+        "created_at": a.created_at,
+        "context_window_limit": a.context_window_limit,
     }
 
 
@@ -68,9 +106,17 @@ def conversation(c: Conversation, in_context: list[str] | None = None) -> dict[s
     """Conversation; `in_context`: the ids of its context window in prompt order, where it was read."""
     forked = c.forked_from.model_dump() if c.forked_from else None
     return {
-        "id": c.id, "agent_id": c.agent_id, "summary": c.summary, "model": c.model, "created_at": c.created_at,
-        "last_message_at": c.last_run_completion, "archived": False, "in_context_message_ids": in_context,
-        "last_run_completion": c.last_run_completion, "forked_from": forked, "message_count": c.message_count,
+        "id": c.id,
+        "agent_id": c.agent_id,
+        "summary": c.summary,
+        "model": c.model,
+        "created_at": c.created_at,
+        "last_message_at": c.last_run_completion,
+        "archived": False,
+        "in_context_message_ids": in_context,
+        "last_run_completion": c.last_run_completion,
+        "forked_from": forked,
+        "message_count": c.message_count,
     }
 
 
@@ -80,9 +126,17 @@ def message(m: Message) -> dict[str, Any]:
     Every item carries `content` and `reasoning` (null where the type has none), so the loop on
     Letta's Conversations page, `msg.content or msg.reasoning or ''`, runs on every type."""
     out: dict[str, Any] = {
-        "id": m.id, "date": m.created_at, "message_type": m.message_type, "content": None, "reasoning": None,
-        "run_id": m.run_id, "is_err": m.is_err, "otid": None, "name": None,
-        "conversation_id": m.conversation_id, "in_context": m.in_context,
+        "id": m.id,
+        "date": m.created_at,
+        "message_type": m.message_type,
+        "content": None,
+        "reasoning": None,
+        "run_id": m.run_id,
+        "is_err": m.is_err,
+        "otid": None,
+        "name": None,
+        "conversation_id": m.conversation_id,
+        "in_context": m.in_context,
     }
     t = m.message_type
     if t in ("user_message", "system_message", "assistant_message"):
@@ -134,15 +188,23 @@ def step_count(run: Run) -> int:
 def usage(run: Run) -> dict[str, Any]:
     u = run.usage
     return {
-        "message_type": "usage_statistics", "prompt_tokens": u.prompt_tokens if u else 0,
-        "completion_tokens": u.completion_tokens if u else 0, "total_tokens": u.total_tokens if u else 0,
-        "step_count": step_count(run), "run_ids": [run.id],
+        "message_type": "usage_statistics",
+        "prompt_tokens": u.prompt_tokens if u else 0,
+        "completion_tokens": u.completion_tokens if u else 0,
+        "total_tokens": u.total_tokens if u else 0,
+        "step_count": step_count(run),
+        "run_ids": [run.id],
     }
 
 
 def error_message(run_id: str, error_type: str, text: str) -> dict[str, Any]:
-    return {"message_type": "error_message", "run_id": run_id, "error_type": error_type, "message": text,
-            "detail": text}
+    return {
+        "message_type": "error_message",
+        "run_id": run_id,
+        "error_type": error_type,
+        "message": text,
+        "detail": text,
+    }
 
 
 def ping(run_id: str | None) -> dict[str, Any]:
@@ -152,8 +214,14 @@ def ping(run_id: str | None) -> dict[str, Any]:
 def search_result(r: SearchResult, agent_id: str | None) -> dict[str, Any] | None:
     """messages.search item; Letta's result union has only system/user/reasoning/assistant members,
     so summaries are reported as system messages and tool calls/returns are left out."""
-    base = {"message_id": r.message_id, "created_at": r.created_at, "conversation_id": r.conversation_id,
-            "agent_id": agent_id, "score": r.score, "snippet": r.snippet}
+    base = {
+        "message_id": r.message_id,
+        "created_at": r.created_at,
+        "conversation_id": r.conversation_id,
+        "agent_id": agent_id,
+        "score": r.score,
+        "snippet": r.snippet,
+    }
     text = r.content or ""
     if r.message_type in ("user_message", "assistant_message", "system_message"):
         return {**base, "message_type": r.message_type, "content": text}
@@ -165,5 +233,8 @@ def search_result(r: SearchResult, agent_id: str | None) -> dict[str, Any] | Non
 
 
 def compaction(result: CompactResult) -> dict[str, Any]:
-    return {"summary": result.summary or "", "num_messages_before": result.messages_before,
-            "num_messages_after": result.messages_after}
+    return {
+        "summary": result.summary or "",
+        "num_messages_before": result.messages_before,
+        "num_messages_after": result.messages_after,
+    }

@@ -176,13 +176,23 @@ def failure(run_id: str, e: Exception) -> list[bytes]:
     else:
         log.error("streaming run %s failed", run_id or "(not started)", exc_info=e)
         kind, text = "internal_error", "internal server error; see the server log"
-    return [event(shapes.error_message(run_id, kind, text)),
-            event({"message_type": "stop_reason", "stop_reason": "error"}), DONE]
+    return [
+        event(shapes.error_message(run_id, kind, text)),
+        event({"message_type": "stop_reason", "stop_reason": "error"}),
+        DONE,
+    ]
 
 
 async def stream_body(
-    app: App, started: asyncio.Future[Run], feed: Feed, opts: StreamOptions, replay: Callable[[Run], bool],
-    *, subscribe: bool = False, source: asyncio.Queue[Item] | None = None, after: int | None = None,
+    app: App,
+    started: asyncio.Future[Run],
+    feed: Feed,
+    opts: StreamOptions,
+    replay: Callable[[Run], bool],
+    *,
+    subscribe: bool = False,
+    source: asyncio.Queue[Item] | None = None,
+    after: int | None = None,
 ) -> AsyncIterator[bytes]:
     """The SSE body for the run `started` resolves to: see the module docstring.
 

@@ -238,9 +238,13 @@ class AgentTools:
 
     async def _search(self, agent_id: str, args: ConversationSearch) -> str:
         found = await self.service.search(
-            args.query, agent_id=agent_id, roles=list(args.roles) if args.roles else None,
-            start_date=args.start_date, end_date=args.end_date, limit=args.limit or 10,
-        )  # fmt: skip
+            args.query,
+            agent_id=agent_id,
+            roles=list(args.roles) if args.roles else None,
+            start_date=args.start_date,
+            end_date=args.end_date,
+            limit=args.limit or 10,
+        )
         if not found.results:
             return "No matching messages."
         rows = [

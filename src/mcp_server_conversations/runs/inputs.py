@@ -28,8 +28,14 @@ class Input:
 
     def message(self, run_id: str) -> NewMessage:
         if self.role == "tool":
-            return NewMessage("tool_return_message", "tool", content=self.content, tool_call_id=self.tool_call_id,
-                              status=self.status, run_id=run_id)  # fmt: skip
+            return NewMessage(
+                "tool_return_message",
+                "tool",
+                content=self.content,
+                tool_call_id=self.tool_call_id,
+                status=self.status,
+                run_id=run_id,
+            )
         kind = "user_message" if self.role == "user" else "system_message"
         return NewMessage(kind, self.role, content=self.content, run_id=run_id)
 
@@ -56,6 +62,7 @@ def send_inputs(check_text: CheckText, content: str | None, messages: list[dict[
         images = _images(i, m.get("images")) if role == "user" else ()
         out.append(Input(role, check_text(f"messages[{i}].content", text), images=images))
     return out
+
 
 def _tool_input(check_text: CheckText, i: int, m: dict[str, Any]) -> Input:
     """A client tool's result for a call that waits for it (Letta's approvals)."""

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("mcp_server_conversations.runs.loop")
 
+
 class AgentLoop:
     """Runs the steps of one turn of `state`'s run (the caller holds the conversation's turn)."""
 
@@ -142,15 +143,19 @@ class AgentLoop:
         common: dict[str, Any] = {"model": state.model, "run_id": state.run_id}
         new: list[NewMessage] = []
         if completion.reasoning:
-            new.append(NewMessage("reasoning_message", "assistant", reasoning=completion.reasoning,
-                                  id=ids["reasoning"], **common))  # fmt: skip
+            new.append(
+                NewMessage(
+                    "reasoning_message", "assistant", reasoning=completion.reasoning, id=ids["reasoning"], **common
+                )
+            )
         if completion.content or not completion.tool_calls:
             new.append(
                 NewMessage("assistant_message", "assistant", content=completion.content, id=ids["text"], **common)
             )
         if completion.tool_calls:
-            new.append(NewMessage("tool_call_message", "assistant", tool_calls=completion.tool_calls,
-                                  id=ids["call"], **common))  # fmt: skip
+            new.append(
+                NewMessage("tool_call_message", "assistant", tool_calls=completion.tool_calls, id=ids["call"], **common)
+            )
         return new
 
     async def hand_to_client(self, completion: Completion, ids: dict[str, str]) -> list[NewMessage]:
@@ -167,8 +172,16 @@ class AgentLoop:
         self.state.partial.clear()
         if mine:
             await self.run_tools(mine)
-        return [NewMessage("tool_call_message", "assistant", tool_calls=theirs, status="requires_approval",
-                           model=self.state.model, run_id=self.state.run_id)]  # fmt: skip
+        return [
+            NewMessage(
+                "tool_call_message",
+                "assistant",
+                tool_calls=theirs,
+                status="requires_approval",
+                model=self.state.model,
+                run_id=self.state.run_id,
+            )
+        ]
 
     async def run_tools(self, calls: list[dict[str, str]]) -> None:
         state = self.state
@@ -178,11 +191,15 @@ class AgentLoop:
                 state.conversation_id,
                 [
                     NewMessage(
-                        "tool_return_message", "tool", content=result.text, tool_call_id=call["tool_call_id"],
-                        status="success" if result.ok else "error", run_id=state.run_id,
+                        "tool_return_message",
+                        "tool",
+                        content=result.text,
+                        tool_call_id=call["tool_call_id"],
+                        status="success" if result.ok else "error",
+                        run_id=state.run_id,
                     )
                 ],
-            )  # fmt: skip
+            )
             await self._emit_stored(stored)
 
     async def _emit_stored(self, stored: list[Message]) -> None:
@@ -191,9 +208,7 @@ class AgentLoop:
             await self.state.emit(RunEvent("message", self.state.run_id, m.id, message=m))
 
 
-def offered_tools(
-    own: list[dict[str, Any]], client: list[dict[str, Any]]
-) -> tuple[list[dict[str, Any]], set[str]]:
+def offered_tools(own: list[dict[str, Any]], client: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], set[str]]:
     """The tool schemas a model call offers and the names the client runs. The agent's own tools
     keep their names: a client tool of the same name is not offered."""
     if not client:

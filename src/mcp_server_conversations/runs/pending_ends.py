@@ -40,10 +40,12 @@ def stored_cause(error: ConversationsError | None) -> str | None:
 def unstored_end(detail: str) -> dict[str, Any]:
     """The fields of a run whose end could not be stored when it ended."""
     return {
-        "status": "failed", "stop_reason": "error", "completed_at": now_iso(),
+        "status": "failed",
+        "stop_reason": "error",
+        "completed_at": now_iso(),
         "error": f"StorageUnavailableError: the run ended but the server could not store its end ({detail}); "
-                 "it is stored once the database accepts writes, its input out of the context",
-    }  # fmt: skip
+        "it is stored once the database accepts writes, its input out of the context",
+    }
 
 
 class PendingEnds:
@@ -55,7 +57,12 @@ class PendingEnds:
         self._task: asyncio.Task[None] | None = None
 
     async def finish(
-        self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
+        self,
+        run_id: str,
+        conversation_id: str,
+        fields: dict[str, Any],
+        *,
+        abandon: bool,
         append: list[NewMessage] | None,
     ) -> Run | None:
         """store.finish_run, retried while the database refuses (END_RETRIES, within END_WINDOW), then
@@ -94,10 +101,13 @@ class PendingEnds:
 
     def hold(self, run: Run, fields: dict[str, Any]) -> Run:
         """Keep `run`'s end (`fields`) until it is stored; returns the run as it ended."""
-        ended = run.model_copy(update={
-            **{k: v for k, v in fields.items() if k in Run.model_fields}, "partial_text": None,
-            "messages": [m.model_copy(update={"in_context": False}) for m in run.messages],
-        })  # fmt: skip
+        ended = run.model_copy(
+            update={
+                **{k: v for k, v in fields.items() if k in Run.model_fields},
+                "partial_text": None,
+                "messages": [m.model_copy(update={"in_context": False}) for m in run.messages],
+            }
+        )
         self._ends[run.id] = (ended, fields)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._retry(), name="pending run ends")

@@ -48,11 +48,18 @@ ChatRow = tuple[str, str | None, str | None, str | None, str | None]
 
 def to_chat(messages: list[Message]) -> list[dict[str, Any]]:
     """Chat-completions messages for in-context messages (without the conversation's system message)."""
-    return rows_to_chat([
-        (m.message_type, m.content,
-         json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None, m.tool_call_id, m.run_id)
-        for m in messages
-    ])  # fmt: skip
+    return rows_to_chat(
+        [
+            (
+                m.message_type,
+                m.content,
+                json.dumps([c.model_dump() for c in m.tool_calls]) if m.tool_calls else None,
+                m.tool_call_id,
+                m.run_id,
+            )
+            for m in messages
+        ]
+    )
 
 
 def rows_to_chat(rows: list[ChatRow], images: dict[str, list[dict[str, Any]]] | None = None) -> list[dict[str, Any]]:
@@ -82,9 +89,12 @@ def rows_to_chat(rows: list[ChatRow], images: dict[str, list[dict[str, Any]]] | 
             calls = [_call(c["tool_call_id"], c["name"], c.get("arguments", "")) for c in stored]
             prev = out[-1] if out else None
             if (
-                prev is not None and prev["role"] == "assistant" and "tool_calls" not in prev
-                and run_id is not None and run_id == last_run
-            ):  # fmt: skip
+                prev is not None
+                and prev["role"] == "assistant"
+                and "tool_calls" not in prev
+                and run_id is not None
+                and run_id == last_run
+            ):
                 prev["tool_calls"] = calls
             else:
                 out.append({"role": "assistant", "content": content, "tool_calls": calls})

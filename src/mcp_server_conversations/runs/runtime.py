@@ -310,7 +310,11 @@ class Runtime:
             try:
                 if not idle:
                     state.created = await self.store.create_run(
-                        state.run_id, state.conversation_id, state.agent_id, status="queued", idempotency_key=key,
+                        state.run_id,
+                        state.conversation_id,
+                        state.agent_id,
+                        status="queued",
+                        idempotency_key=key,
                         owner=self._presence.owner,
                     )
                     state.admitted.set()  # stays queued behind the conversation's earlier runs
@@ -359,15 +363,26 @@ class Runtime:
         delays = backoff()
         while True:
             started = await self.store.start_run(
-                state.run_id, state.conversation_id, state.agent_id, news, model=state.model, started_at=now_iso(),
-                create=idle, idempotency_key=key, owner=self._presence.owner,
-            )  # fmt: skip
+                state.run_id,
+                state.conversation_id,
+                state.agent_id,
+                news,
+                model=state.model,
+                started_at=now_iso(),
+                create=idle,
+                idempotency_key=key,
+                owner=self._presence.owner,
+            )
             if started is not None:
                 break
             # Another process's run holds the conversation's turn: wait for it, stored as queued.
             if idle:
                 state.created = await self.store.create_run(
-                    state.run_id, state.conversation_id, state.agent_id, status="queued", idempotency_key=key,
+                    state.run_id,
+                    state.conversation_id,
+                    state.agent_id,
+                    status="queued",
+                    idempotency_key=key,
                     owner=self._presence.owner,
                 )
                 state.admitted.set()
@@ -381,7 +396,11 @@ class Runtime:
         return prompt
 
     async def _finish(
-        self, state: RunState, status: str, stop_reason: str, error: ConversationsError | None = None,
+        self,
+        state: RunState,
+        status: str,
+        stop_reason: str,
+        error: ConversationsError | None = None,
         last_step: list[NewMessage] | None = None,
     ) -> None:
         """Record the run's end (cleaning the context unless it completed; storing a completed run's last

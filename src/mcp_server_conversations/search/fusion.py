@@ -29,8 +29,10 @@ LONE = 3.0  # the z-score of a ranking's only candidate
 CENTER_AT = 32  # fewer vectors than this give no useful mean: plain cosine
 SNIPPET_CHARS = 160
 
-_MONTHS = ("january|february|march|april|may|june|july|august|september|october|november|december"
-           "|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec")  # fmt: skip
+_MONTHS = (
+    "january|february|march|april|may|june|july|august|september|october|november|december"
+    "|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
+)
 _DAY = r"\d{1,2}(?:st|nd|rd|th)?"
 _PREP = r"(?:(?:in|on|around|during|since|by|from|until)\s+)"
 _OF = r"(?:the\s+)?(?:(?:week|weekend|month)\s+of\s+)?"
@@ -87,8 +89,9 @@ def _standardized(ranking: list[SearchResult]) -> tuple[list[float], float]:
     return z.tolist(), max(float(z.max()), 0.0)
 
 
-def fuse(full_text: list[SearchResult], vector: list[SearchResult], limit: int,
-         lexical_weight: float = LEXICAL_WEIGHT) -> list[SearchResult]:  # fmt: skip
+def fuse(
+    full_text: list[SearchResult], vector: list[SearchResult], limit: int, lexical_weight: float = LEXICAL_WEIGHT
+) -> list[SearchResult]:
     """The two rankings (each best first, `score` higher is better) fused, best first; `score` is
     the fused score. A full-text hit keeps its snippet; a vector-only hit gets the start of its
     text. Ties keep full-text order first."""

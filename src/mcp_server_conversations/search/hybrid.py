@@ -160,8 +160,12 @@ class EmbeddingIndex:
                 except Exception as e:  # the provider is down or misconfigured: retry later, never crash
                     self.failures += 1
                     if self.failures == 1 or self.failures % 20 == 0:
-                        log.warning("embedding messages with %s failed (%s attempt(s)): %s", self.model,
-                                    self.failures, getattr(e, "message", None) or repr(e))  # fmt: skip
+                        log.warning(
+                            "embedding messages with %s failed (%s attempt(s)): %s",
+                            self.model,
+                            self.failures,
+                            getattr(e, "message", None) or repr(e),
+                        )
                     await asyncio.sleep(min(self.max_backoff, self.poll * 2 ** min(self.failures, 16)))
                     continue
                 if self.failures:
@@ -200,9 +204,12 @@ class EmbeddingIndex:
                 batch, embedding = flight.popleft()
                 vectors = await embedding
                 await self.store.save_embeddings(
-                    self.model, [(m.id, 0 if v is None else len(v), b"" if v is None else v.tobytes())
-                                 for m, v in zip(batch, vectors, strict=True)],
-                )  # fmt: skip
+                    self.model,
+                    [
+                        (m.id, 0 if v is None else len(v), b"" if v is None else v.tobytes())
+                        for m, v in zip(batch, vectors, strict=True)
+                    ],
+                )
                 self._remember(batch, vectors)
                 self._cursor = batch[-1].rowid
                 handled += len(batch)
@@ -266,7 +273,11 @@ class EmbeddingIndex:
         """Full-text and vector rankings fused; full-text alone if the query cannot be embedded."""
         depth = max(limit, CANDIDATES)
         scope: dict[str, Any] = {
-            "agent_id": agent_id, "roles": roles, "start": start, "end": end, "conversation_id": conversation_id,
+            "agent_id": agent_id,
+            "roles": roles,
+            "start": start,
+            "end": end,
+            "conversation_id": conversation_id,
         }
         query_vector = asyncio.ensure_future(self._query_vector(embedding_query(query)))
         try:
@@ -281,8 +292,12 @@ class EmbeddingIndex:
             raise
         except Exception as e:
             self._down_until = time.monotonic() + self.cooldown
-            log.warning("hybrid search fell back to full-text only for %.0f s: the vector side (%s) failed: %s",
-                        self.cooldown, self.model, getattr(e, "message", None) or repr(e))  # fmt: skip
+            log.warning(
+                "hybrid search fell back to full-text only for %.0f s: the vector side (%s) failed: %s",
+                self.cooldown,
+                self.model,
+                getattr(e, "message", None) or repr(e),
+            )
             return full_text[:limit]
         if not vector:
             return full_text[:limit]

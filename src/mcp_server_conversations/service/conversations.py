@@ -52,8 +52,9 @@ def check_unicode(field: str, value: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
-        raise ValidationError(field, f"invalid unicode at character {e.start} (a lone surrogate); send UTF-8 text") \
-            from None
+        raise ValidationError(
+            field, f"invalid unicode at character {e.start} (a lone surrogate); send UTF-8 text"
+        ) from None
 
 
 def check_window(value: int | None) -> None:
@@ -155,8 +156,12 @@ class ConversationService:
             labels.add(label)
             blocks.append({**b, "label": label, "value": value, "limit": limit})
         return await self.store.create_agent(
-            name=name, model=model, system=system if system is not None else DEFAULT_SYSTEM,
-            context_window_limit=context_window_limit, blocks=blocks, letta=letta,
+            name=name,
+            model=model,
+            system=system if system is not None else DEFAULT_SYSTEM,
+            context_window_limit=context_window_limit,
+            blocks=blocks,
+            letta=letta,
         )
 
     async def get_agent(self, agent_id: str) -> Agent:
@@ -271,9 +276,16 @@ class ConversationService:
         agent_id = await self.resolve_agent(agent_id)
 
         def merge(current: Block | None, given: dict[str, Any]) -> dict[str, Any]:
-            base = current.model_dump() if current else {
-                "value": "", "description": None, "limit": DEFAULT_BLOCK_LIMIT, "read_only": False,
-            }
+            base = (
+                current.model_dump()
+                if current
+                else {
+                    "value": "",
+                    "description": None,
+                    "limit": DEFAULT_BLOCK_LIMIT,
+                    "read_only": False,
+                }
+            )
             new = {**base}
             for k, v in given.items():
                 if v is None and k in ("value", "limit", "read_only"):
@@ -342,15 +354,20 @@ class ConversationService:
         key = None
         if after:
             key = decode_cursor(
-                after, key=((str, type(None)), str), kind="conversations", order_by=order_by, order=order,
+                after,
+                key=((str, type(None)), str),
+                kind="conversations",
+                order_by=order_by,
+                order=order,
                 agent=agent_id,
             )["k"]
         if after_id:
             try:
                 last = await self.store.get_conversation(after_id)
             except NotFoundError:
-                raise ValidationError("after", f"conversation {after_id} not found; pass an id from a previous page") \
-                    from None
+                raise ValidationError(
+                    "after", f"conversation {after_id} not found; pass an id from a previous page"
+                ) from None
             if last.agent_id != agent_id:
                 raise ValidationError("after", f"conversation {after_id} belongs to another agent")
             key = [getattr(last, order_by), last.id]
@@ -361,10 +378,15 @@ class ConversationService:
         if len(convs) > limit:
             convs = convs[:limit]
             last = convs[-1]
-            cursor = encode_cursor({
-                "kind": "conversations", "order_by": order_by, "order": order, "agent": agent_id,
-                "k": [getattr(last, order_by), last.id],
-            })
+            cursor = encode_cursor(
+                {
+                    "kind": "conversations",
+                    "order_by": order_by,
+                    "order": order,
+                    "agent": agent_id,
+                    "k": [getattr(last, order_by), last.id],
+                }
+            )
         return ConversationList(conversations=convs, next_cursor=cursor)
 
     async def fork_conversation(self, conversation_id: str, message_id: str | None = None) -> Conversation:
@@ -410,13 +432,22 @@ class ConversationService:
             stop = await self._history_cursor(conversation_id, "before", before_id)
             if not after_id:  # the page nearest the cursor, walked backwards, then put in order
                 msgs, _ = await self.store.list_history(
-                    conversation_id, limit=limit, after=stop, desc=order != "desc", types=types,
+                    conversation_id,
+                    limit=limit,
+                    after=stop,
+                    desc=order != "desc",
+                    types=types,
                     include_system=include_system,
                 )
                 return MessageList(messages=list(reversed(msgs)), next_cursor=None)
         msgs, next_key = await self.store.list_history(
-            conversation_id, limit=limit, after=key, desc=order == "desc",
-            types=types, include_system=include_system, stop=stop,
+            conversation_id,
+            limit=limit,
+            after=key,
+            desc=order == "desc",
+            types=types,
+            include_system=include_system,
+            stop=stop,
         )
         cursor = None
         if next_key is not None and stop is None:
@@ -468,9 +499,13 @@ class ConversationService:
         if not words:
             return SearchResults(results=[])
         scope: dict[str, Any] = {
-            "agent_id": agent_id, "roles": roles or None, "start": start, "end": end,
-            "conversation_id": conversation_id, "limit": limit,
-        }  # fmt: skip
+            "agent_id": agent_id,
+            "roles": roles or None,
+            "start": start,
+            "end": end,
+            "conversation_id": conversation_id,
+            "limit": limit,
+        }
         if self.hybrid is not None:
             return SearchResults(results=await self.hybrid.search(query=query, terms=words, **scope))
         return SearchResults(results=await self.store.search(terms=words, **scope))

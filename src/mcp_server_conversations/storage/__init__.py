@@ -30,6 +30,16 @@ async def open_store(location: str | Path) -> Store:
 
 
 __all__ = [
-    "DEAD_OWNER_END", "MESSAGE_TYPES", "HistoryKey", "NewMessage", "PendingMessage", "Presence", "PromptRows",
-    "SQLiteStore", "SendTarget", "Store", "copy_store", "open_store",
-]  # fmt: skip
+    "DEAD_OWNER_END",
+    "MESSAGE_TYPES",
+    "HistoryKey",
+    "NewMessage",
+    "PendingMessage",
+    "Presence",
+    "PromptRows",
+    "SQLiteStore",
+    "SendTarget",
+    "Store",
+    "copy_store",
+    "open_store",
+]

@@ -139,9 +139,12 @@ class AgentStore(SQLiteBase):
         return row["agent_id"], block_from_row(row)
 
     async def upsert_block(
-        self, agent_id: str, label: str, fields: dict[str, Any],
+        self,
+        agent_id: str,
+        label: str,
+        fields: dict[str, Any],
         check: Callable[[Block | None, dict[str, Any]], dict[str, Any]],
-    ) -> Block:  # fmt: skip
+    ) -> Block:
         """Create or update a block atomically; `check(current, fields)` validates and returns the
         full new values (value, description, limit, read_only) or raises."""
         now = now_iso()
@@ -155,9 +158,18 @@ class AgentStore(SQLiteBase):
                 db.execute(
                     "INSERT INTO blocks (id, agent_id, label, value, description, char_limit, read_only, "
                     "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (block_id, agent_id, label, new["value"], new["description"], new["limit"],
-                     int(new["read_only"]), now, now),
-                )  # fmt: skip
+                    (
+                        block_id,
+                        agent_id,
+                        label,
+                        new["value"],
+                        new["description"],
+                        new["limit"],
+                        int(new["read_only"]),
+                        now,
+                        now,
+                    ),
+                )
             else:
                 block_id = current.id
                 db.execute(
@@ -201,8 +213,13 @@ def _read_agent(db: sqlite3.Connection, where: str, params: tuple[Any, ...]) -> 
 
 
 def _insert_agent(
-    db: sqlite3.Connection, name: str, model: str | None, system: str, context_window_limit: int | None,
-    blocks: list[dict[str, Any]], is_default: bool,
+    db: sqlite3.Connection,
+    name: str,
+    model: str | None,
+    system: str,
+    context_window_limit: int | None,
+    blocks: list[dict[str, Any]],
+    is_default: bool,
 ) -> str:
     agent_id = new_id("agent")
     now = now_iso()
@@ -216,8 +233,15 @@ def _insert_agent(
         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
-                new_id("block"), agent_id, b["label"], b["value"], b.get("description"),
-                b["limit"], int(bool(b.get("read_only"))), now, now,
+                new_id("block"),
+                agent_id,
+                b["label"],
+                b["value"],
+                b.get("description"),
+                b["limit"],
+                int(bool(b.get("read_only"))),
+                now,
+                now,
             )
             for b in blocks
         ],

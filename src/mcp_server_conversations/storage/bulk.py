@@ -64,9 +64,7 @@ class BulkStore(ConversationStore):
         finally:
             await self.database.on_writer(restore)
 
-    async def import_messages(
-        self, batches: Sequence[tuple[str, list[NewMessage]]], *, in_context: bool = True
-    ) -> int:
+    async def import_messages(self, batches: Sequence[tuple[str, list[NewMessage]]], *, in_context: bool = True) -> int:
         """Append each batch's messages to its conversation as `append_messages` does, all in
         one transaction and without reading them back. Rows go in with one `executemany` and
         explicit rowids (max + 1 …, safe under the write lock), and are full-text indexed by
@@ -91,8 +89,19 @@ class BulkStore(ConversationStore):
                 ids = iter(new_ids("message", sum(1 for m in messages if not m.id)))
                 for m in messages:
                     if _plain(m):
-                        plain.append((next_rowid, m.id or next(ids), t.agent_id, conv_id, conv_id, m.message_type,
-                                      m.role, m.content, m.created_at or stamp))  # fmt: skip
+                        plain.append(
+                            (
+                                next_rowid,
+                                m.id or next(ids),
+                                t.agent_id,
+                                conv_id,
+                                conv_id,
+                                m.message_type,
+                                m.role,
+                                m.content,
+                                m.created_at or stamp,
+                            )
+                        )
                     else:
                         rows.append((next_rowid, *_message_rows(conv_id, t.agent_id, [m])[0]))
                     if in_context:

@@ -82,9 +82,16 @@ class Store(Protocol):
     # -- agents and blocks --
 
     async def create_agent(
-        self, *, name: str, model: str | None, system: str, context_window_limit: int | None,
-        blocks: list[dict[str, Any]], is_default: bool = False, letta: dict[str, Any] | None = None,
-    ) -> Agent:  # fmt: skip
+        self,
+        *,
+        name: str,
+        model: str | None,
+        system: str,
+        context_window_limit: int | None,
+        blocks: list[dict[str, Any]],
+        is_default: bool = False,
+        letta: dict[str, Any] | None = None,
+    ) -> Agent:
         """`letta`: description, tags and model_settings as Letta clients give them (kept and returned)."""
 
     async def ensure_default_agent(self, *, name: str, system: str, blocks: list[dict[str, Any]]) -> str:
@@ -113,9 +120,12 @@ class Store(Protocol):
         """The block and its agent's id."""
 
     async def upsert_block(
-        self, agent_id: str, label: str, fields: dict[str, Any],
+        self,
+        agent_id: str,
+        label: str,
+        fields: dict[str, Any],
         check: Callable[[Block | None, dict[str, Any]], dict[str, Any]],
-    ) -> Block:  # fmt: skip
+    ) -> Block:
         """`check(current, fields)` runs inside the transaction and returns the new values or raises."""
 
     async def edit_block_value(self, agent_id: str, label: str, edit: Callable[[Block | None], str]) -> Block:
@@ -155,9 +165,16 @@ class Store(Protocol):
         """Compaction: the evicted messages leave the context, `summary` follows the system message."""
 
     async def list_history(
-        self, conv_id: str, *, limit: int, after: HistoryKey | None, desc: bool, types: set[str] | None,
-        include_system: bool, stop: HistoryKey | None = None,
-    ) -> tuple[list[Message], HistoryKey | None]: ...  # fmt: skip
+        self,
+        conv_id: str,
+        *,
+        limit: int,
+        after: HistoryKey | None,
+        desc: bool,
+        types: set[str] | None,
+        include_system: bool,
+        stop: HistoryKey | None = None,
+    ) -> tuple[list[Message], HistoryKey | None]: ...
 
     async def history_key_of(self, conv_id: str, message_id: str) -> HistoryKey: ...
 
@@ -169,15 +186,30 @@ class Store(Protocol):
     async def send_target(self, conversation_id: str, idempotency_key: str | None = None) -> SendTarget: ...
 
     async def create_run(
-        self, run_id: str, conversation_id: str, agent_id: str, *, status: str, idempotency_key: str | None,
+        self,
+        run_id: str,
+        conversation_id: str,
+        agent_id: str,
+        *,
+        status: str,
+        idempotency_key: str | None,
         owner: str | None = None,
-    ) -> Run:  # fmt: skip
+    ) -> Run:
         """Store a queued run; errors.DuplicateRunError (nothing written) if `idempotency_key` already
         names a run of the conversation (stored by another process since the caller looked)."""
 
     async def start_run(
-        self, run_id: str, conversation_id: str, agent_id: str, inputs: list[NewMessage], *, model: str,
-        started_at: str, create: bool = False, idempotency_key: str | None = None, owner: str = "",
+        self,
+        run_id: str,
+        conversation_id: str,
+        agent_id: str,
+        inputs: list[NewMessage],
+        *,
+        model: str,
+        started_at: str,
+        create: bool = False,
+        idempotency_key: str | None = None,
+        owner: str = "",
     ) -> tuple[Run, PromptRows] | None:
         """Claim the turn, start the run and store its input in one transaction, and read the first
         prompt; None (nothing written) while another live process holds the turn or queued earlier.
@@ -189,9 +221,14 @@ class Store(Protocol):
     async def run_by_idempotency_key(self, conversation_id: str, key: str) -> str | None: ...
 
     async def list_runs(
-        self, *, conversation_id: str | None, agent_id: str | None, statuses: list[str] | None, limit: int,
+        self,
+        *,
+        conversation_id: str | None,
+        agent_id: str | None,
+        statuses: list[str] | None,
+        limit: int,
         desc: bool,
-    ) -> list[Run]:  # fmt: skip
+    ) -> list[Run]:
         """Runs by creation (without their messages), filtered by conversation, agent and status."""
 
     async def prompt_rows(self, conversation_id: str, agent_id: str) -> PromptRows: ...
@@ -219,9 +256,15 @@ class Store(Protocol):
     async def cancel_requests(self, owner: str) -> list[str]: ...
 
     async def finish_run(
-        self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
-        append: list[NewMessage] | None = None, unfinished_only: bool = False,
-    ) -> Run | None:  # fmt: skip
+        self,
+        run_id: str,
+        conversation_id: str,
+        fields: dict[str, Any],
+        *,
+        abandon: bool,
+        append: list[NewMessage] | None = None,
+        unfinished_only: bool = False,
+    ) -> Run | None:
         """End the run (its final fields, `append`ed messages, and with `abandon` its rows out of the
         context and what its compaction evicted back) and release its turn, in one transaction; the run
         as it ended, None if unknown (with `unfinished_only`, also if it had already ended)."""
@@ -229,9 +272,17 @@ class Store(Protocol):
     # -- search and embeddings --
 
     async def search(
-        self, *, agent_id: str, terms: Sequence[str], roles: list[str] | None, start: str | None,
-        end: str | None, conversation_id: str | None, limit: int, exact: bool = False,
-    ) -> list[SearchResult]: ...  # fmt: skip
+        self,
+        *,
+        agent_id: str,
+        terms: Sequence[str],
+        roles: list[str] | None,
+        start: str | None,
+        end: str | None,
+        conversation_id: str | None,
+        limit: int,
+        exact: bool = False,
+    ) -> list[SearchResult]: ...
 
     def data_changes(self) -> int:
         """Changes whenever this process wrote (a free check for the embedding indexer)."""
@@ -246,12 +297,15 @@ class Store(Protocol):
     async def load_vectors(self, agent_id: str, model: str, dim: int) -> tuple[list[int], bytes]: ...
 
     async def scoped_rowids(
-        self, *, agent_id: str, roles: list[str] | None, start: str | None, end: str | None,
+        self,
+        *,
+        agent_id: str,
+        roles: list[str] | None,
+        start: str | None,
+        end: str | None,
         conversation_id: str | None,
-    ) -> list[int]: ...  # fmt: skip
+    ) -> list[int]: ...
 
-    async def present_rowids(
-        self, rowids: list[int], model: str, scope: dict[str, Any] | None = None
-    ) -> set[int]: ...
+    async def present_rowids(self, rowids: list[int], model: str, scope: dict[str, Any] | None = None) -> set[int]: ...
 
     async def vector_hits(self, rowids: list[int]) -> dict[int, SearchResult]: ...

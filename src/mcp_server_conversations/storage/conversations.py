@@ -38,8 +38,10 @@ class ConversationStore(SQLiteBase):
         now = now_iso()
 
         def insert(db: sqlite3.Connection) -> None:  # system message first: the conversation row is written whole
-            rowid = int(db.execute(INSERT_SYSTEM, (new_id("message"), agent_id, conv_id, conv_id, system_text, now))
-                        .lastrowid or 0)  # fmt: skip
+            rowid = int(
+                db.execute(INSERT_SYSTEM, (new_id("message"), agent_id, conv_id, conv_id, system_text, now)).lastrowid
+                or 0
+            )
             db.execute(
                 "INSERT INTO conversations (id, agent_id, summary, model, created_at, system_rowid, context) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -48,8 +50,14 @@ class ConversationStore(SQLiteBase):
 
         await self.database.write(insert)  # one trip to the database thread
         return Conversation(
-            id=conv_id, agent_id=agent_id, summary=summary, model=model, created_at=now, last_run_completion=None,
-            forked_from=None, message_count=0,
+            id=conv_id,
+            agent_id=agent_id,
+            summary=summary,
+            model=model,
+            created_at=now,
+            last_run_completion=None,
+            forked_from=None,
+            message_count=0,
         )
 
     async def get_conversation(self, conv_id: str) -> Conversation:
@@ -139,11 +147,13 @@ class ConversationStore(SQLiteBase):
         )
         if current is not None and current[0] == text:
             return
-        await self.database.write(lambda db: db.execute(
-            "UPDATE messages SET content = ? WHERE rowid = (SELECT system_rowid FROM conversations WHERE id = ?) "
-            "AND content IS NOT ?",
-            (text, conv_id, text),
-        ))  # fmt: skip
+        await self.database.write(
+            lambda db: db.execute(
+                "UPDATE messages SET content = ? WHERE rowid = (SELECT system_rowid FROM conversations WHERE id = ?) "
+                "AND content IS NOT ?",
+                (text, conv_id, text),
+            )
+        )
 
     async def replace_context_prefix(self, conv_id: str, evicted_ids: list[str], summary: NewMessage) -> Message:
         """Compaction: store `summary`, and in the context replace the evicted messages by it
@@ -278,9 +288,22 @@ def _message_rows(conv_id: str, agent_id: str, messages: list[NewMessage]) -> li
     for m in messages:
         out.append(
             (
-                m.id or new_id("message"), agent_id, conv_id, conv_id, m.message_type, m.role, m.content,
-                m.reasoning, json.dumps(m.tool_calls) if m.tool_calls else None, m.tool_call_id, m.status,
-                m.model, m.run_id, int(m.is_err), m.created_at or now_iso(), m.search_extra(),
+                m.id or new_id("message"),
+                agent_id,
+                conv_id,
+                conv_id,
+                m.message_type,
+                m.role,
+                m.content,
+                m.reasoning,
+                json.dumps(m.tool_calls) if m.tool_calls else None,
+                m.tool_call_id,
+                m.status,
+                m.model,
+                m.run_id,
+                int(m.is_err),
+                m.created_at or now_iso(),
+                m.search_extra(),
             )
         )
     return out
@@ -307,21 +330,36 @@ def _messages_by_rowids(db: sqlite3.Connection, rowids: list[int], in_context_of
 def _written(m: NewMessage, params: tuple[Any, ...], in_context: bool) -> Message:
     """The Message a row of `_message_rows` stored (what reading it back would give)."""
     fields: dict[str, Any] = {  # validated by Message (NewMessage's type, role and status are plain str)
-        "message_type": m.message_type, "role": m.role, "status": m.status,
+        "message_type": m.message_type,
+        "role": m.role,
+        "status": m.status,
     }
     return Message(
-        id=params[0], conversation_id=params[2], agent_id=params[1], content=m.content, created_at=params[14],
-        run_id=m.run_id, is_err=m.is_err, in_context=in_context, model=m.model, reasoning=m.reasoning,
-        tool_call_id=m.tool_call_id, tool_calls=[ToolCall(**c) for c in m.tool_calls] if m.tool_calls else None,
+        id=params[0],
+        conversation_id=params[2],
+        agent_id=params[1],
+        content=m.content,
+        created_at=params[14],
+        run_id=m.run_id,
+        is_err=m.is_err,
+        in_context=in_context,
+        model=m.model,
+        reasoning=m.reasoning,
+        tool_call_id=m.tool_call_id,
+        tool_calls=[ToolCall(**c) for c in m.tool_calls] if m.tool_calls else None,
         **fields,
     )
 
 
-
-
 def _section(
-    db: sqlite3.Connection, conv: Any, section: int, inherited: list[int], start: int | None, desc: bool,
-    want: set[str] | None, need: int,
+    db: sqlite3.Connection,
+    conv: Any,
+    section: int,
+    inherited: list[int],
+    start: int | None,
+    desc: bool,
+    want: set[str] | None,
+    need: int,
 ) -> list[tuple[HistoryKey, Any]]:
     """Up to `need` rows of one part of a conversation's history, in the database thread: 0 the
     system message, 1 a fork's inherited messages (by index), 2 its own messages (by rowid)."""

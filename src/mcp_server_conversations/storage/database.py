@@ -30,8 +30,12 @@ T = TypeVar("T")
 
 OPEN_ATTEMPTS = 40  # about 16 s of backoff in all
 WRITER_PRAGMAS = (
-    "journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "temp_store=MEMORY", "cache_size=-65536",
-)  # fmt: skip
+    "journal_mode=WAL",
+    "synchronous=NORMAL",
+    "foreign_keys=ON",
+    "temp_store=MEMORY",
+    "cache_size=-65536",
+)
 READER_PRAGMAS = ("busy_timeout=10000", "query_only=ON", "foreign_keys=ON", "temp_store=MEMORY", "cache_size=-65536")
 
 

@@ -45,9 +45,20 @@ class ForkStore(ConversationStore):
                 "INSERT INTO conversations (id, agent_id, summary, model, created_at, forked_from_conversation_id, "
                 "forked_from_message_id, inherited, message_count, system_rowid, context) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (fork_id, src["agent_id"], src["summary"], src["model"], now, src_id, message_id, inherited, counted,
-                 rowid, pack([rowid]) + inherited),
-            )  # fmt: skip
+                (
+                    fork_id,
+                    src["agent_id"],
+                    src["summary"],
+                    src["model"],
+                    now,
+                    src_id,
+                    message_id,
+                    inherited,
+                    counted,
+                    rowid,
+                    pack([rowid]) + inherited,
+                ),
+            )
 
         await self.database.write(fork)
         return await self.get_conversation(fork_id)

@@ -57,9 +57,7 @@ def _letta_fields(r: Any) -> dict[str, Any]:
 def conversation_from_row(r: Any) -> Conversation:
     forked = None
     if r["forked_from_conversation_id"]:
-        forked = ForkedFrom(
-            conversation_id=r["forked_from_conversation_id"], message_id=r["forked_from_message_id"]
-        )
+        forked = ForkedFrom(conversation_id=r["forked_from_conversation_id"], message_id=r["forked_from_message_id"])
     return Conversation(
         id=r["id"],
         agent_id=r["agent_id"],
@@ -75,8 +73,24 @@ def conversation_from_row(r: Any) -> Conversation:
 def message_from_row(r: Any, in_context: bool) -> Message:
     """A row of `SELECT {MESSAGE_COLUMNS}` as a Message. Unpacked by position: looking the 16
     columns up by name in sqlite3.Row cost more than building the model (list_messages(100))."""
-    (_, id_, agent_id, conversation_id, _, message_type, role, content, reasoning, tool_calls, tool_call_id,
-     status, model, run_id, is_err, created_at) = r  # fmt: skip
+    (
+        _,
+        id_,
+        agent_id,
+        conversation_id,
+        _,
+        message_type,
+        role,
+        content,
+        reasoning,
+        tool_calls,
+        tool_call_id,
+        status,
+        model,
+        run_id,
+        is_err,
+        created_at,
+    ) = r
     return Message(
         id=id_,
         conversation_id=conversation_id,

@@ -23,39 +23,76 @@ from .rows import (
     pack,
     run_from_row,
     unpack,
-)  # fmt: skip
+)
 from .types import NewMessage, PromptRows, SendTarget
 
 RUN_FIELDS = {
-    "model", "status", "stop_reason", "prompt_tokens", "completion_tokens", "total_tokens", "error",
-    "started_at", "completed_at",
+    "model",
+    "status",
+    "stop_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "error",
+    "started_at",
+    "completed_at",
 }
 CHUNK = 900  # SQLite's default limit on bound variables is 999
 # How a run ends whose process died before it could end it (ended by any live process, or at a start).
 DEAD_OWNER_END = {
-    "status": "interrupted", "stop_reason": "interrupted",
+    "status": "interrupted",
+    "stop_reason": "interrupted",
     "error": "the server process that ran it stopped before it finished",
 }
 
 
 class RunStore(ConversationStore):
     async def create_run(
-        self, run_id: str, conversation_id: str, agent_id: str, *, status: str, idempotency_key: str | None,
+        self,
+        run_id: str,
+        conversation_id: str,
+        agent_id: str,
+        *,
+        status: str,
+        idempotency_key: str | None,
         owner: str | None = None,
     ) -> Run:
         """Store a run (queued). DuplicateRunError if `idempotency_key` already names a run of the conversation."""
         created_at = now_iso()
-        await self.database.write(lambda db: _insert_run(db, conversation_id, idempotency_key, (
-            "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, owner) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)"
-        ), (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner)))  # fmt: skip
+        await self.database.write(
+            lambda db: _insert_run(
+                db,
+                conversation_id,
+                idempotency_key,
+                (
+                    "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, owner) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+                ),
+                (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner),
+            )
+        )
         fields: dict[str, Any] = {"status": status}  # validated by Run
-        return Run(id=run_id, run_id=run_id, conversation_id=conversation_id, agent_id=agent_id, created_at=created_at,
-                   **fields)  # fmt: skip
+        return Run(
+            id=run_id,
+            run_id=run_id,
+            conversation_id=conversation_id,
+            agent_id=agent_id,
+            created_at=created_at,
+            **fields,
+        )
 
     async def start_run(
-        self, run_id: str, conversation_id: str, agent_id: str, inputs: list[NewMessage], *, model: str,
-        started_at: str, create: bool = False, idempotency_key: str | None = None, owner: str = "",
+        self,
+        run_id: str,
+        conversation_id: str,
+        agent_id: str,
+        inputs: list[NewMessage],
+        *,
+        model: str,
+        started_at: str,
+        create: bool = False,
+        idempotency_key: str | None = None,
+        owner: str = "",
     ) -> tuple[Run, PromptRows] | None:
         """The run claims its conversation's turn for `owner` (this process), becomes `running` with `model`,
         and its input enters the conversation, in one transaction; with `create` the run row is made here (a
@@ -73,11 +110,16 @@ class RunStore(ConversationStore):
             append_rows(db, conversation_id, inputs)  # first write: NotFoundError if the conversation is gone
             _claim(db, conversation_id, run_id, owner, started_at)
             if create:
-                _insert_run(db, conversation_id, idempotency_key, (
-                    "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, model, "
-                    "started_at, owner) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)"
-                ), (run_id, conversation_id, agent_id, idempotency_key, started_at, model, started_at,
-                    owner))  # fmt: skip
+                _insert_run(
+                    db,
+                    conversation_id,
+                    idempotency_key,
+                    (
+                        "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, model, "
+                        "started_at, owner) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)"
+                    ),
+                    (run_id, conversation_id, agent_id, idempotency_key, started_at, model, started_at, owner),
+                )
             else:
                 db.execute(
                     "UPDATE runs SET status = 'running', model = ?, started_at = ?, owner = ? WHERE id = ?",
@@ -102,7 +144,12 @@ class RunStore(ConversationStore):
         return await self.database.read(read, snapshot=with_messages)
 
     async def list_runs(
-        self, *, conversation_id: str | None, agent_id: str | None, statuses: list[str] | None, limit: int,
+        self,
+        *,
+        conversation_id: str | None,
+        agent_id: str | None,
+        statuses: list[str] | None,
+        limit: int,
         desc: bool,
     ) -> list[Run]:
         """Runs by creation (without their messages), filtered by conversation, agent and status."""
@@ -169,9 +216,11 @@ class RunStore(ConversationStore):
         return await self.database.write(claim)
 
     async def release_turn(self, conversation_id: str, holder: str) -> None:
-        await self.database.write(lambda db: db.execute(
-            "DELETE FROM turns WHERE conversation_id = ? AND run_id = ?", (conversation_id, holder)
-        ))  # fmt: skip
+        await self.database.write(
+            lambda db: db.execute(
+                "DELETE FROM turns WHERE conversation_id = ? AND run_id = ?", (conversation_id, holder)
+            )
+        )
 
     async def clear_turns(self) -> None:
         """Forget every claimed turn (at a start that finds no other live process: their owners are gone)."""
@@ -198,9 +247,14 @@ class RunStore(ConversationStore):
 
     async def request_cancel(self, run_id: str) -> bool:
         """Ask the process owning the run to stop it; False if the run has already ended."""
-        return await self.database.write(lambda db: db.execute(
-            "UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', 'running')", (run_id,)
-        ).rowcount > 0)  # fmt: skip
+        return await self.database.write(
+            lambda db: (
+                db.execute(
+                    "UPDATE runs SET cancel_requested = 1 WHERE id = ? AND status IN ('queued', 'running')", (run_id,)
+                ).rowcount
+                > 0
+            )
+        )
 
     async def cancel_requests(self, owner: str) -> list[str]:
         """Runs of `owner` still queued or running that another process asked to cancel."""
@@ -211,8 +265,14 @@ class RunStore(ConversationStore):
         return [r["id"] for r in rows]
 
     async def finish_run(
-        self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
-        append: list[NewMessage] | None = None, unfinished_only: bool = False,
+        self,
+        run_id: str,
+        conversation_id: str,
+        fields: dict[str, Any],
+        *,
+        abandon: bool,
+        append: list[NewMessage] | None = None,
+        unfinished_only: bool = False,
     ) -> Run | None:
         """End a run in one transaction: the run's final fields; for a run that did not complete (`abandon`),
         every row it wrote leaves the context window (and what its compaction evicted comes back) and its user
@@ -225,9 +285,14 @@ class RunStore(ConversationStore):
 
         def end(db: sqlite3.Connection) -> Run | None:
             context = _end_run(
-                db, run_id, conversation_id, fields, abandon=abandon, unfinished_only=unfinished_only,
+                db,
+                run_id,
+                conversation_id,
+                fields,
+                abandon=abandon,
+                unfinished_only=unfinished_only,
                 before=(lambda: append_rows(db, conversation_id, append)) if append else None,
-            )  # fmt: skip
+            )
             if context is None:
                 return None
             row = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
@@ -261,8 +326,7 @@ def _context_before_compaction(db: sqlite3.Connection, conversation_id: str, run
     """The context as it was when the run compacted it, if it did and still holds the conversation's turn
     (then nothing but the run has changed the context since)."""
     row = db.execute(
-        "SELECT r.context_before FROM runs r JOIN turns t ON t.run_id = r.id AND t.conversation_id = ? "
-        "WHERE r.id = ?",
+        "SELECT r.context_before FROM runs r JOIN turns t ON t.run_id = r.id AND t.conversation_id = ? WHERE r.id = ?",
         (conversation_id, run_id),
     ).fetchone()
     return None if row is None else row[0]
@@ -274,17 +338,27 @@ def _insert_run(db: sqlite3.Connection, conversation_id: str, key: str | None, s
     try:
         db.execute(sql, params)
     except sqlite3.IntegrityError:
-        taken = None if key is None else db.execute(
-            "SELECT id FROM runs WHERE conversation_id = ? AND idempotency_key = ?", (conversation_id, key)
-        ).fetchone()
+        taken = (
+            None
+            if key is None
+            else db.execute(
+                "SELECT id FROM runs WHERE conversation_id = ? AND idempotency_key = ?", (conversation_id, key)
+            ).fetchone()
+        )
         if taken is None:
             raise
         raise DuplicateRunError(taken[0]) from None
 
 
 def _end_run(
-    db: sqlite3.Connection, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
-    unfinished_only: bool = False, before: Callable[[], Any] | None = None,
+    db: sqlite3.Connection,
+    run_id: str,
+    conversation_id: str,
+    fields: dict[str, Any],
+    *,
+    abandon: bool,
+    unfinished_only: bool = False,
+    before: Callable[[], Any] | None = None,
 ) -> list[int] | None:
     """finish_run's writes, inside the caller's transaction: the run's turn released and its end stored;
     returns the conversation's context after them (None if the run is not there to end). `before`:

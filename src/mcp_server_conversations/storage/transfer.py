@@ -14,23 +14,71 @@ from .rows import pack, unpack
 
 BATCH = 2000
 AGENT = (
-    "id", "name", "model", "system", "context_window_limit", "is_default", "created_at", "description", "tags",
-    "model_settings", "default_conversation_id",
-)  # fmt: skip
+    "id",
+    "name",
+    "model",
+    "system",
+    "context_window_limit",
+    "is_default",
+    "created_at",
+    "description",
+    "tags",
+    "model_settings",
+    "default_conversation_id",
+)
 BLOCK = ("id", "agent_id", "label", "value", "description", "char_limit", "read_only", "created_at", "updated_at")
 CONVERSATION = (
-    "id", "agent_id", "summary", "model", "created_at", "last_run_completion", "forked_from_conversation_id",
-    "forked_from_message_id", "system_rowid", "inherited", "context", "message_count",
-)  # fmt: skip
+    "id",
+    "agent_id",
+    "summary",
+    "model",
+    "created_at",
+    "last_run_completion",
+    "forked_from_conversation_id",
+    "forked_from_message_id",
+    "system_rowid",
+    "inherited",
+    "context",
+    "message_count",
+)
 MESSAGE = (
-    "rowid", "id", "agent_id", "conversation_id", "home_conversation_id", "message_type", "role", "content",
-    "reasoning", "tool_calls", "tool_call_id", "status", "model", "run_id", "is_err", "created_at", "search_extra",
-)  # fmt: skip
+    "rowid",
+    "id",
+    "agent_id",
+    "conversation_id",
+    "home_conversation_id",
+    "message_type",
+    "role",
+    "content",
+    "reasoning",
+    "tool_calls",
+    "tool_call_id",
+    "status",
+    "model",
+    "run_id",
+    "is_err",
+    "created_at",
+    "search_extra",
+)
 RUN = (
-    "id", "conversation_id", "agent_id", "model", "status", "stop_reason", "prompt_tokens", "completion_tokens",
-    "total_tokens", "error", "idempotency_key", "created_at", "started_at", "completed_at", "owner",
-    "cancel_requested", "context_before",
-)  # fmt: skip
+    "id",
+    "conversation_id",
+    "agent_id",
+    "model",
+    "status",
+    "stop_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "error",
+    "idempotency_key",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "owner",
+    "cancel_requested",
+    "context_before",
+)
 EMBEDDING = ("message_rowid", "agent_id", "model", "dim", "vector")
 # (table, columns, the source's order: blocks and queued runs keep their order by insertion)
 TABLES = [
@@ -141,7 +189,5 @@ async def _write(store: Store, table: str, columns: tuple[str, ...], rows: list[
         await store.database.write(lambda c: c.executemany(sql, params))  # type: ignore[attr-defined]
         return
     sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(columns))})"
-    params = [
-        [pack(r[c]) if c in ARRAYS and r[c] is not None else r[c] for c in columns] for r in rows
-    ]
+    params = [[pack(r[c]) if c in ARRAYS and r[c] is not None else r[c] for c in columns] for r in rows]
     await store.database.write(lambda db: db.executemany(sql, params))  # type: ignore[attr-defined]

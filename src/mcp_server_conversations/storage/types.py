@@ -9,9 +9,14 @@ from typing import Any
 from ..models import Agent
 
 MESSAGE_TYPES = (
-    "system_message", "user_message", "assistant_message", "reasoning_message",
-    "tool_call_message", "tool_return_message", "summary_message",
-)  # fmt: skip
+    "system_message",
+    "user_message",
+    "assistant_message",
+    "reasoning_message",
+    "tool_call_message",
+    "tool_return_message",
+    "summary_message",
+)
 
 # History keys order a conversation's history: (0, 0) its system message, (1, i) the i-th
 # inherited row, (2, n) a row it wrote (n: the store's integer key for the row, increasing in

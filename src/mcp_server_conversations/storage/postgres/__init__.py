@@ -41,8 +41,10 @@ class PostgresStore(PgAgentStore, PgRunStore, PgForkStore, PgVectorStore):
                 await c.execute(
                     "UPDATE conversations SET context = context || $1::bigint[], message_count = message_count + $2 "
                     "WHERE id = $3",
-                    added, counted, conv_id,
-                )  # fmt: skip
+                    added,
+                    counted,
+                    conv_id,
+                )
                 stored += len(messages)
             return stored
 

@@ -18,9 +18,16 @@ BLOCKS_OF = "SELECT * FROM blocks WHERE agent_id = $1 ORDER BY created_at, seq"
 
 class PgAgentStore(PgBase):
     async def create_agent(
-        self, *, name: str, model: str | None, system: str, context_window_limit: int | None,
-        blocks: list[dict[str, Any]], is_default: bool = False, letta: dict[str, Any] | None = None,
-    ) -> Agent:  # fmt: skip
+        self,
+        *,
+        name: str,
+        model: str | None,
+        system: str,
+        context_window_limit: int | None,
+        blocks: list[dict[str, Any]],
+        is_default: bool = False,
+        letta: dict[str, Any] | None = None,
+    ) -> Agent:
         """`letta`: description, tags and model_settings, as Letta clients give them."""
 
         async def create(c: Conn) -> str:
@@ -44,8 +51,11 @@ class PgAgentStore(PgBase):
                 "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at) "
                 "VALUES ($1, $2, NULL, $3, NULL, 1, $4) ON CONFLICT (is_default) WHERE is_default = 1 DO NOTHING "
                 "RETURNING id",
-                agent_id, name, system, now_iso(),
-            )  # fmt: skip
+                agent_id,
+                name,
+                system,
+                now_iso(),
+            )
             if made is None:  # another caller made it since this one looked
                 return str(await c.fetchval("SELECT id FROM agents WHERE is_default = 1"))
             await _insert_blocks(c, agent_id, blocks)
@@ -74,8 +84,10 @@ class PgAgentStore(PgBase):
                 rows = await c.fetch(
                     f"SELECT * FROM agents WHERE (created_at, id) {cmp} ($1, $2) "
                     f"ORDER BY created_at {direction}, id {direction} LIMIT $3",
-                    after[0], after[1], limit,
-                )  # fmt: skip
+                    after[0],
+                    after[1],
+                    limit,
+                )
             else:
                 rows = await c.fetch(
                     f"SELECT * FROM agents ORDER BY created_at {direction}, id {direction} LIMIT $1", limit
@@ -143,9 +155,12 @@ class PgAgentStore(PgBase):
         return row["agent_id"], block_from_row(row)
 
     async def upsert_block(
-        self, agent_id: str, label: str, fields: dict[str, Any],
+        self,
+        agent_id: str,
+        label: str,
+        fields: dict[str, Any],
         check: Callable[[Block | None, dict[str, Any]], dict[str, Any]],
-    ) -> Block:  # fmt: skip
+    ) -> Block:
         """Create or update a block under a row lock: the agent's row, so two first writes of a label
         (no block row to lock yet) take turns too."""
         now = now_iso()
@@ -160,15 +175,26 @@ class PgAgentStore(PgBase):
                 row = await c.fetchrow(
                     "INSERT INTO blocks (id, agent_id, label, value, description, char_limit, read_only, "
                     "created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING *",
-                    new_id("block"), agent_id, label, new["value"], new["description"], new["limit"],
-                    int(new["read_only"]), now,
-                )  # fmt: skip
+                    new_id("block"),
+                    agent_id,
+                    label,
+                    new["value"],
+                    new["description"],
+                    new["limit"],
+                    int(new["read_only"]),
+                    now,
+                )
             else:
                 row = await c.fetchrow(
                     "UPDATE blocks SET value = $1, description = $2, char_limit = $3, read_only = $4, "
                     "updated_at = $5 WHERE id = $6 RETURNING *",
-                    new["value"], new["description"], new["limit"], int(new["read_only"]), now, current.id,
-                )  # fmt: skip
+                    new["value"],
+                    new["description"],
+                    new["limit"],
+                    int(new["read_only"]),
+                    now,
+                    current.id,
+                )
             return block_from_row(row)
 
         return await self.database.write(upsert)
@@ -196,15 +222,26 @@ async def _read_agent(c: Conn, where: str, *params: Any) -> Agent | None:
 
 
 async def _insert_agent(
-    c: Conn, name: str, model: str | None, system: str, context_window_limit: int | None,
-    blocks: list[dict[str, Any]], is_default: bool,
-) -> str:  # fmt: skip
+    c: Conn,
+    name: str,
+    model: str | None,
+    system: str,
+    context_window_limit: int | None,
+    blocks: list[dict[str, Any]],
+    is_default: bool,
+) -> str:
     agent_id = new_id("agent")
     await c.execute(
         "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        agent_id, name, model, system, context_window_limit, int(is_default), now_iso(),
-    )  # fmt: skip
+        agent_id,
+        name,
+        model,
+        system,
+        context_window_limit,
+        int(is_default),
+        now_iso(),
+    )
     await _insert_blocks(c, agent_id, blocks)
     return agent_id
 
@@ -224,8 +261,16 @@ async def _insert_blocks(c: Conn, agent_id: str, blocks: list[dict[str, Any]]) -
         "INSERT INTO blocks (id, agent_id, label, value, description, char_limit, read_only, created_at, updated_at) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         [
-            (new_id("block"), agent_id, b["label"], b["value"], b.get("description"), b["limit"],
-             int(bool(b.get("read_only"))), now)
+            (
+                new_id("block"),
+                agent_id,
+                b["label"],
+                b["value"],
+                b.get("description"),
+                b["limit"],
+                int(bool(b.get("read_only"))),
+                now,
+            )
             for b in blocks
         ],
-    )  # fmt: skip
+    )

@@ -22,9 +22,23 @@ CONV_COLUMNS = (
     "forked_from_message_id, message_count"
 )
 COLUMNS = (
-    "id", "agent_id", "conversation_id", "home_conversation_id", "message_type", "role", "content", "reasoning",
-    "tool_calls", "tool_call_id", "status", "model", "run_id", "is_err", "created_at", "search_extra",
-)  # fmt: skip
+    "id",
+    "agent_id",
+    "conversation_id",
+    "home_conversation_id",
+    "message_type",
+    "role",
+    "content",
+    "reasoning",
+    "tool_calls",
+    "tool_call_id",
+    "status",
+    "model",
+    "run_id",
+    "is_err",
+    "created_at",
+    "search_extra",
+)
 TYPES = ["text"] * 13 + ["int", "text", "text", "text"]
 # Rows of many messages in one statement: one array per column, unnested in input order.
 INSERT_MESSAGES = (
@@ -53,14 +67,25 @@ class PgConversationStore(PgBase):
             await c.execute(
                 "INSERT INTO conversations (id, agent_id, summary, model, created_at, system_rowid, context) "
                 "VALUES ($1, $2, $3, $4, $5, $6, ARRAY[$6::bigint])",
-                conv_id, agent_id, summary, model, now, rowid,
-            )  # fmt: skip
+                conv_id,
+                agent_id,
+                summary,
+                model,
+                now,
+                rowid,
+            )
 
         await self.database.write(insert)
         return Conversation(
-            id=conv_id, agent_id=agent_id, summary=summary, model=model, created_at=now, last_run_completion=None,
-            forked_from=None, message_count=0,
-        )  # fmt: skip
+            id=conv_id,
+            agent_id=agent_id,
+            summary=summary,
+            model=model,
+            created_at=now,
+            last_run_completion=None,
+            forked_from=None,
+            message_count=0,
+        )
 
     async def get_conversation(self, conv_id: str) -> Conversation:
         row = await self._one(f"SELECT {CONV_COLUMNS} FROM conversations WHERE id = $1", conv_id)
@@ -99,11 +124,14 @@ class PgConversationStore(PgBase):
                 if after is not None:
                     where.append(f"({col}, id) {cmp} ($2, $3)")
                     params += [after[0], after[1]]
-                rows = list(await c.fetch(
-                    f"SELECT {CONV_COLUMNS} FROM conversations WHERE {' AND '.join(where)} "
-                    f"ORDER BY {col} {direction}, id {direction} LIMIT ${len(params) + 1}",
-                    *params, limit,
-                ))  # fmt: skip
+                rows = list(
+                    await c.fetch(
+                        f"SELECT {CONV_COLUMNS} FROM conversations WHERE {' AND '.join(where)} "
+                        f"ORDER BY {col} {direction}, id {direction} LIMIT ${len(params) + 1}",
+                        *params,
+                        limit,
+                    )
+                )
             if len(rows) < limit and col == "last_run_completion":
                 where, params = ["agent_id = $1", f"{col} IS NULL"], [agent_id]
                 if in_nulls and after is not None:
@@ -112,8 +140,9 @@ class PgConversationStore(PgBase):
                 rows += await c.fetch(
                     f"SELECT {CONV_COLUMNS} FROM conversations WHERE {' AND '.join(where)} "
                     f"ORDER BY id {direction} LIMIT ${len(params) + 1}",
-                    *params, limit - len(rows),
-                )  # fmt: skip
+                    *params,
+                    limit - len(rows),
+                )
             return [conversation_from_row(r) for r in rows]
 
         return await self.database.read(read, snapshot=True)
@@ -142,11 +171,14 @@ class PgConversationStore(PgBase):
         )
         if current is not None and current[0] == text:
             return
-        await self.database.write(lambda c: c.execute(
-            "UPDATE messages SET content = $1 WHERE rowid = (SELECT system_rowid FROM conversations WHERE id = $2) "
-            "AND content IS DISTINCT FROM $1",
-            text, conv_id,
-        ))  # fmt: skip
+        await self.database.write(
+            lambda c: c.execute(
+                "UPDATE messages SET content = $1 WHERE rowid = (SELECT system_rowid FROM conversations WHERE id = $2) "
+                "AND content IS DISTINCT FROM $1",
+                text,
+                conv_id,
+            )
+        )
 
     async def replace_context_prefix(self, conv_id: str, evicted_ids: list[str], summary: NewMessage) -> Message:
         async def replace(c: Conn) -> Message:
@@ -156,14 +188,16 @@ class PgConversationStore(PgBase):
             if summary.run_id is not None:
                 await c.execute(
                     "UPDATE runs SET context_before = coalesce(context_before, $1) WHERE id = $2",
-                    conv["context"], summary.run_id,
-                )  # fmt: skip
+                    conv["context"],
+                    summary.run_id,
+                )
             context = list(conv["context"])
             new_context = context[:1] + [summary_rowid] + [i for i in context[1:] if i not in drop]
             await c.execute(
                 "UPDATE conversations SET context = $1, message_count = message_count + 1 WHERE id = $2",
-                new_context, conv_id,
-            )  # fmt: skip
+                new_context,
+                conv_id,
+            )
             (msg,) = await messages_by_rowids(c, [summary_rowid], {summary_rowid})
             return msg
 
@@ -172,9 +206,16 @@ class PgConversationStore(PgBase):
     # -- history --
 
     async def list_history(
-        self, conv_id: str, *, limit: int, after: HistoryKey | None, desc: bool, types: set[str] | None,
-        include_system: bool, stop: HistoryKey | None = None,
-    ) -> tuple[list[Message], HistoryKey | None]:  # fmt: skip
+        self,
+        conv_id: str,
+        *,
+        limit: int,
+        after: HistoryKey | None,
+        desc: bool,
+        types: set[str] | None,
+        include_system: bool,
+        stop: HistoryKey | None = None,
+    ) -> tuple[list[Message], HistoryKey | None]:
         want = set(types) if types else None
         if not include_system:
             want = (want or set(MESSAGE_TYPES)) - {"system_message"}
@@ -267,8 +308,11 @@ async def append_rows(
         f"WITH ins AS ({INSERT_MESSAGES}), upd AS (UPDATE conversations SET context = CASE WHEN ${n + 2} "
         f"THEN context || (SELECT array_agg(rowid ORDER BY rowid) FROM ins) ELSE context END, "
         f"message_count = message_count + ${n + 3} WHERE id = ${n + 1}) SELECT rowid, id FROM ins",
-        *columns, conv_id, in_context, counted,
-    )  # fmt: skip
+        *columns,
+        conv_id,
+        in_context,
+        counted,
+    )
     assert len(returned) == len(rows)
     return [_written(m, row, in_context) for m, row in zip(messages, rows, strict=True)]
 
@@ -277,12 +321,26 @@ def message_rows(conv_id: str, agent_id: str, messages: list[NewMessage]) -> lis
     """Each message's column values (COLUMNS, then its normalized search text)."""
     return [
         (
-            m.id or new_id("message"), agent_id, conv_id, conv_id, m.message_type, m.role, m.content, m.reasoning,
-            json.dumps(m.tool_calls) if m.tool_calls else None, m.tool_call_id, m.status, m.model, m.run_id,
-            int(m.is_err), m.created_at or now_iso(), m.search_extra(), indexed_text(m),
+            m.id or new_id("message"),
+            agent_id,
+            conv_id,
+            conv_id,
+            m.message_type,
+            m.role,
+            m.content,
+            m.reasoning,
+            json.dumps(m.tool_calls) if m.tool_calls else None,
+            m.tool_call_id,
+            m.status,
+            m.model,
+            m.run_id,
+            int(m.is_err),
+            m.created_at or now_iso(),
+            m.search_extra(),
+            indexed_text(m),
         )
         for m in messages
-    ]  # fmt: skip
+    ]
 
 
 async def messages_by_rowids(c: Conn, rowids: list[int], in_context_of: set[int]) -> list[Message]:
@@ -294,11 +352,20 @@ async def messages_by_rowids(c: Conn, rowids: list[int], in_context_of: set[int]
 def _written(m: NewMessage, row: tuple[Any, ...], in_context: bool) -> Message:
     fields: dict[str, Any] = {"message_type": m.message_type, "role": m.role, "status": m.status}
     return Message(
-        id=row[0], conversation_id=row[2], agent_id=row[1], content=m.content, created_at=row[14],
-        run_id=m.run_id, is_err=m.is_err, in_context=in_context, model=m.model, reasoning=m.reasoning,
-        tool_call_id=m.tool_call_id, tool_calls=[ToolCall(**t) for t in m.tool_calls] if m.tool_calls else None,
+        id=row[0],
+        conversation_id=row[2],
+        agent_id=row[1],
+        content=m.content,
+        created_at=row[14],
+        run_id=m.run_id,
+        is_err=m.is_err,
+        in_context=in_context,
+        model=m.model,
+        reasoning=m.reasoning,
+        tool_call_id=m.tool_call_id,
+        tool_calls=[ToolCall(**t) for t in m.tool_calls] if m.tool_calls else None,
         **fields,
-    )  # fmt: skip
+    )
 
 
 async def _section(
@@ -319,8 +386,12 @@ async def _section(
             f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = $1 AND rowid {op} $2 "
             "AND rowid IS DISTINCT FROM $3 AND ($4::text[] IS NULL OR message_type = ANY($4::text[])) "
             f"ORDER BY rowid {direction} LIMIT $5",
-            conv["id"], bound, conv["system_rowid"], types, need,
-        )  # fmt: skip
+            conv["id"],
+            bound,
+            conv["system_rowid"],
+            types,
+            need,
+        )
         return [((2, r["rowid"]), r) for r in rows]
     inherited = list(conv["inherited"])
     idx = list(range(len(inherited)))

@@ -41,8 +41,12 @@ RETRIED = ("40001", "40P01")  # serialization failure, deadlock: the unit runs a
 SERVER_SETTINGS = {"jit": "off", "application_name": "mcp-server-conversations"}
 # The presence connection's server side probes the client: a replica whose machine died (no FIN, no RST)
 # loses its lock, and its runs count as dead, within about idle + interval × count seconds.
-PRESENCE_SETTINGS = {**SERVER_SETTINGS, "tcp_keepalives_idle": "5", "tcp_keepalives_interval": "2",
-                     "tcp_keepalives_count": "3"}  # fmt: skip
+PRESENCE_SETTINGS = {
+    **SERVER_SETTINGS,
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+}
 
 
 async def _no_reset(conn: asyncpg.Connection) -> None:
@@ -82,8 +86,13 @@ class Database:
     async def open(cls, url: str) -> Database:
         try:
             pool = await asyncpg.create_pool(
-                url, min_size=1, max_size=10, reset=_no_reset, server_settings=SERVER_SETTINGS, timeout=10,
-            )  # fmt: skip
+                url,
+                min_size=1,
+                max_size=10,
+                reset=_no_reset,
+                server_settings=SERVER_SETTINGS,
+                timeout=10,
+            )
         except Exception as e:
             raise translate(e) from e
         db = cls(url, pool)

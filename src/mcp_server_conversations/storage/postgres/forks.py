@@ -37,8 +37,10 @@ class PgForkStore(PgConversationStore):
                 systems = await c.fetchval(
                     "SELECT count(*) FROM messages WHERE message_type = 'system_message' AND rowid BETWEEN $1 AND $2 "
                     "AND rowid = ANY($3::bigint[])",
-                    min(body), max(body), body,
-                )  # fmt: skip
+                    min(body),
+                    max(body),
+                    body,
+                )
             system_rowid = await c.fetchval(
                 INSERT_SYSTEM, new_id("message"), src["agent_id"], fork_id, system_text, now
             )
@@ -46,9 +48,18 @@ class PgForkStore(PgConversationStore):
                 "INSERT INTO conversations (id, agent_id, summary, model, created_at, forked_from_conversation_id, "
                 "forked_from_message_id, inherited, message_count, system_rowid, context) "
                 "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                fork_id, src["agent_id"], src["summary"], src["model"], now, src_id, message_id, body,
-                len(body) - systems, system_rowid, [system_rowid, *body],
-            )  # fmt: skip
+                fork_id,
+                src["agent_id"],
+                src["summary"],
+                src["model"],
+                now,
+                src_id,
+                message_id,
+                body,
+                len(body) - systems,
+                system_rowid,
+                [system_rowid, *body],
+            )
 
         await self.database.write(fork)
         return await self.get_conversation(fork_id)
@@ -62,16 +73,20 @@ class PgForkStore(PgConversationStore):
             for row in await c.fetch(
                 "SELECT id, inherited FROM conversations WHERE agent_id = $1 AND id <> $2 "
                 "AND cardinality(inherited) > 0 ORDER BY created_at, id",
-                conv["agent_id"], conv_id,
-            ):  # fmt: skip
+                conv["agent_id"],
+                conv_id,
+            ):
                 for rowid in row["inherited"]:
                     holders.setdefault(rowid, row["id"])
-            homed = [r[0] for r in await c.fetch(
-                "SELECT rowid FROM messages WHERE conversation_id = $1 AND home_conversation_id = $1 UNION ALL "
-                "SELECT rowid FROM messages WHERE home_conversation_id = $1 "
-                "AND home_conversation_id <> conversation_id",
-                conv_id,
-            )]  # fmt: skip
+            homed = [
+                r[0]
+                for r in await c.fetch(
+                    "SELECT rowid FROM messages WHERE conversation_id = $1 AND home_conversation_id = $1 UNION ALL "
+                    "SELECT rowid FROM messages WHERE home_conversation_id = $1 "
+                    "AND home_conversation_id <> conversation_id",
+                    conv_id,
+                )
+            ]
             await c.execute(
                 "DELETE FROM messages WHERE rowid = ANY($1::bigint[])", [r for r in homed if r not in holders]
             )

@@ -28,24 +28,49 @@ RUN_MESSAGES = (
 
 class PgRunStore(PgConversationStore):
     async def create_run(
-        self, run_id: str, conversation_id: str, agent_id: str, *, status: str, idempotency_key: str | None,
+        self,
+        run_id: str,
+        conversation_id: str,
+        agent_id: str,
+        *,
+        status: str,
+        idempotency_key: str | None,
         owner: str | None = None,
-    ) -> Run:  # fmt: skip
+    ) -> Run:
         created_at = now_iso()
-        await self.database.write(lambda c: _insert_run(
-            c, conversation_id, idempotency_key,
-            "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, owner) "
-            "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner),
-        ))  # fmt: skip
+        await self.database.write(
+            lambda c: _insert_run(
+                c,
+                conversation_id,
+                idempotency_key,
+                "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, owner) "
+                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner),
+            )
+        )
         fields: dict[str, Any] = {"status": status}
-        return Run(id=run_id, run_id=run_id, conversation_id=conversation_id, agent_id=agent_id, created_at=created_at,
-                   **fields)  # fmt: skip
+        return Run(
+            id=run_id,
+            run_id=run_id,
+            conversation_id=conversation_id,
+            agent_id=agent_id,
+            created_at=created_at,
+            **fields,
+        )
 
     async def start_run(
-        self, run_id: str, conversation_id: str, agent_id: str, inputs: list[NewMessage], *, model: str,
-        started_at: str, create: bool = False, idempotency_key: str | None = None, owner: str = "",
-    ) -> tuple[Run, PromptRows] | None:  # fmt: skip
+        self,
+        run_id: str,
+        conversation_id: str,
+        agent_id: str,
+        inputs: list[NewMessage],
+        *,
+        model: str,
+        started_at: str,
+        create: bool = False,
+        idempotency_key: str | None = None,
+        owner: str = "",
+    ) -> tuple[Run, PromptRows] | None:
         """As SQLite's, in few round trips: the conversation locked, its turn and queue read in one statement,
         the input stored and the context extended in one, the turn claimed and the run started in one."""
 
@@ -60,8 +85,10 @@ class PgRunStore(PgConversationStore):
                 "AND r.seq < coalesce((SELECT seq FROM runs WHERE id = $3), 9223372036854775807) "
                 "AND conv_owner_alive(r.owner)) AS queued "
                 "FROM conversations c LEFT JOIN turns t ON t.conversation_id = c.id WHERE c.id = $1",
-                conversation_id, owner, run_id,
-            )  # fmt: skip
+                conversation_id,
+                owner,
+                run_id,
+            )
             if state is None:
                 raise NotFoundError("conversation", conversation_id)
             if state["owner"] is not None and state["owner"] != owner:
@@ -82,19 +109,32 @@ class PgRunStore(PgConversationStore):
                     "model, started_at, owner) VALUES ($1, $2, $5, 'running', $6, $4, $7, $4, $3) "
                     "ON CONFLICT (conversation_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
                     "RETURNING *",
-                    run_id, conversation_id, owner, started_at, agent_id, idempotency_key, model,
-                )  # fmt: skip
+                    run_id,
+                    conversation_id,
+                    owner,
+                    started_at,
+                    agent_id,
+                    idempotency_key,
+                    model,
+                )
                 if row is None:  # another process stored a run with this key since the caller looked
-                    raise DuplicateRunError(await c.fetchval(
-                        "SELECT id FROM runs WHERE conversation_id = $1 AND idempotency_key = $2",
-                        conversation_id, idempotency_key,
-                    ))  # fmt: skip
+                    raise DuplicateRunError(
+                        await c.fetchval(
+                            "SELECT id FROM runs WHERE conversation_id = $1 AND idempotency_key = $2",
+                            conversation_id,
+                            idempotency_key,
+                        )
+                    )
             else:
                 row = await c.fetchrow(
                     claim + "UPDATE runs SET status = 'running', model = $5, started_at = $4, owner = $3 "
                     "WHERE id = $1 RETURNING *",
-                    run_id, conversation_id, owner, started_at, model,
-                )  # fmt: skip
+                    run_id,
+                    conversation_id,
+                    owner,
+                    started_at,
+                    model,
+                )
                 if row is None:
                     raise NotFoundError("run", run_id)
             return run_from_row(row), await _prompt_rows(c, conversation_id, agent_id)
@@ -116,9 +156,14 @@ class PgRunStore(PgConversationStore):
         return await self.database.read(read, snapshot=with_messages)
 
     async def list_runs(
-        self, *, conversation_id: str | None, agent_id: str | None, statuses: list[str] | None, limit: int,
+        self,
+        *,
+        conversation_id: str | None,
+        agent_id: str | None,
+        statuses: list[str] | None,
+        limit: int,
         desc: bool,
-    ) -> list[Run]:  # fmt: skip
+    ) -> list[Run]:
         """Runs by creation (without their messages), filtered by conversation, agent and status."""
         where: list[str] = ["TRUE"]
         params: list[Any] = []
@@ -135,7 +180,7 @@ class PgRunStore(PgConversationStore):
             f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY created_at {direction}, id {direction} "
             f"LIMIT ${len(params)}",
             *params,
-        )  # fmt: skip
+        )
         return [run_from_row(r) for r in rows]
 
     async def run_by_idempotency_key(self, conversation_id: str, key: str) -> str | None:
@@ -148,8 +193,9 @@ class PgRunStore(PgConversationStore):
         row = await self._one(
             "SELECT c.agent_id, c.model, a.model, (SELECT r.id FROM runs r WHERE r.conversation_id = c.id "
             "AND r.idempotency_key = $2) FROM conversations c LEFT JOIN agents a ON a.id = c.agent_id WHERE c.id = $1",
-            conversation_id, idempotency_key,
-        )  # fmt: skip
+            conversation_id,
+            idempotency_key,
+        )
         if row is None:
             raise NotFoundError("conversation", conversation_id)
         return SendTarget(row[0], row[1], row[2], row[3])
@@ -225,9 +271,15 @@ class PgRunStore(PgConversationStore):
         return [r["id"] for r in rows]
 
     async def finish_run(
-        self, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
-        append: list[NewMessage] | None = None, unfinished_only: bool = False,
-    ) -> Run | None:  # fmt: skip
+        self,
+        run_id: str,
+        conversation_id: str,
+        fields: dict[str, Any],
+        *,
+        abandon: bool,
+        append: list[NewMessage] | None = None,
+        unfinished_only: bool = False,
+    ) -> Run | None:
         async def end(c: Conn) -> Run | None:
             conv = await c.fetchrow(
                 "SELECT agent_id FROM conversations WHERE id = $1 FOR NO KEY UPDATE", conversation_id
@@ -254,9 +306,13 @@ async def _insert_run(c: Conn, conversation_id: str, key: str | None, sql: str, 
         async with c.transaction():  # a savepoint: the unit goes on to report the taken key
             await c.execute(sql, *params)
     except asyncpg.UniqueViolationError:
-        taken = None if key is None else await c.fetchval(
-            "SELECT id FROM runs WHERE conversation_id = $1 AND idempotency_key = $2", conversation_id, key
-        )  # fmt: skip
+        taken = (
+            None
+            if key is None
+            else await c.fetchval(
+                "SELECT id FROM runs WHERE conversation_id = $1 AND idempotency_key = $2", conversation_id, key
+            )
+        )
         if taken is None:
             raise
         raise DuplicateRunError(taken) from None
@@ -265,9 +321,15 @@ async def _insert_run(c: Conn, conversation_id: str, key: str | None, sql: str, 
 
 
 async def _end_run(
-    c: Conn, run_id: str, conversation_id: str, fields: dict[str, Any], *, abandon: bool,
-    unfinished_only: bool = False, before: Callable[[], Awaitable[Any]] | None = None,
-) -> tuple[Any, list[int]] | None:  # fmt: skip
+    c: Conn,
+    run_id: str,
+    conversation_id: str,
+    fields: dict[str, Any],
+    *,
+    abandon: bool,
+    unfinished_only: bool = False,
+    before: Callable[[], Awaitable[Any]] | None = None,
+) -> tuple[Any, list[int]] | None:
     """finish_run's writes inside the caller's transaction (the conversation's row locked), as SQLite's
     storage/runs.py _end_run: the run's row as it ended and the context after them, None if the run
     is not there to end. Waiters on the turn and on the run's end are notified (at commit)."""
@@ -279,37 +341,48 @@ async def _end_run(
         saved = await c.fetchval(
             "SELECT r.context_before FROM runs r JOIN turns t ON t.run_id = r.id AND t.conversation_id = $1 "
             "WHERE r.id = $2",
-            conversation_id, run_id,
-        )  # fmt: skip
+            conversation_id,
+            run_id,
+        )
     sets = ", ".join(f"{k} = ${i}" for i, k in enumerate(fields, start=3)) + ", context_before = NULL"
     only = " AND status IN ('queued', 'running')" if unfinished_only else ""
     row = await c.fetchrow(
         "WITH released AS (DELETE FROM turns WHERE conversation_id = $2 AND run_id = $1 RETURNING 1) "
         f"UPDATE runs SET {sets} WHERE id = $1{only} RETURNING *, "
         "(SELECT count(*) FROM released) AS released_turn",
-        run_id, conversation_id, *fields.values(),
-    )  # fmt: skip
+        run_id,
+        conversation_id,
+        *fields.values(),
+    )
     if row is None:
         return None
     if before is not None:
         await before()
     if abandon:
-        drop = {r[0] for r in await c.fetch(
-            "UPDATE messages SET is_err = CASE WHEN message_type = 'user_message' THEN 1 ELSE is_err END "
-            "WHERE run_id = $1 RETURNING rowid",
-            run_id,
-        )}  # fmt: skip
+        drop = {
+            r[0]
+            for r in await c.fetch(
+                "UPDATE messages SET is_err = CASE WHEN message_type = 'user_message' THEN 1 ELSE is_err END "
+                "WHERE run_id = $1 RETURNING rowid",
+                run_id,
+            )
+        }
         if drop or saved is not None:
             await c.execute(
                 "UPDATE conversations SET context = ARRAY(SELECT x FROM unnest(coalesce($2::bigint[], context)) "
                 "WITH ORDINALITY AS u(x, o) WHERE NOT x = ANY($3::bigint[]) ORDER BY o) WHERE id = $1",
-                conversation_id, saved, list(drop),
-            )  # fmt: skip
+                conversation_id,
+                saved,
+                list(drop),
+            )
     context = await c.fetchval(
         "UPDATE conversations SET last_run_completion = $2 WHERE id = $1 "
         "RETURNING context, pg_notify('conv_run_done', $3), CASE WHEN $4 THEN pg_notify('conv_turn', $1) END",
-        conversation_id, completed_at, run_id, bool(row["released_turn"]),
-    )  # fmt: skip
+        conversation_id,
+        completed_at,
+        run_id,
+        bool(row["released_turn"]),
+    )
     return row, list(context or [])
 
 
@@ -324,16 +397,20 @@ async def _claim(c: Conn, conversation_id: str, holder: str, owner: str, at: str
         "INSERT INTO turns (conversation_id, run_id, owner, claimed_at) VALUES ($1, $2, $3, $4) "
         "ON CONFLICT (conversation_id) DO UPDATE SET run_id = excluded.run_id, owner = excluded.owner, "
         "claimed_at = excluded.claimed_at",
-        conversation_id, holder, owner, at,
-    )  # fmt: skip
+        conversation_id,
+        holder,
+        owner,
+        at,
+    )
 
 
 async def _prompt_rows(c: Conn, conversation_id: str, agent_id: str) -> PromptRows:
     head = await c.fetchrow(
         "SELECT a.*, c.context AS context_, (SELECT m.content FROM messages m WHERE m.rowid = c.system_rowid) "
         "AS system_ FROM agents a LEFT JOIN conversations c ON c.id = $2 WHERE a.id = $1",
-        agent_id, conversation_id,
-    )  # fmt: skip
+        agent_id,
+        conversation_id,
+    )
     if head is None:
         raise NotFoundError("agent", agent_id)
     if head["context_"] is None:

@@ -47,9 +47,14 @@ class Scope:
 
 
 async def scope_of(
-    c: Conn, agent_id: str, roles: list[str] | None, start: str | None, end: str | None,
-    conversation_id: str | None, taken: int = 0,
-) -> Scope:  # fmt: skip
+    c: Conn,
+    agent_id: str,
+    roles: list[str] | None,
+    start: str | None,
+    end: str | None,
+    conversation_id: str | None,
+    taken: int = 0,
+) -> Scope:
     s = Scope(taken)
     s.add("m.agent_id = {}", agent_id)
     if roles:
@@ -69,9 +74,17 @@ async def scope_of(
 
 class PgSearchStore(PgBase):
     async def search(
-        self, *, agent_id: str, terms: Sequence[str], roles: list[str] | None, start: str | None,
-        end: str | None, conversation_id: str | None, limit: int, exact: bool = False,
-    ) -> list[SearchResult]:  # fmt: skip
+        self,
+        *,
+        agent_id: str,
+        terms: Sequence[str],
+        roles: list[str] | None,
+        start: str | None,
+        end: str | None,
+        conversation_id: str | None,
+        limit: int,
+        exact: bool = False,
+    ) -> list[SearchResult]:
         words = [w for w in dict.fromkeys(normalize(t) or "" for t in terms) if w]
         if not words:
             return []
@@ -92,8 +105,9 @@ class PgSearchStore(PgBase):
             ranked = await c.fetch(
                 f"SELECT rowid, sum(score) AS score FROM ({' UNION ALL '.join(parts)}) hits GROUP BY rowid "
                 f"ORDER BY score DESC, rowid DESC LIMIT {scope.mark(limit)}",
-                *[v for w in words for v in (w, idf[w])], *scope.params,
-            )  # fmt: skip
+                *[v for w in words for v in (w, idf[w])],
+                *scope.params,
+            )
             if not ranked:
                 return []
             rows = await c.fetch(
@@ -102,13 +116,13 @@ class PgSearchStore(PgBase):
                 "(SELECT string_agg('(' || q::text || ')', ' | ') FROM (SELECT phraseto_tsquery('conv', t) AS q "
                 "FROM unnest($2::text[]) AS t) x WHERE numnode(q) > 0)"
                 f"::tsquery, '{HEADLINE}') AS snip FROM messages m WHERE m.rowid = ANY($1::bigint[])",
-                [r[0] for r in ranked], words,
-            )  # fmt: skip
+                [r[0] for r in ranked],
+                words,
+            )
             by_rowid = {r["rowid"]: r for r in rows}
             return [_result(by_rowid[r[0]], r[1]) for r in ranked if r[0] in by_rowid]
 
         return await self.database.read(read, snapshot=True)
-
 
 
 async def _idf(c: Conn, words: list[str]) -> dict[str, float]:
@@ -119,13 +133,14 @@ async def _idf(c: Conn, words: list[str]) -> dict[str, float]:
         n = float(await c.fetchval("SELECT count(*) FROM messages"))
     n = max(n, 1.0)
     counts = await c.fetchrow(
-        "SELECT " + ", ".join(
+        "SELECT "
+        + ", ".join(
             f"(SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.search_tsv @@ phraseto_tsquery('conv', ${i}) "
             f"LIMIT {DF_COUNT_LIMIT}) s)"
             for i in range(1, len(words) + 1)
         ),
         *words,
-    )  # fmt: skip
+    )
     df = {w: float(counts[i]) for i, w in enumerate(words)}
     common = [w for w in words if df[w] >= DF_COUNT_LIMIT]
     if common:

@@ -26,8 +26,11 @@ class PgVectorStore(PgSearchStore):
             f"WHERE m.rowid > $1 AND {SEARCH_TEXT} IS NOT NULL AND ($4::text IS NULL OR m.agent_id = $4) "
             "AND NOT EXISTS (SELECT 1 FROM message_embeddings e WHERE e.message_rowid = m.rowid AND e.model = $2) "
             "ORDER BY m.rowid LIMIT $3",
-            after, model, limit, agent_id,
-        )  # fmt: skip
+            after,
+            model,
+            limit,
+            agent_id,
+        )
         return [PendingMessage(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def save_embeddings(self, model: str, vectors: list[tuple[str, int, bytes]]) -> list[tuple[int, str]]:
@@ -41,8 +44,11 @@ class PgVectorStore(PgSearchStore):
                 "AS v(id, dim, vector) JOIN messages m ON m.id = v.id "
                 "ON CONFLICT (message_rowid) DO UPDATE SET agent_id = excluded.agent_id, model = excluded.model, "
                 "dim = excluded.dim, vector = excluded.vector RETURNING message_rowid, agent_id",
-                model, [v[0] for v in vectors], [v[1] for v in vectors], [v[2] for v in vectors],
-            )  # fmt: skip
+                model,
+                [v[0] for v in vectors],
+                [v[1] for v in vectors],
+                [v[2] for v in vectors],
+            )
             return [(r[0], r[1]) for r in rows]
 
         return await self.database.write(save)
@@ -51,14 +57,21 @@ class PgVectorStore(PgSearchStore):
         rows = await self._all(
             "SELECT message_rowid, vector FROM message_embeddings WHERE agent_id = $1 AND model = $2 AND dim = $3 "
             "ORDER BY message_rowid",
-            agent_id, model, dim,
-        )  # fmt: skip
+            agent_id,
+            model,
+            dim,
+        )
         return [r[0] for r in rows], b"".join(r[1] for r in rows)
 
     async def scoped_rowids(
-        self, *, agent_id: str, roles: list[str] | None, start: str | None, end: str | None,
+        self,
+        *,
+        agent_id: str,
+        roles: list[str] | None,
+        start: str | None,
+        end: str | None,
         conversation_id: str | None,
-    ) -> list[int]:  # fmt: skip
+    ) -> list[int]:
         async def read(c: Conn) -> list[int]:
             s = await scope_of(c, agent_id, roles, start, end, conversation_id)
             rows = await c.fetch(
@@ -77,8 +90,10 @@ class PgVectorStore(PgSearchStore):
             rows = await c.fetch(
                 "SELECT m.rowid FROM messages m JOIN message_embeddings e ON e.message_rowid = m.rowid "
                 f"WHERE m.rowid = ANY($1::bigint[]) AND e.model = $2 AND {where}",
-                list(rowids), model, *params,
-            )  # fmt: skip
+                list(rowids),
+                model,
+                *params,
+            )
             return {r[0] for r in rows}
 
         return await self.database.read(read, snapshot=True)
@@ -99,6 +114,6 @@ class PgVectorStore(PgSearchStore):
                 snippet="",
                 created_at=r["created_at"],
                 score=0.0,
-            )  # fmt: skip
+            )
             for r in rows
         }
