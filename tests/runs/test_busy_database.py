@@ -97,3 +97,29 @@ async def test_an_end_refused_past_the_retries_ends_the_run_and_is_stored_later(
         assert after.status == "completed"
     sent = [m["content"] for m in fake_provider.requests[-1].messages[1:]]
     assert sent == ["before", "Fake reply to: before", "after"]
+
+
+@pytest.mark.sqlite_only("another connection holds SQLite's write lock so the run's end waits")
+async def test_a_cancel_arriving_while_a_completed_end_is_stored_leaves_it_completed(
+    model_settings: Settings, fake_provider: FakeProvider
+) -> None:
+    gate = threading.Event()
+    reply = fake_provider.enqueue("all done", wait_for=gate)
+    async with open_app(model_settings) as app:
+        conv = await app.service.create_conversation()
+        run = await app.runtime.send(conv.id, content="finish this", background=True)
+        await fake_provider.await_requests(1)
+        with write_lock(model_settings):  # the completed end waits for the lock (busy timeout 10 s)
+            gate.set()
+            await asyncio.to_thread(reply.finished.wait, 10)
+            await asyncio.sleep(0.5)  # the reply is in: the run is storing its end, held by the lock
+            cancelling = asyncio.create_task(app.runtime.cancel_run(run.id))
+            await asyncio.sleep(0.2)  # the cancel has arrived while the end is being stored
+        cancelled = await asyncio.wait_for(cancelling, 30)
+        final = await app.runtime.get_run(run.id)
+        assert (cancelled.status, final.status) == ("completed", "completed")
+        assert final.messages[-1].content == "all done"
+        history, _ = await app.store.list_history(
+            conv.id, limit=10, after=None, desc=False, types=None, include_system=False
+        )
+        assert [(m.content, m.is_err) for m in history] == [("finish this", False), ("all done", False)]

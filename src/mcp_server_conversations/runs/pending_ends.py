@@ -71,13 +71,17 @@ class PendingEnds:
         deadline = loop.time() + END_WINDOW
         for delay in END_RETRIES:
             try:
-                return await self.store.finish_run(run_id, conversation_id, fields, abandon=abandon, append=append)
+                return await self.store.finish_run(
+                    run_id, conversation_id, fields, abandon=abandon, append=append, unfinished_only=True
+                )
             except StorageUnavailableError as e:
                 if loop.time() + delay > deadline:
                     raise
                 log.warning("run %s: its end could not be stored (%s); retrying", run_id, e.detail)
                 await asyncio.sleep(delay)
-        return await self.store.finish_run(run_id, conversation_id, fields, abandon=abandon, append=append)
+        return await self.store.finish_run(
+            run_id, conversation_id, fields, abandon=abandon, append=append, unfinished_only=True
+        )
 
     async def end_in_memory(self, state: RunState, e: StorageUnavailableError) -> None:
         """The run's end could not be stored: it ends failed here, its end held until it is stored."""

@@ -25,6 +25,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -40,6 +41,7 @@ from ..errors import (
     ConversationsError,
     DuplicateRunError,
     ModelNotConfiguredError,
+    NotFoundError,
     ProviderError,
     StorageUnavailableError,
 )
@@ -295,8 +297,8 @@ class Runtime:
             self._leave(conversation_id, turn)
 
     def _cancel(self, state: RunState) -> None:
-        if state.cancel_requested or state.done.is_set() or state.task is None:
-            return
+        if state.cancel_requested or state.ending or state.done.is_set() or state.task is None:
+            return  # a run storing its end has ended its work: a cancel now would undo a reported end
         state.cancel_requested = True
         state.task.cancel()
 
@@ -404,7 +406,9 @@ class Runtime:
         last_step: list[NewMessage] | None = None,
     ) -> None:
         """Record the run's end (cleaning the context unless it completed; storing a completed run's last
-        step with it) and tell listeners."""
+        step with it) and tell listeners. An end already stored stays (a cancel that interrupted the
+        completed end's write must not turn it into a cancelled one)."""
+        state.ending = True
         state.error = error
         fields = {
             "status": status,
@@ -423,7 +427,10 @@ class Runtime:
             )
         except StorageUnavailableError as e:
             return await self._pending.end_in_memory(state, e)
-        state.status = status
+        if state.final is None:  # ended already (or never stored, or its conversation is gone)
+            with contextlib.suppress(NotFoundError):
+                state.final = await self.store.get_run(state.run_id)
+        state.status = state.final.status if state.final is not None else status
         state.partial.clear()
         if state.final is not None:
             stored = {m.id for m in last_step or []}

@@ -39,6 +39,7 @@ class RunState:
     client_tools: list[dict[str, Any]] = field(default_factory=list)  # chat-completions tool schemas
     images: list[dict[str, Any]] = field(default_factory=list)  # the input's image parts (never stored)
     cancel_requested: bool = False
+    ending: bool = False  # its end is being stored: cancels no longer apply
     end_as: str = "cancelled"  # what a cancellation means: cancelled (by a client) or interrupted (shutdown)
     error: ConversationsError | None = None
     created: Run | None = None  # the run as first stored (what a background send returns)
