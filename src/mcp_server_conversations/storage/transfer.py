@@ -6,7 +6,7 @@ turns are not copied: they belong to the processes running on the source."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ConflictError
 from .contract import Store
@@ -110,7 +110,7 @@ async def copy_store(source: Store, target: Store, progress: Callable[[str, int]
             progress(table, done)
         copied[table] = done
     if _is_pg(target):  # later messages take keys above the copied ones
-        await target.database.write(  # type: ignore[attr-defined]
+        await _database(target).write(
             lambda c: c.execute(
                 "SELECT setval(pg_get_serial_sequence('messages', 'rowid'), coalesce(max(rowid), 0) + 1, false) "
                 "FROM messages"
@@ -122,8 +122,8 @@ async def copy_store(source: Store, target: Store, progress: Callable[[str, int]
 async def _count(store: Store, table: str) -> int:
     sql = f"SELECT count(*) FROM {table}"
     if _is_pg(store):
-        return int(await store.database.read(lambda c: c.fetchval(sql)))  # type: ignore[attr-defined]
-    return int(await store.database.read(lambda db: db.execute(sql).fetchone()[0]))  # type: ignore[attr-defined]
+        return int(await _database(store).read(lambda c: c.fetchval(sql)))
+    return int(await _database(store).read(lambda db: db.execute(sql).fetchone()[0]))
 
 
 async def _read(store: Store, table: str, columns: tuple[str, ...]) -> AsyncIterator[list[dict[str, Any]]]:
@@ -135,9 +135,7 @@ async def _read(store: Store, table: str, columns: tuple[str, ...]) -> AsyncIter
     cols = ", ".join(columns)
     if key is None:  # PostgreSQL's agents and conversations have no insertion key: by creation
         order_by = {t: o for t, _, o in TABLES}[table]
-        rows = await store.database.read(  # type: ignore[attr-defined]
-            lambda c: c.fetch(f"SELECT {cols} FROM {table} ORDER BY {order_by}")
-        )
+        rows = await _database(store).read(lambda c: c.fetch(f"SELECT {cols} FROM {table} ORDER BY {order_by}"))
         for i in range(0, len(rows), BATCH):
             yield [dict(r) for r in rows[i : i + BATCH]]
         return
@@ -145,11 +143,9 @@ async def _read(store: Store, table: str, columns: tuple[str, ...]) -> AsyncIter
     after = -1
     while True:
         if pg:
-            got = await store.database.read(lambda c, a=after: c.fetch(sql.format("$1"), a))  # type: ignore[attr-defined]
+            got = await _database(store).read(lambda c, a=after: c.fetch(sql.format("$1"), a))
         else:
-            got = await store.database.read(  # type: ignore[attr-defined]
-                lambda db, a=after: db.execute(sql.format("?"), (a,)).fetchall()
-            )
+            got = await _database(store).read(lambda db, a=after: db.execute(sql.format("?"), (a,)).fetchall())
         if not got:
             return
         after = got[-1]["k_"]
@@ -186,8 +182,13 @@ async def _write(store: Store, table: str, columns: tuple[str, ...], rows: list[
                     text = r["search_extra"] or (r["content"] or None)
                 values.append(normalize(text) if text else None)
             params.append(values)
-        await store.database.write(lambda c: c.executemany(sql, params))  # type: ignore[attr-defined]
+        await _database(store).write(lambda c: c.executemany(sql, params))
         return
     sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(columns))})"
     params = [[pack(r[c]) if c in ARRAYS and r[c] is not None else r[c] for c in columns] for r in rows]
-    await store.database.write(lambda db: db.executemany(sql, params))  # type: ignore[attr-defined]
+    await _database(store).write(lambda db: db.executemany(sql, params))
+
+
+def _database(store: Store) -> Any:
+    """The backend's unit-of-work runner: copying works below the contract, on rows."""
+    return cast(Any, store).database
