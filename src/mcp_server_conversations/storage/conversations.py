@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from typing import Any
 
@@ -10,7 +9,7 @@ from ..errors import NotFoundError, ValidationError
 from ..models import Conversation, Message, ToolCall
 from ..util import new_id, now_iso
 from .base import SQLiteBase, all_in
-from .rows import MESSAGE_COLUMNS, conversation_from_row, message_from_row, pack, unpack
+from .rows import MESSAGE_COLUMNS, conversation_from_row, message_from_row, message_values, pack, unpack
 from .types import MESSAGE_TYPES, HistoryKey, NewMessage
 
 CONV_COLUMNS = (
@@ -284,29 +283,7 @@ def append_rows(
 
 
 def _message_rows(conv_id: str, agent_id: str, messages: list[NewMessage]) -> list[tuple[Any, ...]]:
-    out = []
-    for m in messages:
-        out.append(
-            (
-                m.id or new_id("message"),
-                agent_id,
-                conv_id,
-                conv_id,
-                m.message_type,
-                m.role,
-                m.content,
-                m.reasoning,
-                json.dumps(m.tool_calls) if m.tool_calls else None,
-                m.tool_call_id,
-                m.status,
-                m.model,
-                m.run_id,
-                int(m.is_err),
-                m.created_at or now_iso(),
-                m.search_extra(),
-            )
-        )
-    return out
+    return [message_values(conv_id, agent_id, m) for m in messages]
 
 
 def insert_system(db: sqlite3.Connection, conv_id: str, agent_id: str, text: str, now: str) -> int:

@@ -7,6 +7,8 @@ from array import array
 from typing import Any
 
 from ..models import Agent, Block, Conversation, ForkedFrom, Message, Run, ToolCall, Usage
+from ..util import new_id, now_iso
+from .types import NewMessage
 
 
 def unpack(blob: bytes | None) -> list[int]:
@@ -141,3 +143,25 @@ MESSAGE_COLUMNS = (
 )
 
 BLOCKS_OF = "SELECT * FROM blocks WHERE agent_id = ? ORDER BY created_at, rowid"  # an agent's blocks, in order
+
+
+def message_values(conv_id: str, agent_id: str, m: NewMessage) -> tuple[Any, ...]:
+    """A new message's column values, in both backends' column order (id through search_extra)."""
+    return (
+        m.id or new_id("message"),
+        agent_id,
+        conv_id,
+        conv_id,
+        m.message_type,
+        m.role,
+        m.content,
+        m.reasoning,
+        json.dumps(m.tool_calls) if m.tool_calls else None,
+        m.tool_call_id,
+        m.status,
+        m.model,
+        m.run_id,
+        int(m.is_err),
+        m.created_at or now_iso(),
+        m.search_extra(),
+    )

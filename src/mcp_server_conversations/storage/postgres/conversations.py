@@ -6,13 +6,12 @@ increase in commit order, which history cursors rely on, and two writers never i
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ...errors import NotFoundError, ValidationError
 from ...models import Conversation, Message, ToolCall
 from ...util import new_id, now_iso
-from ..rows import MESSAGE_COLUMNS, conversation_from_row, message_from_row
+from ..rows import MESSAGE_COLUMNS, conversation_from_row, message_from_row, message_values
 from ..types import MESSAGE_TYPES, HistoryKey, NewMessage
 from .base import Conn, PgBase
 from .text import indexed_text
@@ -319,28 +318,7 @@ async def append_rows(
 
 def message_rows(conv_id: str, agent_id: str, messages: list[NewMessage]) -> list[tuple[Any, ...]]:
     """Each message's column values (COLUMNS, then its normalized search text)."""
-    return [
-        (
-            m.id or new_id("message"),
-            agent_id,
-            conv_id,
-            conv_id,
-            m.message_type,
-            m.role,
-            m.content,
-            m.reasoning,
-            json.dumps(m.tool_calls) if m.tool_calls else None,
-            m.tool_call_id,
-            m.status,
-            m.model,
-            m.run_id,
-            int(m.is_err),
-            m.created_at or now_iso(),
-            m.search_extra(),
-            indexed_text(m),
-        )
-        for m in messages
-    ]
+    return [(*message_values(conv_id, agent_id, m), indexed_text(m)) for m in messages]
 
 
 async def messages_by_rowids(c: Conn, rowids: list[int], in_context_of: set[int]) -> list[Message]:
