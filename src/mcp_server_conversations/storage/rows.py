@@ -6,7 +6,7 @@ import json
 from array import array
 from typing import Any
 
-from ..models import Agent, Block, Conversation, ForkedFrom, Message, Run, ToolCall, Usage
+from ..models import Agent, Block, Conversation, ForkedFrom, Message, Run, SearchResult, ToolCall, Usage
 from ..util import new_id, now_iso
 from .types import NewMessage
 
@@ -164,4 +164,18 @@ def message_values(conv_id: str, agent_id: str, m: NewMessage) -> tuple[Any, ...
         int(m.is_err),
         m.created_at or now_iso(),
         m.search_extra(),
+    )
+
+
+def vector_hit_from_row(r: Any) -> SearchResult:
+    """A vector-side search hit (snippet and score come from the fusion later)."""
+    return SearchResult(
+        message_id=r["id"],
+        conversation_id=r["home_conversation_id"],
+        role=r["role"],
+        message_type=r["message_type"],
+        content=r["content"] if r["content"] is not None else r["reasoning"],
+        snippet="",
+        created_at=r["created_at"],
+        score=0.0,
     )

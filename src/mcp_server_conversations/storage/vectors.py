@@ -9,6 +9,7 @@ from typing import Any
 
 from ..models import SearchResult
 from .base import all_in
+from .rows import vector_hit_from_row
 from .search import SearchStore, _message_filters
 from .types import PendingMessage
 
@@ -115,16 +116,4 @@ class VectorStore(SearchStore):
             "m.created_at FROM messages m WHERE m.rowid IN ({ids})",
             rowids,
         )
-        return {
-            r["rowid"]: SearchResult(
-                message_id=r["id"],
-                conversation_id=r["home_conversation_id"],
-                role=r["role"],
-                message_type=r["message_type"],
-                content=r["content"] if r["content"] is not None else r["reasoning"],
-                snippet="",
-                created_at=r["created_at"],
-                score=0.0,
-            )
-            for r in rows
-        }
+        return {r["rowid"]: vector_hit_from_row(r) for r in rows}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...models import SearchResult
+from ..rows import vector_hit_from_row
 from ..types import PendingMessage
 from .base import Conn
 from .search import PgSearchStore, scope_of
@@ -104,16 +105,4 @@ class PgVectorStore(PgSearchStore):
             "m.created_at FROM messages m WHERE m.rowid = ANY($1::bigint[])",
             list(rowids),
         )
-        return {
-            r["rowid"]: SearchResult(
-                message_id=r["id"],
-                conversation_id=r["home_conversation_id"],
-                role=r["role"],
-                message_type=r["message_type"],
-                content=r["content"] if r["content"] is not None else r["reasoning"],
-                snippet="",
-                created_at=r["created_at"],
-                score=0.0,
-            )
-            for r in rows
-        }
+        return {r["rowid"]: vector_hit_from_row(r) for r in rows}
