@@ -14,6 +14,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel, Field
 
+from .. import principals
 from ..app import App
 from ..errors import ConversationsError
 from ..inputs import check_value
@@ -41,19 +42,39 @@ UPDATE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempoten
 DELETE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
+def principal_of(ctx: Context[Any, Any] | None) -> str:
+    """Who the tool call acts for: the principal the HTTP layer put on the request it came in (the
+    SDK runs a stateful session's tools in the session's task, not the request's, so the request's
+    context variable does not reach here); an HTTP request without one acts for `local`, and a call
+    that came in no HTTP request (stdio) for the principal the server runs as (`local`)."""
+    try:
+        request = ctx.request_context.request if ctx is not None else None
+    except ValueError:  # no request context at all
+        request = None
+    if request is None:
+        return principals.current()
+    scope = getattr(request, "scope", None)
+    state = scope.get("state") if isinstance(scope, dict) else None
+    found = state.get("principal") if isinstance(state, dict) else None
+    return found if isinstance(found, str) and found else principals.LOCAL
+
+
 def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Check the arguments (inputs.check_value: 64-bit integers, no NULs or lone surrogates) and turn
-    the server's own errors into tool errors whose message the client sees."""
+    """Act for the request's principal, check the arguments (inputs.check_value: 64-bit integers, no
+    NULs or lone surrogates) and turn the server's own errors into tool errors whose message the
+    client sees."""
 
     @functools.wraps(fn)
     async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            for name, value in kwargs.items():
-                if not isinstance(value, Context):
-                    check_value(name, value)
-            return await fn(*args, **kwargs)
-        except ConversationsError as e:
-            raise ToolError(e.message) from e
+        ctx = next((v for v in kwargs.values() if isinstance(v, Context)), None)
+        with principals.acting_as(principal_of(ctx)):
+            try:
+                for name, value in kwargs.items():
+                    if not isinstance(value, Context):
+                        check_value(name, value)
+                return await fn(*args, **kwargs)
+            except ConversationsError as e:
+                raise ToolError(e.message) from e
 
     return wrapper
 

@@ -188,6 +188,7 @@ async def resume_stream(app: App, request: Request) -> Response:
     conversation's newest active run; after `starting_after` when this process keeps its feed."""
     body = await parse_body(request, ConversationStream)
     conv_id = await conversation_id(app, request, body.agent_id)
+    await app.service.owners.check("conversation", conv_id)  # its idempotency keys are its principal's
     run_id = body.run_id
     if run_id is None and body.otid is not None:
         run_id = await app.store.run_by_idempotency_key(conv_id, otid_key([body.otid]))
@@ -237,7 +238,7 @@ async def every_agent(app: App) -> list[str | None]:
 
 async def get_message(app: App, request: Request) -> Response:
     """Letta answers a message id with the message's variants (one here)."""
-    m = await app.store.get_message(request.path_params["message_id"])
+    m = await app.service.get_message(request.path_params["message_id"])
     return json_response([shapes.message(m)])
 
 

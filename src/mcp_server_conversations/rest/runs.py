@@ -90,11 +90,8 @@ async def list_runs(app: App, request: Request) -> Response:
     conv = q.conversation_id
     if conv is not None:
         conv = await resolve_conversation(app, conv, q.agent_id)
-        await app.service.get_conversation(conv)
-    elif q.agent_id is not None:
-        await app.service.get_agent(q.agent_id)
     order = "asc" if q.ascending else q.order
-    runs = await app.store.list_runs(
+    runs = await app.service.list_runs(
         conversation_id=conv, agent_id=q.agent_id, statuses=ours, limit=LIMIT_MAX, desc=order == "desc"
     )
     page = page_by_id(

@@ -179,7 +179,7 @@ class Runtime:
         inputs = send_inputs(self.service.check_text, content, messages)
         check_send_options(max_steps, idempotency_key)
         override_model = check_handle("override_model", override_model)
-        target = await self.store.send_target(conversation_id, idempotency_key)
+        target = await self._target(conversation_id, idempotency_key)
         if target.existing_run is not None:
             return await self._replay(target.existing_run, background, listener)
         model = self._pick_model(conversation_id, override_model, target)
@@ -214,6 +214,14 @@ class Runtime:
                 raise state.error or ConflictError("the run could not start; send again")
             return state.created
         return await self._await_foreground(state, owner=True, listener=listener)
+
+    async def _target(self, conversation_id: str, idempotency_key: str | None = None) -> SendTarget:
+        """The conversation's send target, if the conversation is the acting principal's (another's is
+        unknown: its idempotency keys, runs and models stay out of reach)."""
+        target = await self.store.send_target(conversation_id, idempotency_key)
+        if not self.service.owners.mine(target.principal):
+            raise NotFoundError("conversation", conversation_id)
+        return target
 
     async def _replay(self, run_id: str, background: bool, listener: Listener | None) -> Run:
         """The run a repeated idempotency key names: now (background) or when it ends (foreground), wherever
@@ -444,7 +452,8 @@ class Runtime:
     async def get_run(self, run_id: str) -> Run:
         """The run with the messages it has produced so far (and partial_text while it streams)."""
         if (pending := self._pending.get(run_id)) is not None:
-            return pending
+            return await self._mine(pending)
+        await self.service.owners.check("run", run_id)
         run = await self.store.get_run(run_id)
         state = self._runs.get(run_id)
         if state is not None and not state.done.is_set() and run.status in UNFINISHED:
@@ -469,6 +478,11 @@ class Runtime:
                 await self.store.wait_run_end(run_id, delay)
         return self._pending.get(run_id) or await self.store.get_run(run_id)
 
+    async def _mine(self, run: Run) -> Run:
+        """The run, if its agent is the acting principal's; else not found, as an unknown run."""
+        await self.service.owners.check("agent", run.agent_id, report=("run", run.id))
+        return run
+
     def runs_here(self, run_id: str) -> bool:
         """Whether this process runs the run now (its events reach listeners here)."""
         state = self._runs.get(run_id)
@@ -477,7 +491,8 @@ class Runtime:
     async def cancel_run(self, run_id: str) -> Run:
         """Stop a run (a queued one never calls the model); a finished run is returned as it ended."""
         if (pending := self._pending.get(run_id)) is not None:
-            return pending
+            return await self._mine(pending)
+        await self.service.owners.check("run", run_id)
         run = await self.store.get_run(run_id, with_messages=False)
         state = self._runs.get(run_id)
         if state is not None and not state.done.is_set():
@@ -515,7 +530,7 @@ class Runtime:
 
     async def compact(self, conversation_id: str) -> CompactResult:
         """Compact a conversation now, in turn with its runs; no model call if nothing can go."""
-        target = await self.store.send_target(conversation_id)
+        target = await self._target(conversation_id)
         async with self._holding_turn(conversation_id):
             body = (await self.store.context_messages(conversation_id))[1:]
             if not choose_evicted(body):

@@ -7,6 +7,7 @@ import asyncio
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
+from .. import principals
 from ..config import Settings
 from ..errors import NotFoundError, ValidationError
 from ..models import (
@@ -18,13 +19,16 @@ from ..models import (
     Conversation,
     ConversationList,
     Deleted,
+    Message,
     MessageList,
+    Run,
     SearchResults,
 )
 from ..runs.memory import DEFAULT_BLOCK_LIMIT, DEFAULT_BLOCKS, DEFAULT_SYSTEM, check_block, check_label, compile_system
 from ..search.query import terms
 from ..storage import MESSAGE_TYPES, Store
 from ..util import check_date_range, decode_cursor, encode_cursor, parse_date_bound
+from .owners import Owners
 
 if TYPE_CHECKING:
     from ..search.hybrid import EmbeddingIndex
@@ -77,6 +81,8 @@ class ConversationService:
         # With an embedding model configured, search fuses full-text and vector rankings (search/hybrid.py);
         # None: full-text only, and nothing of it is imported.
         self.hybrid = hybrid
+        # Every id a client names is checked against the principal acting (principals.current()) here.
+        self.owners = Owners(store)
         self._default_conversation_lock = asyncio.Lock()  # one default conversation made per agent here
 
     # -- helpers --
@@ -106,16 +112,17 @@ class ConversationService:
         return value.strip()
 
     async def resolve_agent(self, agent_id: str | None) -> str:
-        """The given agent (which must exist) or the default agent, made on first use
-        (and made again after it was deleted)."""
+        """The given agent (which must exist and be the principal's) or the principal's default agent,
+        made on first use (and made again after it was deleted)."""
         if agent_id is not None:
-            await self.store.get_agent(agent_id)
+            await self.owners.check("agent", agent_id)
             return agent_id
-        existing = await self.store.default_agent_id()
+        principal = principals.current()
+        existing = await self.store.default_agent_id(principal)
         if existing:
             return existing
         return await self.store.ensure_default_agent(
-            name="default", system=DEFAULT_SYSTEM, blocks=[dict(b) for b in DEFAULT_BLOCKS]
+            name="default", system=DEFAULT_SYSTEM, blocks=[dict(b) for b in DEFAULT_BLOCKS], principal=principal
         )
 
     async def system_text(self, agent_id: str) -> str:
@@ -162,9 +169,11 @@ class ConversationService:
             context_window_limit=context_window_limit,
             blocks=blocks,
             letta=letta,
+            principal=principals.current(),
         )
 
     async def get_agent(self, agent_id: str) -> Agent:
+        await self.owners.check("agent", agent_id)
         return await self.store.get_agent(agent_id)
 
     async def list_agents(
@@ -192,9 +201,9 @@ class ConversationService:
             b = await self._agent_cursor("before", before_id)
             stop = (b.created_at, b.id)
             if not after_id:  # the page nearest the cursor, walked backwards, then put in order
-                agents = await self.store.list_agents(limit, stop, desc=not desc)
+                agents = await self.store.list_agents(limit, stop, desc=not desc, principal=principals.current())
                 return AgentList(agents=list(reversed(agents)), next_cursor=None)
-        agents = await self.store.list_agents(limit + 1, key, desc=desc)
+        agents = await self.store.list_agents(limit + 1, key, desc=desc, principal=principals.current())
         if stop is not None:
             agents = [a for a in agents if ((a.created_at, a.id) > stop if desc else (a.created_at, a.id) < stop)]
         cursor = None
@@ -205,7 +214,7 @@ class ConversationService:
 
     async def _agent_cursor(self, field: str, agent_id: str) -> Agent:
         try:
-            return await self.store.get_agent(agent_id)
+            return await self.get_agent(agent_id)
         except NotFoundError:
             raise ValidationError(field, f"agent {agent_id} not found; pass an agent id from a previous page") from None
 
@@ -221,6 +230,7 @@ class ConversationService:
             self.check_text("system", fields["system"], allow_empty=True)
         check_window(fields.get("context_window_limit"))
         fields.update(self.check_letta_fields(fields))
+        await self.owners.check("agent", agent_id)
         return await self.store.update_agent(agent_id, fields)
 
     def check_letta_fields(self, fields: dict[str, Any]) -> dict[str, Any]:
@@ -246,7 +256,7 @@ class ConversationService:
 
     async def default_conversation(self, agent_id: str) -> Conversation:
         """The agent's default conversation (Letta's `conversation_id=default`), made on first use."""
-        agent = await self.store.get_agent(agent_id)
+        agent = await self.get_agent(agent_id)
         if agent.default_conversation_id is not None:
             try:
                 return await self.store.get_conversation(agent.default_conversation_id)
@@ -262,6 +272,7 @@ class ConversationService:
             return await self.store.get_conversation(winner)
 
     async def delete_agent(self, agent_id: str) -> Deleted:
+        await self.owners.check("agent", agent_id)
         await self.store.delete_agent(agent_id)
         return Deleted(id=agent_id)
 
@@ -305,6 +316,7 @@ class ConversationService:
 
     async def get_block_by_id(self, block_id: str) -> tuple[str, Block]:
         """The block with this id and the id of its agent."""
+        await self.owners.check("block", block_id)
         return await self.store.get_block_by_id(block_id)
 
     # -- conversations --
@@ -316,7 +328,9 @@ class ConversationService:
         if summary is not None:
             self.check_text("summary", summary, allow_empty=True)
         # One read: that the agent exists, and what its system prompt is (made on first use for the default).
-        agent = await (self.store.get_agent(agent_id) if agent_id is not None else self.store.default_agent())
+        agent = await (
+            self.get_agent(agent_id) if agent_id is not None else self.store.default_agent(principals.current())
+        )
         if agent is None:
             agent = await self.store.get_agent(await self.resolve_agent(None))
         return await self.store.create_conversation(
@@ -324,6 +338,7 @@ class ConversationService:
         )
 
     async def get_conversation(self, conversation_id: str) -> Conversation:
+        await self.owners.check("conversation", conversation_id)
         return await self.store.get_conversation(conversation_id)
 
     async def update_conversation(self, conversation_id: str, **fields: Any) -> Conversation:
@@ -332,6 +347,7 @@ class ConversationService:
             fields["model"] = check_handle("model", fields["model"])
         if fields.get("summary") is not None:
             self.check_text("summary", fields["summary"], allow_empty=True)
+        await self.owners.check("conversation", conversation_id)
         return await self.store.update_conversation(conversation_id, fields)
 
     async def list_conversations(
@@ -363,7 +379,7 @@ class ConversationService:
             )["k"]
         if after_id:
             try:
-                last = await self.store.get_conversation(after_id)
+                last = await self.get_conversation(after_id)
             except NotFoundError:
                 raise ValidationError(
                     "after", f"conversation {after_id} not found; pass an id from a previous page"
@@ -390,10 +406,11 @@ class ConversationService:
         return ConversationList(conversations=convs, next_cursor=cursor)
 
     async def fork_conversation(self, conversation_id: str, message_id: str | None = None) -> Conversation:
-        src = await self.store.get_conversation(conversation_id)
+        src = await self.get_conversation(conversation_id)
         return await self.store.fork_conversation(conversation_id, message_id, await self.system_text(src.agent_id))
 
     async def delete_conversation(self, conversation_id: str) -> Deleted:
+        await self.owners.check("conversation", conversation_id)
         await self.store.delete_conversation(conversation_id)
         return Deleted(id=conversation_id)
 
@@ -426,6 +443,7 @@ class ConversationService:
         types = set(message_types) if message_types else None
         if after:
             key = tuple(decode_cursor(after, key=(int, int), kind="messages", order=order, conv=conversation_id)["k"])
+        await self.owners.check("conversation", conversation_id)
         if after_id:
             key = await self._history_cursor(conversation_id, "after", after_id)
         if before_id:
@@ -464,8 +482,30 @@ class ConversationService:
 
     async def active_runs(self, conversation_id: str) -> list[str]:
         """Ids of the conversation's runs that are queued or running."""
-        await self.store.get_conversation(conversation_id)
+        await self.get_conversation(conversation_id)
         return [run for run, conv in await self.store.unfinished_runs() if conv == conversation_id]
+
+    async def get_message(self, message_id: str) -> Message:
+        """A stored message by id (in_context False)."""
+        await self.owners.check("message", message_id)
+        return await self.store.get_message(message_id)
+
+    async def list_runs(
+        self, *, conversation_id: str | None, agent_id: str | None, statuses: list[str] | None, limit: int, desc: bool
+    ) -> list[Run]:
+        """The principal's runs by creation, optionally of one conversation or agent (which must be theirs)."""
+        if conversation_id is not None:
+            await self.owners.check("conversation", conversation_id)
+        if agent_id is not None:
+            await self.owners.check("agent", agent_id)
+        return await self.store.list_runs(
+            conversation_id=conversation_id,
+            agent_id=agent_id,
+            statuses=statuses,
+            limit=limit,
+            desc=desc,
+            principal=principals.current(),
+        )
 
     async def search(
         self,
@@ -489,7 +529,7 @@ class ConversationService:
         end = parse_date_bound("end_date", end_date, end=True)
         check_date_range(start, end)
         if conversation_id is not None:
-            conv = await self.store.get_conversation(conversation_id)
+            conv = await self.get_conversation(conversation_id)
             if agent_id is not None and agent_id != conv.agent_id:
                 raise ValidationError("agent_id", f"conversation {conversation_id} belongs to agent {conv.agent_id}")
             agent_id = conv.agent_id

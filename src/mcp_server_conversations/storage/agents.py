@@ -9,10 +9,19 @@ from typing import Any
 
 from ..errors import NotFoundError
 from ..models import Agent, Block
+from ..principals import LOCAL
 from ..util import new_id, now_iso
 from .base import SQLiteBase, all_in
 from .rows import BLOCKS_OF, agent_from_row, block_from_row
 
+# Whose a thing is: its agent's principal (the one query per kind, shared by both backends).
+PRINCIPAL_OF = {
+    "agent": "SELECT principal FROM agents WHERE id = $1",
+    "conversation": "SELECT a.principal FROM conversations c JOIN agents a ON a.id = c.agent_id WHERE c.id = $1",
+    "run": "SELECT a.principal FROM runs r JOIN agents a ON a.id = r.agent_id WHERE r.id = $1",
+    "block": "SELECT a.principal FROM blocks b JOIN agents a ON a.id = b.agent_id WHERE b.id = $1",
+    "message": "SELECT a.principal FROM messages m JOIN agents a ON a.id = m.agent_id WHERE m.id = $1",
+}
 AGENT_FIELDS = {"name", "model", "system", "context_window_limit", "description", "tags", "model_settings"}
 JSON_FIELDS = {"tags", "model_settings"}  # stored as JSON text
 BLOCK_FIELDS = {"value": "value", "description": "description", "limit": "char_limit", "read_only": "read_only"}
@@ -29,11 +38,12 @@ class AgentStore(SQLiteBase):
         blocks: list[dict[str, Any]],
         is_default: bool = False,
         letta: dict[str, Any] | None = None,
+        principal: str = LOCAL,
     ) -> Agent:
         """`letta`: description, tags and model_settings, as Letta clients give them."""
 
         def create(db: sqlite3.Connection) -> str:
-            agent_id = _insert_agent(db, name, model, system, context_window_limit, blocks, is_default)
+            agent_id = _insert_agent(db, name, model, system, context_window_limit, blocks, is_default, principal)
             if letta:
                 _set_fields(db, agent_id, letta)
             return agent_id
@@ -41,15 +51,17 @@ class AgentStore(SQLiteBase):
         agent_id = await self.database.write(create)
         return await self.get_agent(agent_id)
 
-    async def ensure_default_agent(self, *, name: str, system: str, blocks: list[dict[str, Any]]) -> str:
-        """The default agent's id, creating it if there is none. Check and insert share one write
-        transaction, so concurrent first calls make exactly one."""
+    async def ensure_default_agent(
+        self, *, name: str, system: str, blocks: list[dict[str, Any]], principal: str = LOCAL
+    ) -> str:
+        """The principal's default agent's id, creating it if there is none. Check and insert share one
+        write transaction, so concurrent first calls make exactly one."""
 
         def ensure(db: sqlite3.Connection) -> str:
-            row = db.execute("SELECT id FROM agents WHERE is_default = 1").fetchone()
+            row = db.execute("SELECT id FROM agents WHERE principal = ? AND is_default = 1", (principal,)).fetchone()
             if row is not None:
                 return str(row["id"])
-            return _insert_agent(db, name, None, system, None, blocks, True)
+            return _insert_agent(db, name, None, system, None, blocks, True, principal)
 
         return await self.database.write(ensure)
 
@@ -59,32 +71,42 @@ class AgentStore(SQLiteBase):
             raise NotFoundError("agent", agent_id)
         return agent
 
-    async def default_agent(self) -> Agent | None:
-        """The default agent with its blocks, None before its first use (or after it was deleted)."""
-        return await self.database.read(lambda db: _read_agent(db, "is_default = 1", ()), snapshot=True)
+    async def default_agent(self, principal: str = LOCAL) -> Agent | None:
+        """The principal's default agent with its blocks, None before its first use (or after it was deleted)."""
+        return await self.database.read(
+            lambda db: _read_agent(db, "principal = ? AND is_default = 1", (principal,)), snapshot=True
+        )
 
-    async def default_agent_id(self) -> str | None:
-        row = await self._one("SELECT id FROM agents WHERE is_default = 1")
+    async def default_agent_id(self, principal: str = LOCAL) -> str | None:
+        row = await self._one("SELECT id FROM agents WHERE principal = ? AND is_default = 1", (principal,))
         return row["id"] if row else None
 
-    async def list_agents(self, limit: int, after: tuple[str, str] | None, desc: bool = False) -> list[Agent]:
+    async def list_agents(
+        self, limit: int, after: tuple[str, str] | None, desc: bool = False, *, principal: str = LOCAL
+    ) -> list[Agent]:
         cmp, direction = ("<", "DESC") if desc else (">", "ASC")
 
         def read(db: sqlite3.Connection) -> list[Agent]:
             if after:
                 rows = db.execute(
-                    f"SELECT * FROM agents WHERE (created_at, id) {cmp} (?, ?) "
+                    f"SELECT * FROM agents WHERE principal = ? AND (created_at, id) {cmp} (?, ?) "
                     f"ORDER BY created_at {direction}, id {direction} LIMIT ?",
-                    (after[0], after[1], limit),
+                    (principal, after[0], after[1], limit),
                 ).fetchall()
             else:
                 rows = db.execute(
-                    f"SELECT * FROM agents ORDER BY created_at {direction}, id {direction} LIMIT ?", (limit,)
+                    f"SELECT * FROM agents WHERE principal = ? ORDER BY created_at {direction}, id {direction} LIMIT ?",
+                    (principal, limit),
                 ).fetchall()
             blocks = _blocks_of(db, [r["id"] for r in rows])
             return [agent_from_row(r, blocks.get(r["id"], [])) for r in rows]
 
         return await self.database.read(read, snapshot=True)
+
+    async def principal_of(self, kind: str, key: str) -> str | None:
+        """The principal owning the agent, conversation, run, block or message `key`; None if there is none."""
+        row = await self._one(PRINCIPAL_OF[kind].replace("$1", "?"), (key,))
+        return str(row[0]) if row else None
 
     async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> Agent:
         fields = {k: v for k, v in fields.items() if k in AGENT_FIELDS}
@@ -220,13 +242,14 @@ def _insert_agent(
     context_window_limit: int | None,
     blocks: list[dict[str, Any]],
     is_default: bool,
+    principal: str,
 ) -> str:
     agent_id = new_id("agent")
     now = now_iso()
     db.execute(
-        "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (agent_id, name, model, system, context_window_limit, int(is_default), now),
+        "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at, principal) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (agent_id, name, model, system, context_window_limit, int(is_default), now, principal),
     )
     db.executemany(
         "INSERT INTO blocks (id, agent_id, label, value, description, char_limit, read_only, "

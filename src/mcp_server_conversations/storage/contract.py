@@ -27,6 +27,10 @@ against `Store` and `Presence`; only `storage.open_store` knows which class impl
   (a dead process's claim does not count). The `wait_*` methods return when what they wait for
   may have happened, or after `within` seconds: polling is the fallback (SQLite), a backend with
   notifications (LISTEN/NOTIFY) returns early. Callers always re-check after a wait.
+- **Principals.** Every agent belongs to one principal (`principal` at creation; earlier data
+  belongs to `local`) and everything of the agent with it. Methods that take an id do not check
+  whose it is: the services do (`principal_of`) before acting. Methods that list or pick without
+  an id (`list_agents`, the default agent, `list_runs`) take the principal and never reach past it.
 - **Errors.** Missing rows raise errors.NotFoundError; bad references errors.ValidationError.
   Nothing backend-specific (sqlite3, asyncpg) escapes to the caller as a different error than
   the same failure would give on the other backend.
@@ -38,6 +42,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..models import Agent, Block, Conversation, Message, Run, SearchResult
+from ..principals import LOCAL
 from .types import HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget
 
 
@@ -91,20 +96,30 @@ class Store(Protocol):
         blocks: list[dict[str, Any]],
         is_default: bool = False,
         letta: dict[str, Any] | None = None,
+        principal: str = LOCAL,
     ) -> Agent:
-        """`letta`: description, tags and model_settings as Letta clients give them (kept and returned)."""
+        """`letta`: description, tags and model_settings as Letta clients give them (kept and returned).
+        `principal`: who the agent (and everything of it) belongs to; it never changes."""
 
-    async def ensure_default_agent(self, *, name: str, system: str, blocks: list[dict[str, Any]]) -> str:
-        """The default agent's id, made once however many callers race."""
+    async def ensure_default_agent(
+        self, *, name: str, system: str, blocks: list[dict[str, Any]], principal: str = LOCAL
+    ) -> str:
+        """The principal's default agent's id, made once however many callers race (one per principal)."""
 
     async def get_agent(self, agent_id: str) -> Agent: ...
 
-    async def default_agent(self) -> Agent | None: ...
+    async def default_agent(self, principal: str = LOCAL) -> Agent | None: ...
 
-    async def default_agent_id(self) -> str | None: ...
+    async def default_agent_id(self, principal: str = LOCAL) -> str | None: ...
 
-    async def list_agents(self, limit: int, after: tuple[str, str] | None, desc: bool = False) -> list[Agent]:
-        """By (created_at, id); `after` is the last page's last (created_at, id)."""
+    async def list_agents(
+        self, limit: int, after: tuple[str, str] | None, desc: bool = False, *, principal: str = LOCAL
+    ) -> list[Agent]:
+        """The principal's agents by (created_at, id); `after` is the last page's last (created_at, id)."""
+
+    async def principal_of(self, kind: str, key: str) -> str | None:
+        """Who the agent, conversation, run, block or message (`kind`) `key` belongs to: its agent's
+        principal; None if there is no such thing. The services check it before acting on an id."""
 
     async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> Agent: ...
 
@@ -228,8 +243,10 @@ class Store(Protocol):
         statuses: list[str] | None,
         limit: int,
         desc: bool,
+        principal: str | None = None,
     ) -> list[Run]:
-        """Runs by creation (without their messages), filtered by conversation, agent and status."""
+        """Runs by creation (without their messages), filtered by conversation, agent, status and the
+        principal owning their agent."""
 
     async def prompt_rows(self, conversation_id: str, agent_id: str) -> PromptRows: ...
 

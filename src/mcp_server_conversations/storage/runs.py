@@ -151,9 +151,13 @@ class RunStore(ConversationStore):
         statuses: list[str] | None,
         limit: int,
         desc: bool,
+        principal: str | None = None,
     ) -> list[Run]:
-        """Runs by creation (without their messages), filtered by conversation, agent and status."""
+        """Runs by creation (without their messages), filtered by conversation, agent, status and principal."""
         where, params = ["1"], []
+        if principal is not None:
+            where.append("agent_id IN (SELECT id FROM agents WHERE principal = ?)")
+            params.append(principal)
         for column, value in (("conversation_id", conversation_id), ("agent_id", agent_id)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -179,8 +183,8 @@ class RunStore(ConversationStore):
 
         def read(db: sqlite3.Connection) -> SendTarget:
             row = db.execute(
-                "SELECT c.agent_id, c.model, a.model FROM conversations c LEFT JOIN agents a ON a.id = c.agent_id "
-                "WHERE c.id = ?",
+                "SELECT c.agent_id, c.model, a.model, a.principal FROM conversations c "
+                "LEFT JOIN agents a ON a.id = c.agent_id WHERE c.id = ?",
                 (conversation_id,),
             ).fetchone()
             if row is None:
@@ -192,7 +196,7 @@ class RunStore(ConversationStore):
                     (conversation_id, idempotency_key),
                 ).fetchone()
                 existing = key[0] if key else None
-            return SendTarget(row[0], row[1], row[2], existing)
+            return SendTarget(row[0], row[1], row[2], existing, row[3])
 
         return await self.database.read(read)
 

@@ -243,6 +243,15 @@ ALTER TABLE agents ADD COLUMN model_settings TEXT;
 ALTER TABLE agents ADD COLUMN default_conversation_id TEXT;
 """
 
+# Every agent belongs to the principal that made it (`local` for all earlier data), and with it everything of
+# the agent; each principal has its own default agent, so "one default" becomes one per principal.
+M011_AGENT_PRINCIPAL = """
+ALTER TABLE agents ADD COLUMN principal TEXT NOT NULL DEFAULT 'local';
+DROP INDEX agents_one_default;
+CREATE UNIQUE INDEX agents_one_default ON agents(principal) WHERE is_default = 1;
+CREATE INDEX agents_principal_created ON agents(principal, created_at, id);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_bulk_fts", M002_BULK_FTS),
@@ -254,6 +263,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m008_cancel_requests", M008_CANCEL_REQUESTS),
     ("m009_context_before", M009_CONTEXT_BEFORE),
     ("m010_agent_letta_fields", M010_AGENT_LETTA_FIELDS),
+    ("m011_agent_principal", M011_AGENT_PRINCIPAL),
 ]
 
 

@@ -25,6 +25,7 @@ AGENT = (
     "tags",
     "model_settings",
     "default_conversation_id",
+    "principal",
 )
 BLOCK = ("id", "agent_id", "label", "value", "description", "char_limit", "read_only", "created_at", "updated_at")
 CONVERSATION = (

@@ -67,6 +67,7 @@ class SendTarget:
     conversation_model: str | None
     agent_model: str | None
     existing_run: str | None  # the run an idempotency key already names
+    principal: str | None = None  # whose the conversation is (its agent's principal)
 
 
 @dataclass(frozen=True, slots=True)

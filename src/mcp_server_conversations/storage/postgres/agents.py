@@ -8,12 +8,14 @@ from typing import Any
 
 from ...errors import NotFoundError
 from ...models import Agent, Block
+from ...principals import LOCAL
 from ...util import new_id, now_iso
-from ..agents import AGENT_FIELDS, JSON_FIELDS
+from ..agents import AGENT_FIELDS, JSON_FIELDS, PRINCIPAL_OF
 from ..rows import agent_from_row, block_from_row
 from .base import Conn, PgBase
 
 BLOCKS_OF = "SELECT * FROM blocks WHERE agent_id = $1 ORDER BY created_at, seq"
+DEFAULT_ID = "SELECT id FROM agents WHERE principal = $1 AND is_default = 1"
 
 
 class PgAgentStore(PgBase):
@@ -27,11 +29,12 @@ class PgAgentStore(PgBase):
         blocks: list[dict[str, Any]],
         is_default: bool = False,
         letta: dict[str, Any] | None = None,
+        principal: str = LOCAL,
     ) -> Agent:
         """`letta`: description, tags and model_settings, as Letta clients give them."""
 
         async def create(c: Conn) -> str:
-            agent_id = await _insert_agent(c, name, model, system, context_window_limit, blocks, is_default)
+            agent_id = await _insert_agent(c, name, model, system, context_window_limit, blocks, is_default, principal)
             if letta:
                 await _set_fields(c, agent_id, letta)
             return agent_id
@@ -39,25 +42,29 @@ class PgAgentStore(PgBase):
         agent_id = await self.database.write(create)
         return await self.get_agent(agent_id)
 
-    async def ensure_default_agent(self, *, name: str, system: str, blocks: list[dict[str, Any]]) -> str:
-        """The default agent's id, made once: the unique index on is_default settles a race."""
+    async def ensure_default_agent(
+        self, *, name: str, system: str, blocks: list[dict[str, Any]], principal: str = LOCAL
+    ) -> str:
+        """The principal's default agent's id, made once: the unique index on (principal) of default
+        agents settles a race."""
 
         async def ensure(c: Conn) -> str:
-            found = await c.fetchval("SELECT id FROM agents WHERE is_default = 1")
+            found = await c.fetchval(DEFAULT_ID, principal)
             if found is not None:
                 return str(found)
             agent_id = new_id("agent")
             made = await c.fetchval(
-                "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at) "
-                "VALUES ($1, $2, NULL, $3, NULL, 1, $4) ON CONFLICT (is_default) WHERE is_default = 1 DO NOTHING "
+                "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at, principal) "
+                "VALUES ($1, $2, NULL, $3, NULL, 1, $4, $5) ON CONFLICT (principal) WHERE is_default = 1 DO NOTHING "
                 "RETURNING id",
                 agent_id,
                 name,
                 system,
                 now_iso(),
+                principal,
             )
             if made is None:  # another caller made it since this one looked
-                return str(await c.fetchval("SELECT id FROM agents WHERE is_default = 1"))
+                return str(await c.fetchval(DEFAULT_ID, principal))
             await _insert_blocks(c, agent_id, blocks)
             return agent_id
 
@@ -69,28 +76,36 @@ class PgAgentStore(PgBase):
             raise NotFoundError("agent", agent_id)
         return agent
 
-    async def default_agent(self) -> Agent | None:
-        return await self.database.read(lambda c: _read_agent(c, "is_default = 1"), snapshot=True)
+    async def default_agent(self, principal: str = LOCAL) -> Agent | None:
+        return await self.database.read(
+            lambda c: _read_agent(c, "principal = $1 AND is_default = 1", principal), snapshot=True
+        )
 
-    async def default_agent_id(self) -> str | None:
-        row = await self._one("SELECT id FROM agents WHERE is_default = 1")
+    async def default_agent_id(self, principal: str = LOCAL) -> str | None:
+        row = await self._one(DEFAULT_ID, principal)
         return row["id"] if row else None
 
-    async def list_agents(self, limit: int, after: tuple[str, str] | None, desc: bool = False) -> list[Agent]:
+    async def list_agents(
+        self, limit: int, after: tuple[str, str] | None, desc: bool = False, *, principal: str = LOCAL
+    ) -> list[Agent]:
         cmp, direction = ("<", "DESC") if desc else (">", "ASC")
 
         async def read(c: Conn) -> list[Agent]:
             if after:
                 rows = await c.fetch(
-                    f"SELECT * FROM agents WHERE (created_at, id) {cmp} ($1, $2) "
-                    f"ORDER BY created_at {direction}, id {direction} LIMIT $3",
+                    f"SELECT * FROM agents WHERE principal = $1 AND (created_at, id) {cmp} ($2, $3) "
+                    f"ORDER BY created_at {direction}, id {direction} LIMIT $4",
+                    principal,
                     after[0],
                     after[1],
                     limit,
                 )
             else:
                 rows = await c.fetch(
-                    f"SELECT * FROM agents ORDER BY created_at {direction}, id {direction} LIMIT $1", limit
+                    f"SELECT * FROM agents WHERE principal = $1 ORDER BY created_at {direction}, id {direction} "
+                    "LIMIT $2",
+                    principal,
+                    limit,
                 )
             blocks: dict[str, list[Block]] = {}
             for r in await c.fetch(
@@ -101,6 +116,10 @@ class PgAgentStore(PgBase):
             return [agent_from_row(r, blocks.get(r["id"], [])) for r in rows]
 
         return await self.database.read(read, snapshot=True)
+
+    async def principal_of(self, kind: str, key: str) -> str | None:
+        row = await self._one(PRINCIPAL_OF[kind], key)
+        return str(row[0]) if row else None
 
     async def update_agent(self, agent_id: str, fields: dict[str, Any]) -> Agent:
         fields = {k: v for k, v in fields.items() if k in AGENT_FIELDS}
@@ -229,11 +248,12 @@ async def _insert_agent(
     context_window_limit: int | None,
     blocks: list[dict[str, Any]],
     is_default: bool,
+    principal: str,
 ) -> str:
     agent_id = new_id("agent")
     await c.execute(
-        "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at, principal) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         agent_id,
         name,
         model,
@@ -241,6 +261,7 @@ async def _insert_agent(
         context_window_limit,
         int(is_default),
         now_iso(),
+        principal,
     )
     await _insert_blocks(c, agent_id, blocks)
     return agent_id

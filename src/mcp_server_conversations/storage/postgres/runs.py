@@ -163,10 +163,14 @@ class PgRunStore(PgConversationStore):
         statuses: list[str] | None,
         limit: int,
         desc: bool,
+        principal: str | None = None,
     ) -> list[Run]:
-        """Runs by creation (without their messages), filtered by conversation, agent and status."""
+        """Runs by creation (without their messages), filtered by conversation, agent, status and principal."""
         where: list[str] = ["TRUE"]
         params: list[Any] = []
+        if principal is not None:
+            params.append(principal)
+            where.append(f"agent_id IN (SELECT id FROM agents WHERE principal = ${len(params)})")
         for column, value in (("conversation_id", conversation_id), ("agent_id", agent_id)):
             if value is not None:
                 params.append(value)
@@ -192,13 +196,14 @@ class PgRunStore(PgConversationStore):
     async def send_target(self, conversation_id: str, idempotency_key: str | None = None) -> SendTarget:
         row = await self._one(
             "SELECT c.agent_id, c.model, a.model, (SELECT r.id FROM runs r WHERE r.conversation_id = c.id "
-            "AND r.idempotency_key = $2) FROM conversations c LEFT JOIN agents a ON a.id = c.agent_id WHERE c.id = $1",
+            "AND r.idempotency_key = $2), a.principal FROM conversations c LEFT JOIN agents a ON a.id = c.agent_id "
+            "WHERE c.id = $1",
             conversation_id,
             idempotency_key,
         )
         if row is None:
             raise NotFoundError("conversation", conversation_id)
-        return SendTarget(row[0], row[1], row[2], row[3])
+        return SendTarget(row[0], row[1], row[2], row[3], row[4])
 
     async def prompt_rows(self, conversation_id: str, agent_id: str) -> PromptRows:
         return await self.database.read(lambda c: _prompt_rows(c, conversation_id, agent_id), snapshot=True)
