@@ -155,14 +155,14 @@ $$;
 
 # Every agent belongs to the principal that made it (`local` for all earlier data); one default agent per
 # principal.
-M002_AGENT_PRINCIPAL = """
+M011_AGENT_PRINCIPAL = """
 ALTER TABLE agents ADD COLUMN principal text NOT NULL DEFAULT 'local';
 DROP INDEX agents_one_default;
 CREATE UNIQUE INDEX agents_one_default ON agents(principal) WHERE is_default = 1;
 CREATE INDEX agents_principal_created ON agents(principal, created_at, id);
 """
 
-MIGRATIONS: list[tuple[str, str]] = [("m001_initial", M001_INITIAL), ("m002_agent_principal", M002_AGENT_PRINCIPAL)]
+MIGRATIONS: list[tuple[str, str]] = [("m001_initial", M001_INITIAL), ("m011_agent_principal", M011_AGENT_PRINCIPAL)]
 
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
