@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
 from mcp_server_conversations.app import App, open_app
 from mcp_server_conversations.config import Settings
@@ -65,14 +66,15 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[Served]:
-    """Run the real HTTP app in-process under uvicorn on a free loopback port."""
+async def serving(settings: Settings, wrap: Callable[[ASGIApp], ASGIApp] | None = None) -> AsyncIterator[Served]:
+    """Run the real HTTP app in-process under uvicorn on a free loopback port (`wrap`: around it)."""
     sock = _listening_socket()
     port = sock.getsockname()[1]
     settings = settings.model_copy(update={"port": port})
     try:
         async with open_app(settings) as app:
-            server = uvicorn_server(settings, build_http_app(settings, app))
+            asgi = build_http_app(settings, app)
+            server = uvicorn_server(settings, wrap(asgi) if wrap else asgi)
             task = asyncio.create_task(server.serve(sockets=[sock]))
             while not server.started:
                 if task.done():  # startup failed: surface uvicorn's error
