@@ -30,7 +30,9 @@ async def fill(store: Store) -> dict[str, Any]:
             {"label": "human", "value": "likes clay", "limit": 100},
             {"label": "persona", "value": "helpful", "limit": 100, "read_only": True},
         ],
+        principal="token:potter",
     )
+    await store.ensure_default_agent(name="default", system="s", blocks=[], principal="oauth:someone")
     conv = await store.create_conversation(agent.id, model=None, summary="s", system_text="system text")
     await store.append_messages(
         conv.id,
@@ -59,6 +61,9 @@ async def fill(store: Store) -> dict[str, Any]:
 
 async def snapshot(store: Store, ids: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"agent": (await store.get_agent(ids["agent"])).model_dump()}
+    out["principal"] = await store.principal_of("agent", ids["agent"])  # owners travel with their agents
+    out["default"] = await store.default_agent_id("oauth:someone")
+    out["local"] = await store.list_agents(10, None)
     for conv in ids["convs"]:
         history, _ = await store.list_history(conv, limit=100, after=None, desc=False, types=None, include_system=True)
         out[conv] = {
@@ -95,6 +100,7 @@ async def test_sqlite_to_postgres_and_back_keeps_everything(tmp_path: Path, pg_d
     finally:
         await source.close()
     assert len(before["search"]) == 2 and before["vectors"][0]
+    assert before["principal"] == "token:potter" and before["default"] and before["local"] == []
 
     done = copy(tmp_path / "source.db", pg_database.url)
     assert done.returncode == 0, done.stderr
