@@ -4,129 +4,28 @@ validated once here. Tools and routes translate and delegate; SQL stays in stora
 from __future__ import annotations
 
 import asyncio
-import re
 from typing import TYPE_CHECKING, Any, Literal
 
 from .. import principals
 from ..config import Settings
 from ..errors import NotFoundError, ValidationError
-from ..models import (
-    MAX_PAGE,
-    MAX_SEARCH_RESULTS,
-    Agent,
-    AgentList,
-    Block,
-    Conversation,
-    ConversationList,
-    Deleted,
-    Message,
-    MessageList,
-    Run,
-    SearchResults,
-)
-from ..runs.memory import DEFAULT_BLOCK_LIMIT, DEFAULT_BLOCKS, DEFAULT_SYSTEM, check_block, check_label, compile_system
-from ..search.query import terms
-from ..storage import MESSAGE_TYPES, Store
-from ..util import check_date_range, decode_cursor, encode_cursor, parse_date_bound
-from .owners import Owners
+from ..models import MAX_PAGE, Agent, AgentList, Block, Conversation, ConversationList, Deleted
+from ..runs.memory import DEFAULT_BLOCK_LIMIT, DEFAULT_SYSTEM, check_block, check_label, compile_system
+from ..storage import Store
+from ..util import decode_cursor, encode_cursor
+from .base import NAME_MAX, UNSET, check_handle, check_limit, check_unicode, check_window
+from .history import HistoryService
 
 if TYPE_CHECKING:
     from ..search.hybrid import EmbeddingIndex
 
-HANDLE = re.compile(r"^[A-Za-z0-9_.\-]+/\S+$")
-UNSET: Any = object()  # an omitted field in update_* calls (None means: clear it)
-NAME_MAX = 200  # agent names: a display name, not a document
 
-
-def check_handle(field: str, value: str | None) -> str | None:
-    """A model handle must be `provider/model-name` (litellm's format)."""
-    if value is None:
-        return None
-    if not isinstance(value, str) or not HANDLE.match(value.strip()) or value.strip().endswith("/"):
-        raise ValidationError(
-            field,
-            f"{value!r} is not a model handle; use provider/model-name, e.g. openai/gpt-5-mini, "
-            "anthropic/claude-haiku-4-5 or ollama/llama3.2",
-        )
-    return value.strip()
-
-
-def check_unicode(field: str, value: str) -> None:
-    """JSON can carry lone surrogates (\\ud800) that no UTF-8 database can store."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as e:
-        raise ValidationError(
-            field, f"invalid unicode at character {e.start} (a lone surrogate); send UTF-8 text"
-        ) from None
-
-
-def check_window(value: int | None) -> None:
-    if value is not None and value < 256:
-        raise ValidationError("context_window_limit", f"must be at least 256 tokens (got {value})")
-
-
-def check_limit(value: int, maximum: int, field: str = "limit") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        raise ValidationError(field, f"must be between 1 and {maximum} (got {value})")
-    return value
-
-
-class ConversationService:
+class ConversationService(HistoryService):
     """Agents, memory blocks, conversations, history and search over one store."""
 
     def __init__(self, store: Store, settings: Settings, hybrid: EmbeddingIndex | None = None) -> None:
-        self.store = store
-        self.settings = settings
-        # With an embedding model configured, search fuses full-text and vector rankings (search/hybrid.py);
-        # None: full-text only, and nothing of it is imported.
-        self.hybrid = hybrid
-        # Every id a client names is checked against the principal acting (principals.current()) here.
-        self.owners = Owners(store)
+        super().__init__(store, settings, hybrid)
         self._default_conversation_lock = asyncio.Lock()  # one default conversation made per agent here
-
-    # -- helpers --
-
-    def check_text(self, field: str, value: str, *, allow_empty: bool = False) -> str:
-        """Text a client sends (messages, prompts, block values): not blank unless allowed, and
-        within --max-message-chars."""
-        if not isinstance(value, str):
-            raise ValidationError(field, "must be a string")
-        if not allow_empty and not value.strip():
-            raise ValidationError(field, "must not be empty")
-        check_unicode(field, value)
-        if len(value) > self.settings.max_message_chars:
-            raise ValidationError(
-                field,
-                f"{len(value)} characters is over the limit of {self.settings.max_message_chars} "
-                "(--max-message-chars / CONVERSATIONS_MAX_MESSAGE_CHARS)",
-            )
-        return value
-
-    def check_name(self, value: str | None) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise ValidationError("name", "must not be empty")
-        if len(value.strip()) > NAME_MAX:
-            raise ValidationError("name", f"{len(value.strip())} characters is over the limit of {NAME_MAX}")
-        check_unicode("name", value)
-        return value.strip()
-
-    async def resolve_agent(self, agent_id: str | None) -> str:
-        """The given agent (which must exist and be the principal's) or the principal's default agent,
-        made on first use (and made again after it was deleted)."""
-        if agent_id is not None:
-            await self.owners.check("agent", agent_id)
-            return agent_id
-        principal = principals.current()
-        existing = await self.store.default_agent_id(principal)
-        if existing:
-            return existing
-        return await self.store.ensure_default_agent(
-            name="default", system=DEFAULT_SYSTEM, blocks=[dict(b) for b in DEFAULT_BLOCKS], principal=principal
-        )
-
-    async def system_text(self, agent_id: str) -> str:
-        return compile_system(await self.store.get_agent(agent_id))
 
     # -- agents --
 
@@ -337,10 +236,6 @@ class ConversationService:
             agent.id, model=model, summary=summary, system_text=compile_system(agent)
         )
 
-    async def get_conversation(self, conversation_id: str) -> Conversation:
-        await self.owners.check("conversation", conversation_id)
-        return await self.store.get_conversation(conversation_id)
-
     async def update_conversation(self, conversation_id: str, **fields: Any) -> Conversation:
         fields = {k: v for k, v in fields.items() if v is not UNSET}
         if "model" in fields:
@@ -414,141 +309,5 @@ class ConversationService:
         await self.store.delete_conversation(conversation_id)
         return Deleted(id=conversation_id)
 
-    # -- messages and search --
 
-    async def list_messages(
-        self,
-        conversation_id: str,
-        limit: int = 100,
-        after: str | None = None,
-        order: Literal["asc", "desc"] = "asc",
-        message_types: list[str] | None = None,
-        include_system: bool = False,
-        *,
-        after_id: str | None = None,
-        before_id: str | None = None,
-    ) -> MessageList:
-        """A page of the history. `after_id`/`before_id` are message ids (Letta's cursors): the page
-        holds the messages right after / right before that one in `order`."""
-        check_limit(limit, MAX_PAGE)
-        if after and (after_id or before_id):
-            raise ValidationError("after", "pass either a next_cursor or message ids, not both")
-        if order not in ("asc", "desc"):
-            raise ValidationError("order", "use asc or desc")
-
-        bad = [t for t in message_types or [] if t not in MESSAGE_TYPES]
-        if bad:
-            raise ValidationError("message_types", f"unknown type(s) {bad}; use any of {list(MESSAGE_TYPES)}")
-        key = stop = None  # an unknown conversation is reported by the history read itself
-        types = set(message_types) if message_types else None
-        if after:
-            key = tuple(decode_cursor(after, key=(int, int), kind="messages", order=order, conv=conversation_id)["k"])
-        await self.owners.check("conversation", conversation_id)
-        if after_id:
-            key = await self._history_cursor(conversation_id, "after", after_id)
-        if before_id:
-            stop = await self._history_cursor(conversation_id, "before", before_id)
-            if not after_id:  # the page nearest the cursor, walked backwards, then put in order
-                msgs, _ = await self.store.list_history(
-                    conversation_id,
-                    limit=limit,
-                    after=stop,
-                    desc=order != "desc",
-                    types=types,
-                    include_system=include_system,
-                )
-                return MessageList(messages=list(reversed(msgs)), next_cursor=None)
-        msgs, next_key = await self.store.list_history(
-            conversation_id,
-            limit=limit,
-            after=key,
-            desc=order == "desc",
-            types=types,
-            include_system=include_system,
-            stop=stop,
-        )
-        cursor = None
-        if next_key is not None and stop is None:
-            cursor = encode_cursor({"kind": "messages", "order": order, "conv": conversation_id, "k": list(next_key)})
-        return MessageList(messages=msgs, next_cursor=cursor)
-
-    async def _history_cursor(self, conversation_id: str, field: str, message_id: str) -> tuple[int, int]:
-        try:
-            return await self.store.history_key_of(conversation_id, message_id)
-        except ValidationError:
-            raise ValidationError(
-                field, f"message {message_id} is not in conversation {conversation_id}; pass an id from a previous page"
-            ) from None
-
-    async def active_runs(self, conversation_id: str) -> list[str]:
-        """Ids of the conversation's runs that are queued or running."""
-        await self.get_conversation(conversation_id)
-        return [run for run, conv in await self.store.unfinished_runs() if conv == conversation_id]
-
-    async def get_message(self, message_id: str) -> Message:
-        """A stored message by id (in_context False)."""
-        await self.owners.check("message", message_id)
-        return await self.store.get_message(message_id)
-
-    async def list_runs(
-        self, *, conversation_id: str | None, agent_id: str | None, statuses: list[str] | None, limit: int, desc: bool
-    ) -> list[Run]:
-        """The principal's runs by creation, optionally of one conversation or agent (which must be theirs)."""
-        if conversation_id is not None:
-            await self.owners.check("conversation", conversation_id)
-        if agent_id is not None:
-            await self.owners.check("agent", agent_id)
-        return await self.store.list_runs(
-            conversation_id=conversation_id,
-            agent_id=agent_id,
-            statuses=statuses,
-            limit=limit,
-            desc=desc,
-            principal=principals.current(),
-        )
-
-    async def search(
-        self,
-        query: str,
-        agent_id: str | None = None,
-        conversation_id: str | None = None,
-        roles: list[str] | None = None,
-        start_date: str | None = None,
-        end_date: str | None = None,
-        limit: int = 10,
-    ) -> SearchResults:
-        check_limit(limit, MAX_SEARCH_RESULTS)
-        if not isinstance(query, str) or not query.strip():
-            raise ValidationError("query", "must not be empty; give words to look for")
-        if len(query) > self.settings.max_message_chars:
-            raise ValidationError("query", f"over {self.settings.max_message_chars} characters")
-        bad = [r for r in roles or [] if r not in ("user", "assistant", "tool")]
-        if bad:
-            raise ValidationError("roles", f"unknown role(s) {bad}; use user, assistant or tool")
-        start = parse_date_bound("start_date", start_date, end=False)
-        end = parse_date_bound("end_date", end_date, end=True)
-        check_date_range(start, end)
-        if conversation_id is not None:
-            conv = await self.get_conversation(conversation_id)
-            if agent_id is not None and agent_id != conv.agent_id:
-                raise ValidationError("agent_id", f"conversation {conversation_id} belongs to agent {conv.agent_id}")
-            agent_id = conv.agent_id
-        else:
-            agent_id = await self.resolve_agent(agent_id)
-        words = terms(query)
-        if not words:
-            return SearchResults(results=[])
-        scope: dict[str, Any] = {
-            "agent_id": agent_id,
-            "roles": roles or None,
-            "start": start,
-            "end": end,
-            "conversation_id": conversation_id,
-            "limit": limit,
-        }
-        if self.hybrid is not None:
-            return SearchResults(results=await self.hybrid.search(query=query, terms=words, **scope))
-        return SearchResults(results=await self.store.search(terms=words, **scope))
-
-
-__all__ = ["ConversationService", "NotFoundError", "UNSET", "check_handle"]
+__all__ = ["ConversationService", "NotFoundError", "UNSET", "NAME_MAX", "check_handle", "check_unicode"]

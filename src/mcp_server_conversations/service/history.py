@@ -1,0 +1,151 @@
+"""History, runs and search: reading what conversations hold, only ever the acting principal's."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from .. import principals
+from ..errors import ValidationError
+from ..models import MAX_PAGE, MAX_SEARCH_RESULTS, Message, MessageList, Run, SearchResults
+from ..search.query import terms
+from ..storage import MESSAGE_TYPES
+from ..util import check_date_range, decode_cursor, encode_cursor, parse_date_bound
+from .base import ServiceBase, check_limit
+
+
+class HistoryService(ServiceBase):
+    """A conversation's history page by page, its runs, and search over an agent's pooled history."""
+
+    async def list_messages(
+        self,
+        conversation_id: str,
+        limit: int = 100,
+        after: str | None = None,
+        order: Literal["asc", "desc"] = "asc",
+        message_types: list[str] | None = None,
+        include_system: bool = False,
+        *,
+        after_id: str | None = None,
+        before_id: str | None = None,
+    ) -> MessageList:
+        """A page of the history. `after_id`/`before_id` are message ids (Letta's cursors): the page
+        holds the messages right after / right before that one in `order`."""
+        check_limit(limit, MAX_PAGE)
+        if after and (after_id or before_id):
+            raise ValidationError("after", "pass either a next_cursor or message ids, not both")
+        if order not in ("asc", "desc"):
+            raise ValidationError("order", "use asc or desc")
+
+        bad = [t for t in message_types or [] if t not in MESSAGE_TYPES]
+        if bad:
+            raise ValidationError("message_types", f"unknown type(s) {bad}; use any of {list(MESSAGE_TYPES)}")
+        key = stop = None  # an unknown conversation is reported by the history read itself
+        types = set(message_types) if message_types else None
+        if after:
+            key = tuple(decode_cursor(after, key=(int, int), kind="messages", order=order, conv=conversation_id)["k"])
+        await self.owners.check("conversation", conversation_id)
+        if after_id:
+            key = await self._history_cursor(conversation_id, "after", after_id)
+        if before_id:
+            stop = await self._history_cursor(conversation_id, "before", before_id)
+            if not after_id:  # the page nearest the cursor, walked backwards, then put in order
+                msgs, _ = await self.store.list_history(
+                    conversation_id,
+                    limit=limit,
+                    after=stop,
+                    desc=order != "desc",
+                    types=types,
+                    include_system=include_system,
+                )
+                return MessageList(messages=list(reversed(msgs)), next_cursor=None)
+        msgs, next_key = await self.store.list_history(
+            conversation_id,
+            limit=limit,
+            after=key,
+            desc=order == "desc",
+            types=types,
+            include_system=include_system,
+            stop=stop,
+        )
+        cursor = None
+        if next_key is not None and stop is None:
+            cursor = encode_cursor({"kind": "messages", "order": order, "conv": conversation_id, "k": list(next_key)})
+        return MessageList(messages=msgs, next_cursor=cursor)
+
+    async def _history_cursor(self, conversation_id: str, field: str, message_id: str) -> tuple[int, int]:
+        try:
+            return await self.store.history_key_of(conversation_id, message_id)
+        except ValidationError:
+            raise ValidationError(
+                field, f"message {message_id} is not in conversation {conversation_id}; pass an id from a previous page"
+            ) from None
+
+    async def active_runs(self, conversation_id: str) -> list[str]:
+        """Ids of the conversation's runs that are queued or running."""
+        await self.get_conversation(conversation_id)
+        return [run for run, conv in await self.store.unfinished_runs() if conv == conversation_id]
+
+    async def get_message(self, message_id: str) -> Message:
+        """A stored message by id (in_context False)."""
+        await self.owners.check("message", message_id)
+        return await self.store.get_message(message_id)
+
+    async def list_runs(
+        self, *, conversation_id: str | None, agent_id: str | None, statuses: list[str] | None, limit: int, desc: bool
+    ) -> list[Run]:
+        """The principal's runs by creation, optionally of one conversation or agent (which must be theirs)."""
+        if conversation_id is not None:
+            await self.owners.check("conversation", conversation_id)
+        if agent_id is not None:
+            await self.owners.check("agent", agent_id)
+        return await self.store.list_runs(
+            conversation_id=conversation_id,
+            agent_id=agent_id,
+            statuses=statuses,
+            limit=limit,
+            desc=desc,
+            principal=principals.current(),
+        )
+
+    async def search(
+        self,
+        query: str,
+        agent_id: str | None = None,
+        conversation_id: str | None = None,
+        roles: list[str] | None = None,
+        start_date: str | None = None,
+        end_date: str | None = None,
+        limit: int = 10,
+    ) -> SearchResults:
+        check_limit(limit, MAX_SEARCH_RESULTS)
+        if not isinstance(query, str) or not query.strip():
+            raise ValidationError("query", "must not be empty; give words to look for")
+        if len(query) > self.settings.max_message_chars:
+            raise ValidationError("query", f"over {self.settings.max_message_chars} characters")
+        bad = [r for r in roles or [] if r not in ("user", "assistant", "tool")]
+        if bad:
+            raise ValidationError("roles", f"unknown role(s) {bad}; use user, assistant or tool")
+        start = parse_date_bound("start_date", start_date, end=False)
+        end = parse_date_bound("end_date", end_date, end=True)
+        check_date_range(start, end)
+        if conversation_id is not None:
+            conv = await self.get_conversation(conversation_id)
+            if agent_id is not None and agent_id != conv.agent_id:
+                raise ValidationError("agent_id", f"conversation {conversation_id} belongs to agent {conv.agent_id}")
+            agent_id = conv.agent_id
+        else:
+            agent_id = await self.resolve_agent(agent_id)
+        words = terms(query)
+        if not words:
+            return SearchResults(results=[])
+        scope: dict[str, Any] = {
+            "agent_id": agent_id,
+            "roles": roles or None,
+            "start": start,
+            "end": end,
+            "conversation_id": conversation_id,
+            "limit": limit,
+        }
+        if self.hybrid is not None:
+            return SearchResults(results=await self.hybrid.search(query=query, terms=words, **scope))
+        return SearchResults(results=await self.store.search(terms=words, **scope))
