@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["copy"]:
         raise SystemExit(copy_main(argv[1:]))
+    if argv[:1] == ["tokens"]:
+        from .named_tokens import tokens_command
+
+        raise SystemExit(anyio.run(tokens_command, argv[1:]))
     args = parse_args(argv)
     try:
         settings = settings_from_args(args)
