@@ -11,13 +11,15 @@ from .bulk import BulkStore
 from .contract import Presence, Store
 from .forks import ForkStore
 from .runs import DEAD_OWNER_END, RunStore
+from .tokens import TokenStore
 from .transfer import copy_store
-from .types import MESSAGE_TYPES, HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget
+from .types import MESSAGE_TYPES, HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget, TokenInfo
 from .vectors import VectorStore
 
 
-class SQLiteStore(AgentStore, ForkStore, RunStore, VectorStore, BulkStore):
-    """Agents, blocks, conversations, messages, runs, search and message embeddings over one SQLite file."""
+class SQLiteStore(AgentStore, ForkStore, RunStore, VectorStore, BulkStore, TokenStore):
+    """Agents, blocks, conversations, messages, runs, search, message embeddings and named tokens over one
+    SQLite file."""
 
 
 async def open_store(location: str | Path) -> Store:
@@ -40,6 +42,7 @@ __all__ = [
     "SQLiteStore",
     "SendTarget",
     "Store",
+    "TokenInfo",
     "copy_store",
     "open_store",
 ]

@@ -252,6 +252,19 @@ CREATE UNIQUE INDEX agents_one_default ON agents(principal) WHERE is_default = 1
 CREATE INDEX agents_principal_created ON agents(principal, created_at, id);
 """
 
+# Named tokens: only a SHA-256 of each token is kept. A name is unique among active tokens; a revoked
+# one stays listed (revoked_at) and its name may be given to a new token.
+M012_TOKENS = """
+CREATE TABLE tokens (
+    token_hash TEXT PRIMARY KEY,         -- hex SHA-256 of the token
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT,
+    revoked_at TEXT
+);
+CREATE UNIQUE INDEX tokens_active_name ON tokens(name) WHERE revoked_at IS NULL;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_bulk_fts", M002_BULK_FTS),
@@ -264,6 +277,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m009_context_before", M009_CONTEXT_BEFORE),
     ("m010_agent_letta_fields", M010_AGENT_LETTA_FIELDS),
     ("m011_agent_principal", M011_AGENT_PRINCIPAL),
+    ("m012_tokens", M012_TOKENS),
 ]
 
 

@@ -13,11 +13,13 @@ from .base import Conn
 from .conversations import insert_messages, lock_conversation
 from .forks import PgForkStore
 from .runs import PgRunStore
+from .tokens import PgTokenStore
 from .vectors import PgVectorStore
 
 
-class PostgresStore(PgAgentStore, PgRunStore, PgForkStore, PgVectorStore):
-    """Agents, blocks, conversations, messages, runs, search and message embeddings in PostgreSQL."""
+class PostgresStore(PgAgentStore, PgRunStore, PgForkStore, PgVectorStore, PgTokenStore):
+    """Agents, blocks, conversations, messages, runs, search, message embeddings and named tokens in
+    PostgreSQL."""
 
     @asynccontextmanager
     async def bulk_load(self) -> AsyncIterator[None]:

@@ -162,7 +162,23 @@ CREATE UNIQUE INDEX agents_one_default ON agents(principal) WHERE is_default = 1
 CREATE INDEX agents_principal_created ON agents(principal, created_at, id);
 """
 
-MIGRATIONS: list[tuple[str, str]] = [("m001_initial", M001_INITIAL), ("m011_agent_principal", M011_AGENT_PRINCIPAL)]
+# Named tokens: only a SHA-256 of each token is kept (storage/schema.py m012).
+M012_TOKENS = """
+CREATE TABLE tokens (
+    token_hash text PRIMARY KEY,
+    name text NOT NULL,
+    created_at text NOT NULL,
+    last_used_at text,
+    revoked_at text
+);
+CREATE UNIQUE INDEX tokens_active_name ON tokens(name) WHERE revoked_at IS NULL;
+"""
+
+MIGRATIONS: list[tuple[str, str]] = [
+    ("m001_initial", M001_INITIAL),
+    ("m011_agent_principal", M011_AGENT_PRINCIPAL),
+    ("m012_tokens", M012_TOKENS),
+]
 
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
