@@ -3,9 +3,7 @@ from every route exactly what an unknown id gets (status and body), and the data
 B's lists, runs and message searches (one agent, or every agent: `letta messages search --all-agents`)
 never show A's data.
 
-The principal is entered as the HTTP guard enters it (`scope["state"]["principal"]` and
-principals.acting_as around the app), here from a test header; tests/http/test_isolation_http.py
-reaches it through real credentials."""
+A and B are named tokens (`tokens create`), as Letta's SDKs send them (`api_key`)."""
 
 from __future__ import annotations
 
@@ -18,37 +16,24 @@ from fake_provider import FakeProvider
 from http_helpers import Served, serving
 from isolation_helpers import SECRET, UNKNOWN, Owned, snapshot
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from test_named_tokens import create as create_token
 
-from mcp_server_conversations import principals, rest
+from mcp_server_conversations import rest
 from mcp_server_conversations.config import Settings
 
-A, B = principals.for_token("alice"), principals.for_oauth("bob")
-HEADER = "x-test-principal"
-
-
-def acting_from_header(app: ASGIApp) -> ASGIApp:
-    """What the HTTP guard does once it has resolved a credential, with the principal named by a header."""
-
-    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            return await app(scope, receive, send)
-        principal = dict(scope["headers"]).get(HEADER.encode(), b"local").decode()
-        scope.setdefault("state", {})["principal"] = principal
-        with principals.acting_as(principal):
-            await app(scope, receive, send)
-
-    return guarded
+NAMES = ("alice", "bob")
 
 
 @asynccontextmanager
-async def served(settings: Settings) -> AsyncIterator[Served]:
-    async with serving(settings.model_copy(update={"default_model": "openai/fake-model"}), acting_from_header) as s:
-        yield s
+async def served(settings: Settings) -> AsyncIterator[tuple[Served, dict[str, str]]]:
+    """The real server with a named token for each of alice (A) and bob (B)."""
+    made = {name: create_token(str(settings.resolved_db()), name) for name in NAMES}
+    async with serving(settings.model_copy(update={"default_model": "openai/fake-model"})) as s:
+        yield s, made
 
 
-def client(s: Served, principal: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=f"{s.base_url}/v1", headers={HEADER: principal}, timeout=30)
+def client(s: Served, token: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"{s.base_url}/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
 
 async def ok(c: httpx.AsyncClient, method: str, url: str, **kw: Any) -> Any:
@@ -186,7 +171,7 @@ def described(r: httpx.Response, a: Owned) -> tuple[int, str]:
 async def test_another_principals_ids_answer_as_unknown_ids_on_every_route(
     settings: Settings, fake_provider: FakeProvider
 ) -> None:
-    async with served(settings) as s, client(s, A) as ca, client(s, B) as cb:
+    async with served(settings) as (s, tokens), client(s, tokens["alice"]) as ca, client(s, tokens["bob"]) as cb:
         a = await make_owned(ca, fake_provider)
         b_conv = (await ok(cb, "POST", "/conversations", json={}))["id"]  # B's own default agent, made first
         table = cases(a)
