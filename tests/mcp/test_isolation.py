@@ -167,3 +167,19 @@ async def test_a_run_acts_for_its_sender_so_its_search_sees_only_the_senders_mes
             assert hits and all(h["conversation_id"] == conv for h in hits), hits
             assert any("my zanzibar notes are mine" in h["content"] for h in hits)
             assert not any("plans" in h["content"] or "noted" in h["content"] for h in hits)
+
+            # A run queued behind another (its task waits for the turn) still acts for its sender.
+            fake_provider.enqueue("slow", delay=0.5)
+            fake_provider.enqueue(tool_calls=[{"name": "conversation_search", "arguments": {"query": SECRET}}])
+            fake_provider.enqueue("done")
+            first = await call(cb, "send_message", {"conversation_id": conv, "content": "one", "background": True})
+            queued = await call(cb, "send_message", {"conversation_id": conv, "content": "two", "background": True})
+            assert queued["status"] == "queued", queued
+            for started in (first, queued):
+                while started["status"] in ("queued", "running"):
+                    started = await call(cb, "get_run", {"run_id": started["id"]})
+                assert started["status"] == "completed", started
+            ret = next(m for m in started["messages"] if m["message_type"] == "tool_return_message")
+            assert ret["status"] == "success", ret
+            hits = json.loads(ret["content"])
+            assert hits and all(h["conversation_id"] == conv for h in hits), hits

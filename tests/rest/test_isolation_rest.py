@@ -33,7 +33,7 @@ async def served(settings: Settings) -> AsyncIterator[tuple[Served, dict[str, st
 
 
 def client(s: Served, token: str) -> httpx.AsyncClient:
-    return httpx.AsyncClient(base_url=f"{s.base_url}/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return httpx.AsyncClient(base_url=f"{s.base_url}/v1", headers={"Authorization": f"Bearer {token}"}, timeout=120)
 
 
 async def ok(c: httpx.AsyncClient, method: str, url: str, **kw: Any) -> Any:
@@ -206,6 +206,14 @@ async def test_another_principals_ids_answer_as_unknown_ids_on_every_route(
         assert await ok(cb, "GET", "/runs") == []
         for query in ({"query": SECRET}, {"query": SECRET, "agent_id": agents[0]["id"]}):  # --all-agents, then one
             assert await ok(cb, "POST", "/messages/search", json=query) == []
+        # A run a REST send starts (in a task of its own) acts for its sender: its search sees B's messages only.
+        fake_provider.enqueue(tool_calls=[{"name": "conversation_search", "arguments": {"query": SECRET}}])
+        fake_provider.enqueue("done")
+        body = {"messages": [{"role": "user", "content": f"my {SECRET} notes"}], "streaming": False}
+        sent = await ok(cb, "POST", f"/conversations/{b_conv}/messages", json=body)
+        ret = next(m for m in sent["messages"] if m["message_type"] == "tool_return_message")
+        assert ret["status"] == "success" and "my zanzibar notes" in ret["tool_return"], ret
+        assert "plans" not in ret["tool_return"] and "noted" not in ret["tool_return"]
         # A's view is whole: its runs, agents and search.
         assert {r["id"] for r in await ok(ca, "GET", "/runs")} == {a.run}
         assert {x["id"] for x in await ok(ca, "GET", "/agents")} == {a.agent, a.default_agent}
