@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import anyio
 import pytest
@@ -426,7 +427,11 @@ async def test_a_pre_m006_file_upgrades_without_losing_search(tmp_path: Path, mo
     with monkeypatch.context() as m:
         m.setattr(schema_mod, "MIGRATIONS", schema_mod.MIGRATIONS[:BEFORE_M006])
         store = await SQLiteStore.open(db)
-        agent = await store.create_agent(name="a", model=None, system="s", context_window_limit=None, blocks=[])
+        # The agent as that release wrote it (today's create_agent writes columns added since).
+        await sql_write(
+            store, "INSERT INTO agents (id, name, system, created_at) VALUES ('agent-old', 'a', 's', '2025-01-01')"
+        )
+        agent = SimpleNamespace(id="agent-old")
         conv = await store.create_conversation(agent.id, model=None, summary=None, system_text="zebra prompt")
         old_rows = [  # rows as the old code wrote them: search_text = the indexed text
             ("user_message", "the pottery class starts tuesday", "the pottery class starts tuesday"),
