@@ -103,7 +103,7 @@ class MemoryBlockInput(BaseModel):
 
 AgentId = Annotated[str, Field(description="Agent id (agent-…)", min_length=1)]
 OptAgentId = Annotated[
-    str | None, Field(description="Agent id (agent-…); omit to use the server's default agent", min_length=1)
+    str | None, Field(description="Agent id (agent-…); omit to use your default agent", min_length=1)
 ]
 ConvId = Annotated[str, Field(description="Conversation id (conv-…)", min_length=1)]
 Handle = Annotated[
