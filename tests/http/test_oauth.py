@@ -10,6 +10,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import subprocess
 import time
 import uuid
@@ -255,8 +256,8 @@ async def test_an_unreachable_issuer_gets_503_not_a_hang(settings: Settings, oau
             assert r.headers["retry-after"]
         assert oauth_issuer.metadata_requests <= 2  # not once per request
     with LocalIssuer() as gone:
-        url = gone.url
-    async with oauth_server(settings.model_copy(update={"oauth_issuer": url}), gone) as served:
+        pass  # started and stopped: its port is closed now
+    async with oauth_server(settings, gone) as served:  # nothing listens at its address any more
         async with httpx.AsyncClient(timeout=30) as http:
             start = time.monotonic()
             r = await http.post(served.mcp_url, json=INIT, headers={**ACCEPT, **bearer(token)})
@@ -303,3 +304,20 @@ def test_oauth_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) ->
     s = Settings()
     assert s.oauth_issuer == "https://id.example.com/realms/team" and s.public_url == PUBLIC
     assert s.oauth_audience == "api://conversations" and s.oauth_required_scopes == ["conversations", "write"]
+
+
+async def test_an_issuer_that_never_answers_costs_a_bounded_wait(
+    settings: Settings, oauth_issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(oauth, "FETCH_DEADLINE", 1.0)  # 10 s in service
+    with socket.socket() as silent:  # accepts connections (the kernel's backlog), never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        token = oauth_issuer.mint("alice", aud=PUBLIC, iss=url)
+        async with oauth_server(settings, oauth_issuer, oauth_issuer=url) as served:
+            async with httpx.AsyncClient(timeout=30) as http:
+                start = time.monotonic()
+                r = await http.get(f"{served.base_url}/v1/agents/", headers=bearer(token))
+                assert r.status_code == 503 and "did not answer within 1 s" in r.json()["detail"], r.text
+                assert time.monotonic() - start < 5
