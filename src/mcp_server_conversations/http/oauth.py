@@ -31,7 +31,8 @@ ASYMMETRIC = frozenset(
 SKEW = 60  # seconds of clock difference tolerated on exp, nbf and iat
 REFETCH_INTERVAL = 10.0  # seconds between fetches of the issuer's keys prompted by unknown kids or failures
 MAX_KEYS_AGE = 3600.0  # keys are fetched again after this long even when every kid is known
-FETCH_TIMEOUT = 5.0
+FETCH_TIMEOUT = 5.0  # per request to the issuer
+FETCH_DEADLINE = 10.0  # for discovery and keys together: a request never waits longer on the issuer
 
 
 class InvalidToken(Exception):
@@ -192,7 +193,7 @@ class JwtVerifier:
                 return  # an unknown kid within the interval: refused with the keys at hand
             self._tried_at = now
             try:
-                keys = await self._fetch_keys()
+                keys = await self._fetch_within_deadline()
             except IssuerUnavailable as e:
                 log.error("%s", e)
                 if not self._keys:
@@ -201,6 +202,14 @@ class JwtVerifier:
             self._keys, self._parsed, self._fetched_at = keys, {}, time.monotonic()
             if unknown_kid:
                 log.info("fetched the keys of %s again for an unknown kid", self.issuer)
+
+    async def _fetch_within_deadline(self) -> dict[str | None, dict[str, Any]]:
+        try:
+            async with asyncio.timeout(FETCH_DEADLINE):
+                return await self._fetch_keys()
+        except TimeoutError:
+            problem = f"the authorization server {self.issuer} did not answer within {FETCH_DEADLINE:g} s"
+            raise IssuerUnavailable(problem) from None
 
     async def _fetch_keys(self) -> dict[str | None, dict[str, Any]]:
         self.fetches += 1
