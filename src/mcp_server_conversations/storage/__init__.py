@@ -9,6 +9,7 @@ from ..config import is_database_url
 from .agents import AgentStore
 from .bulk import BulkStore
 from .contract import Presence, Store
+from .fair import FairUseStore
 from .forks import ForkStore
 from .runs import DEAD_OWNER_END, RunStore
 from .transfer import copy_store
@@ -16,7 +17,7 @@ from .types import MESSAGE_TYPES, HistoryKey, NewMessage, PendingMessage, Prompt
 from .vectors import VectorStore
 
 
-class SQLiteStore(AgentStore, ForkStore, RunStore, VectorStore, BulkStore):
+class SQLiteStore(AgentStore, ForkStore, RunStore, VectorStore, BulkStore, FairUseStore):
     """Agents, blocks, conversations, messages, runs, search and message embeddings over one SQLite file."""
 
 

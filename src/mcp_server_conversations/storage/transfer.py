@@ -78,6 +78,7 @@ RUN = (
     "owner",
     "cancel_requested",
     "context_before",
+    "principal",
 )
 EMBEDDING = ("message_rowid", "agent_id", "model", "dim", "vector")
 # (table, columns, the source's order: blocks and queued runs keep their order by insertion)

@@ -11,12 +11,13 @@ from ..types import NewMessage
 from .agents import PgAgentStore
 from .base import Conn
 from .conversations import insert_messages, lock_conversation
+from .fair import PgFairUseStore
 from .forks import PgForkStore
 from .runs import PgRunStore
 from .vectors import PgVectorStore
 
 
-class PostgresStore(PgAgentStore, PgRunStore, PgForkStore, PgVectorStore):
+class PostgresStore(PgAgentStore, PgRunStore, PgForkStore, PgVectorStore, PgFairUseStore):
     """Agents, blocks, conversations, messages, runs, search and message embeddings in PostgreSQL."""
 
     @asynccontextmanager
