@@ -247,7 +247,7 @@ ALTER TABLE agents ADD COLUMN default_conversation_id TEXT;
 # than --max-runs-per-principal running (counted in the claim's transaction, across processes); and the
 # times of each principal's latest requests (a JSON list of epoch seconds, at most --rate-limit of them) for
 # the sliding-window rate limit that every process on the file shares.
-M011_FAIR_USE = """
+M013_FAIR_USE = """
 ALTER TABLE runs ADD COLUMN principal TEXT NOT NULL DEFAULT 'local';
 CREATE INDEX runs_principal_unfinished ON runs(principal, status) WHERE status IN ('queued', 'running');
 CREATE TABLE rate_limits (
@@ -267,7 +267,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m008_cancel_requests", M008_CANCEL_REQUESTS),
     ("m009_context_before", M009_CONTEXT_BEFORE),
     ("m010_agent_letta_fields", M010_AGENT_LETTA_FIELDS),
-    ("m011_fair_use", M011_FAIR_USE),
+    ("m013_fair_use", M013_FAIR_USE),
 ]
 
 

@@ -153,10 +153,10 @@ CREATE FUNCTION conv_owner_alive(owner text) RETURNS boolean LANGUAGE sql STABLE
 $$;
 """
 
-# Fair use per principal, as SQLite's m011: the principal that sent each run (its running runs are counted
+# Fair use per principal, as SQLite's m013: the principal that sent each run (its running runs are counted
 # under a per-principal advisory lock when a run starts) and each principal's latest request times
 # (epoch seconds, the database's clock) for the sliding-window rate limit every replica shares.
-M002_FAIR_USE = """
+M013_FAIR_USE = """
 ALTER TABLE runs ADD COLUMN principal text NOT NULL DEFAULT 'local';
 CREATE INDEX runs_principal_unfinished ON runs(principal, status) WHERE status IN ('queued', 'running');
 CREATE TABLE rate_limits (
@@ -165,7 +165,7 @@ CREATE TABLE rate_limits (
 );
 """
 
-MIGRATIONS: list[tuple[str, str]] = [("m001_initial", M001_INITIAL), ("m002_fair_use", M002_FAIR_USE)]
+MIGRATIONS: list[tuple[str, str]] = [("m001_initial", M001_INITIAL), ("m013_fair_use", M013_FAIR_USE)]
 
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
