@@ -56,6 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="allow binding a non-loopback address without --auth-token",
     )
+    p.add_argument("--oauth-issuer", help="accept JWT access tokens of this OAuth authorization server (URL)")
+    p.add_argument("--public-url", help="the URL clients reach this server at (needed with --oauth-issuer)")
+    p.add_argument("--oauth-audience", help="the aud claim access tokens must carry (default: --public-url)")
+    p.add_argument("--oauth-required-scopes", help="scopes every access token must carry, e.g. conversations")
     p.add_argument("--allowed-hosts", nargs="*", help="extra Host header values to accept")
     p.add_argument("--allowed-origins", nargs="*", help="extra Origin header values to accept")
     p.add_argument("--max-body-bytes", type=int, help="largest HTTP request body (default 4 MiB)")
@@ -86,6 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["copy"]:
         raise SystemExit(copy_main(argv[1:]))
+    if argv[:1] == ["tokens"]:
+        from .named_tokens import tokens_command
+
+        raise SystemExit(anyio.run(tokens_command, argv[1:]))
     args = parse_args(argv)
     try:
         settings = settings_from_args(args)

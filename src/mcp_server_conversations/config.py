@@ -75,6 +75,13 @@ class Settings(BaseSettings):
     auth_token: str | None = None
     auth_token_file: Path | None = Field(default=None, description="File holding the bearer token (kept out of ps)")
     allow_unauthenticated: bool = False
+    # OAuth 2.1 resource server: JWT access tokens of this issuer (the server never issues tokens)
+    oauth_issuer: str | None = Field(default=None, description="Authorization server whose JWTs are accepted")
+    public_url: str | None = Field(default=None, description="The URL clients reach this server at")
+    oauth_audience: str | None = Field(default=None, description="Accepted aud claim (default: public_url)")
+    oauth_required_scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Scopes every access token must carry (comma-separated)"
+    )
     allowed_hosts: list[str] = Field(default_factory=list)
     allowed_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1, description="Larger HTTP bodies get 413")
@@ -103,6 +110,41 @@ class Settings(BaseSettings):
             if bad:
                 raise ValueError(f"models must be provider/model-name handles (got {', '.join(bad)})")
         return value
+
+    @field_validator("oauth_required_scopes", mode="before")
+    @classmethod
+    def _scopes(cls, value: object) -> object:
+        """`a,b` or `a b`, from the environment or the command line."""
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, list):
+            value = [s for v in value for s in str(v).replace(",", " ").split()]
+        return value
+
+    @field_validator("oauth_issuer", "public_url", "oauth_audience", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _oauth(self) -> Settings:
+        """OAuth needs to know the server's own URL: it is the audience and where clients find metadata."""
+        for name in ("oauth_issuer", "public_url"):
+            value = getattr(self, name)
+            if value is not None:
+                from .http.oauth import url_problem  # only when configured: stdio never loads it
+
+                if problem := url_problem(value, name):
+                    raise ValueError(problem)
+        if self.oauth_issuer and not self.public_url:
+            raise ValueError(
+                "oauth_issuer requires public_url (--public-url): the URL clients reach this server at, "
+                "e.g. https://conversations.example.com; it is the tokens' audience and where clients "
+                "find the protected resource metadata"
+            )
+        if (self.oauth_audience or self.oauth_required_scopes) and not self.oauth_issuer:
+            raise ValueError("oauth_audience and oauth_required_scopes need oauth_issuer (--oauth-issuer)")
+        return self
 
     @field_validator("log_level", mode="before")
     @classmethod

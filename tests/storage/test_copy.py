@@ -1,6 +1,6 @@
 """`mcp-server-conversations copy SOURCE TARGET`: SQLite to PostgreSQL and back gives the same agents,
-blocks, conversations (forks included), histories, contexts, runs and embeddings, ids and timestamps
-kept, and search works on arrival; a target holding data is refused."""
+blocks, conversations (forks included), histories, contexts, runs, embeddings and named tokens, ids and
+timestamps kept, and search works on arrival; a target holding data is refused."""
 
 from __future__ import annotations
 
@@ -54,6 +54,10 @@ async def fill(store: Store) -> dict[str, Any]:
     await store.save_embeddings(
         "emb", [(m.id, 2, b"\x00\x00\x80?\x00\x00\x00\x00") for m in (await store.context_messages(conv.id))[1:2]]
     )
+    await store.create_token("alice", "a" * 64)
+    await store.create_token("bob", "b" * 64)
+    await store.revoke_token("bob")
+    await store.touch_tokens({"a" * 64: "2026-01-02T03:04:05.000000Z"})
     return {"agent": agent.id, "convs": [conv.id, fork.id]}
 
 
@@ -68,6 +72,8 @@ async def snapshot(store: Store, ids: dict[str, Any]) -> dict[str, Any]:
         }
     out["run"] = (await store.get_run("run-1")).model_dump()
     out["key"] = await store.run_by_idempotency_key(ids["convs"][0], "key-1")
+    out["tokens"] = await store.list_tokens(include_revoked=True)
+    out["token_names"] = [await store.token_name(h * 64) for h in "ab"]
     out["vectors"] = await store.load_vectors(ids["agent"], "emb", 2)
     hits = await store.search(
         agent_id=ids["agent"],

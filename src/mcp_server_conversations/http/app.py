@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -27,16 +28,10 @@ from .. import __version__, rest
 from ..app import App, open_app
 from ..config import Settings, redacted
 from ..mcp.server import build_server
+from .auth import Authenticate, Authenticator
 from .cancel import CancelOnDisconnect
-from .security import (
-    MAX_HEADER_BYTES,
-    CheckHostOrigin,
-    EndStreams,
-    HostPolicy,
-    LimitBody,
-    RequireBearer,
-    is_loopback,
-)
+from .oauth import JwtVerifier, protected_resource_metadata
+from .security import MAX_HEADER_BYTES, CheckHostOrigin, EndStreams, HostPolicy, LimitBody, is_loopback
 from .timeout import with_header_timeout
 
 log = logging.getLogger("mcp_server_conversations.http.app")
@@ -53,14 +48,57 @@ def auth_token(settings: Settings) -> str | None:
 
 
 def bind_problem(settings: Settings) -> str | None:
-    """Why this configuration must not start, or None. Non-loopback without a token is refused."""
-    if is_loopback(settings.host) or auth_token(settings) or settings.allow_unauthenticated:
+    """Why this configuration must not start unless the database holds a named token, or None.
+    Non-loopback without --auth-token or --oauth-issuer would otherwise answer nobody."""
+    if is_loopback(settings.host) or auth_token(settings) or settings.oauth_issuer or settings.allow_unauthenticated:
         return None
     return (
-        f"refusing to serve on {settings.host!r} without authentication: anyone who can reach this address "
-        "could read and write every conversation. Set --auth-token (or CONVERSATIONS_AUTH_TOKEN), bind "
-        "127.0.0.1, or pass --allow-unauthenticated if something in front of the server checks access."
+        f"refusing to serve on {settings.host!r} without authentication: no --auth-token, no --oauth-issuer "
+        "and no named token in the database. Set --auth-token (or CONVERSATIONS_AUTH_TOKEN), create a named "
+        "token (mcp-server-conversations tokens create NAME), set --oauth-issuer, bind 127.0.0.1, or pass "
+        "--allow-unauthenticated if something in front of the server checks access."
     )
+
+
+class BindRefused(Exception):
+    """bind_problem holds and the database has no named token either."""
+
+
+def resource_metadata_url(settings: Settings) -> str | None:
+    """Where clients find the RFC 9728 metadata (under --public-url); None without OAuth."""
+    if not settings.oauth_issuer or not settings.public_url:
+        return None
+    return settings.public_url.rstrip("/") + "/.well-known/oauth-protected-resource"
+
+
+def authenticator(settings: Settings, app: App) -> Authenticator:
+    oauth = None
+    if settings.oauth_issuer:
+        assert settings.public_url  # Settings refuses an issuer without it
+        audience = settings.oauth_audience or settings.public_url
+        oauth = JwtVerifier(settings.oauth_issuer, audience, settings.oauth_required_scopes)
+    return Authenticator(
+        app.store,
+        auth_token=auth_token(settings),
+        open_without_credential=is_loopback(settings.host) or settings.allow_unauthenticated,
+        oauth=oauth,
+        resource_metadata_url=resource_metadata_url(settings),
+    )
+
+
+def well_known_routes(settings: Settings) -> list[Route]:
+    """RFC 9728 protected resource metadata, at the root and under /mcp (where MCP clients look first)."""
+    if not settings.oauth_issuer or not settings.public_url:
+        return []
+    document = protected_resource_metadata(
+        settings.oauth_audience or settings.public_url, settings.oauth_issuer, settings.oauth_required_scopes
+    )
+
+    async def metadata(_: Request) -> JSONResponse:
+        return JSONResponse(document, headers={"Cache-Control": "public, max-age=3600"})
+
+    base = "/.well-known/oauth-protected-resource"
+    return [Route(base, metadata, methods=["GET"]), Route(f"{base}/mcp", metadata, methods=["GET"])]
 
 
 def build_http_app(settings: Settings, app: App) -> ASGIApp:
@@ -78,6 +116,7 @@ def build_http_app(settings: Settings, app: App) -> ASGIApp:
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
     )
     session_manager = mcp.session_manager
+    auth = authenticator(settings, app)
 
     async def healthz(_: Request) -> JSONResponse:
         try:
@@ -99,15 +138,27 @@ def build_http_app(settings: Settings, app: App) -> ASGIApp:
                 # stop later finds nothing left to do.
                 if app.runtime is not None:
                     await app.runtime.stop()
+                await auth.close()
 
-    routes = [Route("/healthz", healthz, methods=["GET"]), *inner.routes, Mount("/v1", routes=rest.routes(app))]
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        *well_known_routes(settings),
+        *inner.routes,
+        Mount("/v1", routes=rest.routes(app)),
+    ]
     starlette = Starlette(routes=routes, lifespan=lifespan)
     guarded: ASGIApp = LimitBody(CancelOnDisconnect(starlette), settings.max_body_bytes, settings.request_timeout)
-    token = auth_token(settings)
-    if token:
-        guarded = RequireBearer(guarded, token)
+    guarded = Authenticate(guarded, auth)
     policy = HostPolicy.for_bind(settings.host, settings.allowed_hosts, settings.allowed_origins)
     return EndStreams(CheckHostOrigin(guarded, policy))
+
+
+def auth_summary(settings: Settings) -> str:
+    """What the banner says about authentication."""
+    accepted = (["--auth-token"] if auth_token(settings) else []) + ["named tokens"]
+    if settings.oauth_issuer:
+        accepted.append(f"OAuth tokens of {settings.oauth_issuer}")
+    return f"; accepts {', '.join(accepted)}"
 
 
 def uvicorn_server(settings: Settings, asgi: ASGIApp) -> uvicorn.Server:
@@ -135,17 +186,22 @@ async def serve_app(settings: Settings, stop: asyncio.Event | None = None) -> No
     async with open_app(settings) as app:
         if stop is not None and stop.is_set():  # signalled while the database was opening
             return
+        problem = bind_problem(settings)
+        if problem and not await app.store.any_tokens():
+            raise BindRefused(problem)
         await uvicorn_server(settings, build_http_app(settings, app)).serve()
     log.info("database closed")
 
 
 def serve_http(settings: Settings) -> None:
     """Entry point of `--transport streamable-http` (blocking). Exit code 2 for a refused bind."""
-    problem = bind_problem(settings)
-    if problem:
-        print(f"mcp-server-conversations: {problem}", file=sys.stderr)
+    location = settings.resolved_db()
+    if bind_problem(settings) and isinstance(location, Path) and not location.exists():
+        # A new database holds no named token: refuse before creating it.
+        print(f"mcp-server-conversations: {bind_problem(settings)}", file=sys.stderr)
         raise SystemExit(2)
-    if not is_loopback(settings.host) and not auth_token(settings):
+    checked = is_loopback(settings.host) or auth_token(settings) or settings.oauth_issuer
+    if settings.allow_unauthenticated and not checked:
         log.warning("serving on %s WITHOUT authentication (--allow-unauthenticated)", settings.host)
     # uvicorn handles SIGTERM/SIGINT while it serves, then re-raises the signal to whatever
     # handler was there before. Ours only notes it, so the App still closes (runs marked,
@@ -162,9 +218,13 @@ def serve_http(settings: Settings) -> None:
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     banner = (
         f"mcp-server-conversations {__version__}: MCP at http://{host}:{settings.port}/mcp, Letta REST under /v1, "
-        f"database {redacted(settings.resolved_db())}{'' if auth_token(settings) else ' (no auth token)'}"
+        f"database {redacted(settings.resolved_db())}{auth_summary(settings)}"
     )
     print(banner, file=sys.stderr)
-    asyncio.run(serve_app(settings, stop))
+    try:
+        asyncio.run(serve_app(settings, stop))
+    except BindRefused as e:
+        print(f"mcp-server-conversations: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     if caught:
         log.info("stopped by %s", signal.Signals(caught[0]).name)

@@ -1,4 +1,4 @@
-"""Pure-ASGI guards for the HTTP server: Host/Origin checks, bearer auth, limits on a request's
+"""Pure-ASGI guards for the HTTP server: Host/Origin checks, limits on a request's
 headers, body size, body arrival time and (on /mcp) JSON nesting.
 
 Pure ASGI rather than Starlette's BaseHTTPMiddleware, which buffers and breaks streamed (SSE)
@@ -10,7 +10,6 @@ under /mcp, Letta's `{"detail": ...}` elsewhere.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import ipaddress
 import json
 import logging
@@ -135,24 +134,6 @@ def bearer_token(header: bytes) -> bytes | None:
     scheme, _, token = header.strip().partition(b" ")
     token = token.strip(b" ")
     return token if scheme.lower() == b"bearer" and token else None
-
-
-class RequireBearer:
-    """Every request except the open paths needs `Authorization: Bearer <token>` (constant-time compare)."""
-
-    def __init__(self, app: ASGIApp, token: str, open_paths: frozenset[str] = frozenset({"/healthz"})) -> None:
-        self.app, self.expected, self.open_paths = app, token.encode(), open_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("path") not in self.open_paths:
-            got = next((v for k, v in scope.get("headers", ()) if k == b"authorization"), b"")
-            if not hmac.compare_digest(bearer_token(got) or b"", self.expected):
-                challenge = 'Bearer realm="mcp-server-conversations"'
-                if got:
-                    challenge += ', error="invalid_token"'
-                problem = "wrong bearer token" if got else "missing Authorization: Bearer <token> header"
-                return await reply(scope, send, 401, f"unauthorized: {problem}", {"WWW-Authenticate": challenge})
-        await self.app(scope, receive, send)
 
 
 class LimitBody:

@@ -12,13 +12,15 @@ from .contract import Presence, Store
 from .fair import FairUseStore
 from .forks import ForkStore
 from .runs import DEAD_OWNER_END, RunStore
+from .tokens import TokenStore
 from .transfer import copy_store
-from .types import MESSAGE_TYPES, HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget
+from .types import MESSAGE_TYPES, HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget, TokenInfo
 from .vectors import VectorStore
 
 
-class SQLiteStore(AgentStore, ForkStore, RunStore, VectorStore, BulkStore, FairUseStore):
-    """Agents, blocks, conversations, messages, runs, search and message embeddings over one SQLite file."""
+class SQLiteStore(AgentStore, ForkStore, RunStore, VectorStore, BulkStore, TokenStore, FairUseStore):
+    """Agents, blocks, conversations, messages, runs, search, message embeddings, named tokens and fair-use
+    counters over one SQLite file."""
 
 
 async def open_store(location: str | Path) -> Store:
@@ -41,6 +43,7 @@ __all__ = [
     "SQLiteStore",
     "SendTarget",
     "Store",
+    "TokenInfo",
     "copy_store",
     "open_store",
 ]

@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 from ..models import Agent, Block, Conversation, Message, Run, SearchResult
 from ..principals import LOCAL
-from .types import HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget
+from .types import HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget, TokenInfo
 
 
 class Presence(Protocol):
@@ -325,3 +325,26 @@ class Store(Protocol):
     async def present_rowids(self, rowids: list[int], model: str, scope: dict[str, Any] | None = None) -> set[int]: ...
 
     async def vector_hits(self, rowids: list[int]) -> dict[int, SearchResult]: ...
+
+    # -- named tokens (only their SHA-256 hashes are stored) --
+
+    async def create_token(self, name: str, token_hash: str) -> TokenInfo:
+        """ConflictError (nothing written) if an active token already has `name`, also one another
+        process created a moment ago."""
+
+    async def revoke_token(self, name: str) -> bool:
+        """Revoke the active token named `name` (from its commit on, `token_name` no longer finds it);
+        False if there is none."""
+
+    async def list_tokens(self, *, include_revoked: bool = False) -> list[TokenInfo]:
+        """By name, then creation."""
+
+    async def token_name(self, token_hash: str) -> str | None:
+        """The name of the active token with this hash, or None (asked on every authenticated
+        request: one indexed read)."""
+
+    async def any_tokens(self) -> bool:
+        """Whether any active named token exists (one cheap read)."""
+
+    async def touch_tokens(self, used: dict[str, str]) -> None:
+        """Record last use: token hash -> ISO time; an earlier time never replaces a later one."""

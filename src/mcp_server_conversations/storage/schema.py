@@ -243,6 +243,19 @@ ALTER TABLE agents ADD COLUMN model_settings TEXT;
 ALTER TABLE agents ADD COLUMN default_conversation_id TEXT;
 """
 
+# Named tokens: only a SHA-256 of each token is kept. A name is unique among active tokens; a revoked
+# one stays listed (revoked_at) and its name may be given to a new token.
+M012_TOKENS = """
+CREATE TABLE tokens (
+    token_hash TEXT PRIMARY KEY,         -- hex SHA-256 of the token
+    name TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    last_used_at TEXT,
+    revoked_at TEXT
+);
+CREATE UNIQUE INDEX tokens_active_name ON tokens(name) WHERE revoked_at IS NULL;
+"""
+
 # Fair use per principal: each run records who sent it, so a run starts only while its principal has fewer
 # than --max-runs-per-principal running (counted in the claim's transaction, across processes); and the
 # times of each principal's latest requests (a JSON list of epoch seconds, at most --rate-limit of them) for
@@ -267,6 +280,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m008_cancel_requests", M008_CANCEL_REQUESTS),
     ("m009_context_before", M009_CONTEXT_BEFORE),
     ("m010_agent_letta_fields", M010_AGENT_LETTA_FIELDS),
+    ("m012_tokens", M012_TOKENS),
     ("m013_fair_use", M013_FAIR_USE),
 ]
 

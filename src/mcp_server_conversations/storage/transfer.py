@@ -1,7 +1,8 @@
 """Copying everything from one database to another, either backend to either: agents, blocks,
-conversations, messages (with their keys, so contexts and forks stay as they were), runs and message
-embeddings, ids and timestamps kept. The target indexes messages for search as they arrive. Claimed
-turns are not copied: they belong to the processes running on the source."""
+conversations, messages (with their keys, so contexts and forks stay as they were), runs, message
+embeddings and named tokens (their hashes), ids and timestamps kept. The target indexes messages
+for search as they arrive. Claimed turns are not copied: they belong to the processes running on
+the source."""
 
 from __future__ import annotations
 
@@ -81,6 +82,7 @@ RUN = (
     "principal",
 )
 EMBEDDING = ("message_rowid", "agent_id", "model", "dim", "vector")
+TOKEN = ("token_hash", "name", "created_at", "last_used_at", "revoked_at")
 # (table, columns, the source's order: blocks and queued runs keep their order by insertion)
 TABLES = [
     ("agents", AGENT, "created_at, id"),
@@ -89,6 +91,7 @@ TABLES = [
     ("messages", MESSAGE, None),
     ("runs", RUN, None),
     ("message_embeddings", EMBEDDING, "message_rowid"),
+    ("tokens", TOKEN, "created_at, token_hash"),
 ]
 ARRAYS = {"inherited", "context", "context_before"}  # key lists: packed blobs in SQLite, bigint[] in PostgreSQL
 

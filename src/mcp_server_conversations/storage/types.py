@@ -88,3 +88,13 @@ class PendingMessage:
     id: str
     agent_id: str
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A named token as `tokens list` shows it: never the token, never its hash."""
+
+    name: str
+    created_at: str
+    last_used_at: str | None
+    revoked_at: str | None

@@ -14,11 +14,13 @@ from .conversations import insert_messages, lock_conversation
 from .fair import PgFairUseStore
 from .forks import PgForkStore
 from .runs import PgRunStore
+from .tokens import PgTokenStore
 from .vectors import PgVectorStore
 
 
-class PostgresStore(PgAgentStore, PgRunStore, PgForkStore, PgVectorStore, PgFairUseStore):
-    """Agents, blocks, conversations, messages, runs, search and message embeddings in PostgreSQL."""
+class PostgresStore(PgAgentStore, PgRunStore, PgForkStore, PgVectorStore, PgTokenStore, PgFairUseStore):
+    """Agents, blocks, conversations, messages, runs, search, message embeddings, named tokens and fair-use
+    counters in PostgreSQL."""
 
     @asynccontextmanager
     async def bulk_load(self) -> AsyncIterator[None]:

@@ -153,6 +153,18 @@ CREATE FUNCTION conv_owner_alive(owner text) RETURNS boolean LANGUAGE sql STABLE
 $$;
 """
 
+# Named tokens: only a SHA-256 of each token is kept (storage/schema.py m012).
+M012_TOKENS = """
+CREATE TABLE tokens (
+    token_hash text PRIMARY KEY,
+    name text NOT NULL,
+    created_at text NOT NULL,
+    last_used_at text,
+    revoked_at text
+);
+CREATE UNIQUE INDEX tokens_active_name ON tokens(name) WHERE revoked_at IS NULL;
+"""
+
 # Fair use per principal, as SQLite's m013: the principal that sent each run (its running runs are counted
 # under a per-principal advisory lock when a run starts) and each principal's latest request times
 # (epoch seconds, the database's clock) for the sliding-window rate limit every replica shares.
@@ -165,7 +177,11 @@ CREATE TABLE rate_limits (
 );
 """
 
-MIGRATIONS: list[tuple[str, str]] = [("m001_initial", M001_INITIAL), ("m013_fair_use", M013_FAIR_USE)]
+MIGRATIONS: list[tuple[str, str]] = [
+    ("m001_initial", M001_INITIAL),
+    ("m012_tokens", M012_TOKENS),
+    ("m013_fair_use", M013_FAIR_USE),
+]
 
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
