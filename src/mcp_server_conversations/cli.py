@@ -17,6 +17,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="mcp-server-conversations",
         description="An MCP server with Letta-style conversations. Every flag also reads CONVERSATIONS_<FLAG>.",
+        epilog="Other commands: `copy SOURCE TARGET` (one database into another), `tokens create|list|revoke` "
+        "(named bearer tokens; see `tokens --help`).",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("--transport", choices=["stdio", "streamable-http"], help="default: stdio")

@@ -77,6 +77,12 @@ def authenticator(settings: Settings, app: App) -> Authenticator:
     if settings.oauth_issuer:
         assert settings.public_url  # Settings refuses an issuer without it
         audience = settings.oauth_audience or settings.public_url
+        if not audience.startswith(("https://", "http://")):
+            log.warning(
+                "--oauth-audience %r is not a URL: MCP clients read the protected resource metadata's resource "
+                "(this audience) as a URL and may refuse it; prefer an https:// audience",
+                audience,
+            )
         oauth = JwtVerifier(settings.oauth_issuer, audience, settings.oauth_required_scopes)
     return Authenticator(
         app.store,
