@@ -31,15 +31,20 @@ def no_slot(
     def live(o: str | None) -> bool:
         return o is not None and (o == owner or alive(o))
 
+    # Each `status IN ('queued', 'running')` is for the planner: SQLite uses a partial index only when the
+    # query repeats its condition.
     running = db.execute(
-        "SELECT owner, count(*) FROM runs WHERE principal = ? AND status = 'running' GROUP BY owner", (principal,)
+        "SELECT owner, count(*) FROM runs WHERE principal = ? AND status IN ('queued', 'running') "
+        "AND status = 'running' GROUP BY owner",
+        (principal,),
     ).fetchall()
     if sum(n for o, n in running if live(o)) >= most:
         return True
     earlier = db.execute(
         "SELECT r.owner, t.owner FROM runs r LEFT JOIN turns t ON t.conversation_id = r.conversation_id "
-        "WHERE r.principal = ? AND r.status = 'queued' AND r.conversation_id != ? AND r.owner IS NOT NULL "
-        "AND r.rowid < coalesce((SELECT min(rowid) FROM runs WHERE conversation_id = ? AND status = 'queued'), ?)",
+        "WHERE r.principal = ? AND r.status IN ('queued', 'running') AND r.status = 'queued' "
+        "AND r.conversation_id != ? AND r.owner IS NOT NULL AND r.rowid < coalesce((SELECT min(rowid) FROM runs "
+        "WHERE conversation_id = ? AND status IN ('queued', 'running') AND status = 'queued'), ?)",
         (principal, conversation_id, conversation_id, NEVER),
     ).fetchall()
     return any(live(queued_by) and not live(holder) for queued_by, holder in earlier)
