@@ -6,6 +6,8 @@
 - Sends to one conversation are serialized in arrival order by a per-conversation FIFO lock (a run
   is `queued` until its turn, and its input enters the history only then); different
   conversations run in parallel (no global lock around model calls).
+- A run also needs one of its principal's `--max-runs-per-principal` slots to start (fair.py); until it
+  gets one it is `queued` too.
 - A run that does not complete (failed, cancelled, interrupted) leaves the context as it was
   before it: its rows leave the context window and its input is marked is_err
   (store.finish_run, one transaction, done while the run still holds its turn).
