@@ -90,8 +90,9 @@ class Settings(BaseSettings):
     request_timeout: float = Field(
         default=30.0, gt=0, allow_inf_nan=False, description="Seconds for a request's headers, and its body, to arrive"
     )
+    # At most 10000: the shared counter keeps one time per request accepted in the window.
     rate_limit: int | None = Field(
-        default=None, ge=1, le=1_000_000, description="HTTP requests per principal in any 60 s (429 beyond)"
+        default=None, ge=1, le=10_000, description="HTTP requests per principal in any 60 s (429 beyond)"
     )
     log_level: LogLevel = "WARNING"
     # At DEBUG, third-party loggers (sse_starlette, httpx, ...) log whole messages and

@@ -122,7 +122,12 @@ async def test_the_window_slides_and_the_wait_is_when_a_request_is_allowed_again
 
 @pytest.mark.sqlite_only("configuration checks, before any database")
 def test_bad_values_get_a_clear_error(tmp_path: Path) -> None:
-    for flag, value in (("--rate-limit", "0"), ("--rate-limit", "lots"), ("--max-runs-per-principal", "-1")):
+    for flag, value in (
+        ("--rate-limit", "0"),
+        ("--rate-limit", "20000"),
+        ("--rate-limit", "lots"),
+        ("--max-runs-per-principal", "-1"),
+    ):
         done = subprocess.run(
             [CONSOLE_SCRIPT, "--db", str(tmp_path / "x.db"), flag, value],
             capture_output=True,
