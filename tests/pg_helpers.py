@@ -19,7 +19,7 @@ DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 # Read once at import: each test's environment has CONVERSATIONS_* removed (conftest's _isolated_env).
 GIVEN_DSN = os.environ.get("CONVERSATIONS_TEST_PG_DSN")
 REQUIRED = os.environ.get("CONVERSATIONS_TEST_PG_REQUIRED") == "1"
-TABLES = "agents, blocks, conversations, messages, runs, turns, message_embeddings, tokens"
+TABLES = "agents, blocks, conversations, messages, runs, turns, message_embeddings, tokens, rate_limits"
 
 
 def base_dsn() -> tuple[str | None, str]:

@@ -37,6 +37,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         help="seconds between looks for runs of server processes that died (default 10)",
     )
+    p.add_argument(
+        "--max-runs-per-principal",
+        type=int,
+        help="runs executing at once per principal; more wait queued, in the order sent (default 8)",
+    )
     p.add_argument("--host", help="HTTP bind address (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="HTTP port (default 8283)")
     p.add_argument("--stateless", action="store_true", default=None, help="no MCP sessions (for replicas)")
@@ -61,6 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--allowed-origins", nargs="*", help="extra Origin header values to accept")
     p.add_argument("--max-body-bytes", type=int, help="largest HTTP request body (default 4 MiB)")
     p.add_argument("--request-timeout", type=float, help="seconds for a request's headers and body (default 30)")
+    p.add_argument(
+        "--rate-limit",
+        type=int,
+        help="HTTP requests per principal in any 60 s; beyond, 429 with Retry-After (default: no limit)",
+    )
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING (default) or ERROR")
     p.add_argument(
         "--debug-all",

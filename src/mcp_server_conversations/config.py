@@ -63,6 +63,9 @@ class Settings(BaseSettings):
         allow_inf_nan=False,
         description="Seconds between looks for runs of server processes that died (they end interrupted)",
     )
+    max_runs_per_principal: int = Field(
+        default=8, ge=1, le=10_000, description="Runs executing at once per principal (more wait queued, in order)"
+    )
     # HTTP transport
     transport: Literal["stdio", "streamable-http"] = Field(default="stdio", description="stdio or streamable-http")
     host: str = "127.0.0.1"
@@ -86,6 +89,10 @@ class Settings(BaseSettings):
     max_sessions: int = Field(default=1000, ge=1, description="Open MCP sessions at most (503 beyond)")
     request_timeout: float = Field(
         default=30.0, gt=0, allow_inf_nan=False, description="Seconds for a request's headers, and its body, to arrive"
+    )
+    # At most 10000: the shared counter keeps one time per request accepted in the window.
+    rate_limit: int | None = Field(
+        default=None, ge=1, le=10_000, description="HTTP requests per principal in any 60 s (429 beyond)"
     )
     log_level: LogLevel = "WARNING"
     # At DEBUG, third-party loggers (sse_starlette, httpx, ...) log whole messages and

@@ -31,6 +31,7 @@ from ..mcp.server import build_server
 from .auth import Authenticate, Authenticator
 from .cancel import CancelOnDisconnect
 from .oauth import JwtVerifier, protected_resource_metadata
+from .ratelimit import RateLimit
 from .security import MAX_HEADER_BYTES, CheckHostOrigin, EndStreams, HostPolicy, LimitBody, is_loopback
 from .timeout import with_header_timeout
 
@@ -154,6 +155,8 @@ def build_http_app(settings: Settings, app: App) -> ASGIApp:
     ]
     starlette = Starlette(routes=routes, lifespan=lifespan)
     guarded: ASGIApp = LimitBody(CancelOnDisconnect(starlette), settings.max_body_bytes, settings.request_timeout)
+    if settings.rate_limit is not None:  # behind authentication: it counts requests by their principal
+        guarded = RateLimit(guarded, app.store, settings.rate_limit)
     guarded = Authenticate(guarded, auth)
     policy = HostPolicy.for_bind(settings.host, settings.allowed_hosts, settings.allowed_origins)
     return EndStreams(CheckHostOrigin(guarded, policy))

@@ -6,6 +6,8 @@
 - Sends to one conversation are serialized in arrival order by a per-conversation FIFO lock (a run
   is `queued` until its turn, and its input enters the history only then); different
   conversations run in parallel (no global lock around model calls).
+- A run also needs one of its principal's `--max-runs-per-principal` slots to start (fair.py); until it
+  gets one it is `queued` too.
 - A run that does not complete (failed, cancelled, interrupted) leaves the context as it was
   before it: its rows leave the context window and its input is marked is_err
   (store.finish_run, one transaction, done while the run still holds its turn).
@@ -34,6 +36,7 @@ from typing import Any
 
 import anyio
 
+from .. import principals
 from ..config import Settings
 from ..errors import (
     ConflictError,
@@ -53,6 +56,7 @@ from ..util import backoff, new_id, now_iso
 from .agent_tools import AgentTools
 from .compaction import Compactor, choose_evicted, effective_window
 from .events import RunEvent
+from .fair import SlotWaits
 from .inputs import Input, check_send_options, send_inputs
 from .loop import AgentLoop
 from .pending_ends import PendingEnds, stored_cause
@@ -94,6 +98,7 @@ class Runtime:
         self._remote = RemoteCancels(store, self._presence, self._runs, self._cancel)
         self._pending = PendingEnds(store)
         self._sweeper = Sweeper(store, self._presence, settings.run_sweep_interval)
+        self._slots = SlotWaits(store)
 
     # -- lifecycle --
 
@@ -194,6 +199,7 @@ class Runtime:
             else:
                 run_id = new_id("run")
             state = RunState(run_id, conversation_id, target.agent_id, model, override_model, background)
+            state.principal = principals.current()
             state.client_tools = client_tools or []
             state.images = [image for i in inputs for image in i.images]
             if listener is not None:
@@ -326,6 +332,7 @@ class Runtime:
                         status="queued",
                         idempotency_key=key,
                         owner=self._presence.owner,
+                        principal=state.principal,
                     )
                     state.admitted.set()  # stays queued behind the conversation's earlier runs
                 await turn.lock.acquire()
@@ -351,6 +358,7 @@ class Runtime:
             if held:
                 turn.lock.release()  # only now: the run's end (and a clean context) is recorded first
             self._leave(state.conversation_id, turn)
+            self._slots.ended(state.principal)
             state.admitted.set()
             state.done.set()
             self._runs.pop(state.run_id, None)
@@ -382,10 +390,13 @@ class Runtime:
                 create=idle,
                 idempotency_key=key,
                 owner=self._presence.owner,
+                principal=state.principal,
+                max_running=self.settings.max_runs_per_principal,
             )
             if started is not None:
                 break
-            # Another process's run holds the conversation's turn: wait for it, stored as queued.
+            # Another process's run holds the conversation's turn, or the principal has no slot free (fair.py):
+            # wait for it, stored as queued.
             if idle:
                 state.created = await self.store.create_run(
                     state.run_id,
@@ -394,10 +405,11 @@ class Runtime:
                     status="queued",
                     idempotency_key=key,
                     owner=self._presence.owner,
+                    principal=state.principal,
                 )
                 state.admitted.set()
                 idle = False
-            await self.store.wait_turn(state.conversation_id, next(delays))
+            await self._slots.wait(state.conversation_id, state.principal, next(delays))
         run, prompt = started
         if state.created is None:
             state.created = run

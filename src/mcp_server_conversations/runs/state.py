@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import ConversationsError
 from ..models import Run, Usage
+from ..principals import LOCAL
 from .events import RunEvent
 
 log = logging.getLogger("mcp_server_conversations.runs.state")
@@ -29,6 +30,7 @@ class RunState:
     model: str
     override_model: str | None
     background: bool
+    principal: str = LOCAL  # who sent it: it takes one of that principal's slots while it runs
     status: str = "queued"
     partial: list[str] = field(default_factory=list)  # this step's text deltas; joined only when read
     usage: Usage = field(default_factory=Usage)

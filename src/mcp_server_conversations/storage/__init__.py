@@ -9,6 +9,7 @@ from ..config import is_database_url
 from .agents import AgentStore
 from .bulk import BulkStore
 from .contract import Presence, Store
+from .fair import FairUseStore
 from .forks import ForkStore
 from .runs import DEAD_OWNER_END, RunStore
 from .tokens import TokenStore
@@ -17,9 +18,9 @@ from .types import MESSAGE_TYPES, HistoryKey, NewMessage, PendingMessage, Prompt
 from .vectors import VectorStore
 
 
-class SQLiteStore(AgentStore, ForkStore, RunStore, VectorStore, BulkStore, TokenStore):
-    """Agents, blocks, conversations, messages, runs, search, message embeddings and named tokens over one
-    SQLite file."""
+class SQLiteStore(AgentStore, ForkStore, RunStore, VectorStore, BulkStore, TokenStore, FairUseStore):
+    """Agents, blocks, conversations, messages, runs, search, message embeddings, named tokens and fair-use
+    counters over one SQLite file."""
 
 
 async def open_store(location: str | Path) -> Store:

@@ -60,6 +60,9 @@ class SQLiteBase:
     async def wait_run_end(self, run_id: str, within: float) -> None:
         await asyncio.sleep(within)
 
+    async def wait_start(self, conversation_id: str, principal: str, within: float) -> None:
+        await asyncio.sleep(within)
+
     async def _one(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         """The first row of a query meant to return at most one (one trip to the reader)."""
         return await self.database.read(lambda db: db.execute(sql, params).fetchone())

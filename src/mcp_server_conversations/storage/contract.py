@@ -84,6 +84,14 @@ class Store(Protocol):
     async def wait_run_end(self, run_id: str, within: float) -> None:
         """Until the run may have ended, or `within` seconds."""
 
+    async def wait_start(self, conversation_id: str, principal: str, within: float) -> None:
+        """Until the conversation's turn may have been released or a run of `principal` may have ended
+        (freeing a slot), or `within` seconds."""
+
+    async def take_request(self, principal: str, limit: int, window: float = 60.0) -> float:
+        """Count one request of `principal` against at most `limit` per `window` seconds, shared by every
+        process on the database: 0.0 if it is allowed; else (nothing counted) the seconds until one is."""
+
     # -- agents and blocks --
 
     async def create_agent(
@@ -209,9 +217,11 @@ class Store(Protocol):
         status: str,
         idempotency_key: str | None,
         owner: str | None = None,
+        principal: str = LOCAL,
     ) -> Run:
-        """Store a queued run; errors.DuplicateRunError (nothing written) if `idempotency_key` already
-        names a run of the conversation (stored by another process since the caller looked)."""
+        """Store a queued run sent by `principal`; errors.DuplicateRunError (nothing written) if
+        `idempotency_key` already names a run of the conversation (stored by another process since the
+        caller looked)."""
 
     async def start_run(
         self,
@@ -225,9 +235,14 @@ class Store(Protocol):
         create: bool = False,
         idempotency_key: str | None = None,
         owner: str = "",
+        principal: str = LOCAL,
+        max_running: int | None = None,
     ) -> tuple[Run, PromptRows] | None:
         """Claim the turn, start the run and store its input in one transaction, and read the first
-        prompt; None (nothing written) while another live process holds the turn or queued earlier.
+        prompt; None (nothing written) while another live process holds the turn or queued earlier, or
+        (with `max_running`) while `principal` has that many runs running in live processes or a run of
+        another of its conversations, free to start, was queued before this conversation's first queued
+        run (slots go in send order, conversation by conversation, so no two wait for each other).
         A turn held by a dead process's run ends that run first (DEAD_OWNER_END, its rows out of the
         context), in the same transaction. DuplicateRunError as for create_run."""
 

@@ -12,8 +12,10 @@ from typing import Any
 
 from ..errors import DuplicateRunError, NotFoundError
 from ..models import Message, Run
+from ..principals import LOCAL
 from ..util import now_iso
 from .conversations import ConversationStore, append_rows
+from .fair import no_slot
 from .rows import (
     BLOCKS_OF,
     MESSAGE_COLUMNS,
@@ -56,6 +58,7 @@ class RunStore(ConversationStore):
         status: str,
         idempotency_key: str | None,
         owner: str | None = None,
+        principal: str = LOCAL,
     ) -> Run:
         """Store a run (queued). DuplicateRunError if `idempotency_key` already names a run of the conversation."""
         created_at = now_iso()
@@ -65,10 +68,10 @@ class RunStore(ConversationStore):
                 conversation_id,
                 idempotency_key,
                 (
-                    "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, owner) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+                    "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, owner, "
+                    "principal) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 ),
-                (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner),
+                (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner, principal),
             )
         )
         fields: dict[str, Any] = {"status": status}  # validated by Run
@@ -93,19 +96,24 @@ class RunStore(ConversationStore):
         create: bool = False,
         idempotency_key: str | None = None,
         owner: str = "",
+        principal: str = LOCAL,
+        max_running: int | None = None,
     ) -> tuple[Run, PromptRows] | None:
         """The run claims its conversation's turn for `owner` (this process), becomes `running` with `model`,
         and its input enters the conversation, in one transaction; with `create` the run row is made here (a
         send to an idle conversation, which is never queued), otherwise it is the queued row create_run made.
         Returns the run as it is now and, read in the same trip, what its first model call's prompt is built
-        from — or None, writing nothing, while another live process's run holds the turn. DuplicateRunError
-        (nothing written) if `idempotency_key` already names a run of the conversation."""
+        from — or None, writing nothing, while another live process's run holds the turn, or while
+        `principal` has `max_running` runs running or an earlier run waiting for a slot (fair.py).
+        DuplicateRunError (nothing written) if `idempotency_key` already names a run of the conversation."""
         owner_alive = self._alive
 
         def run(db: sqlite3.Connection) -> tuple[Run, PromptRows] | None:
             if _held_elsewhere(db, conversation_id, owner, owner_alive) or _queued_earlier_elsewhere(
                 db, conversation_id, run_id, owner, owner_alive
             ):
+                return None
+            if max_running is not None and no_slot(db, conversation_id, principal, max_running, owner, owner_alive):
                 return None
             append_rows(db, conversation_id, inputs)  # first write: NotFoundError if the conversation is gone
             _claim(db, conversation_id, run_id, owner, started_at)
@@ -116,9 +124,19 @@ class RunStore(ConversationStore):
                     idempotency_key,
                     (
                         "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, model, "
-                        "started_at, owner) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)"
+                        "started_at, owner, principal) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?, ?)"
                     ),
-                    (run_id, conversation_id, agent_id, idempotency_key, started_at, model, started_at, owner),
+                    (
+                        run_id,
+                        conversation_id,
+                        agent_id,
+                        idempotency_key,
+                        started_at,
+                        model,
+                        started_at,
+                        owner,
+                        principal,
+                    ),
                 )
             else:
                 db.execute(

@@ -265,6 +265,19 @@ CREATE TABLE tokens (
 CREATE UNIQUE INDEX tokens_active_name ON tokens(name) WHERE revoked_at IS NULL;
 """
 
+# Fair use per principal: each run records who sent it, so a run starts only while its principal has fewer
+# than --max-runs-per-principal running (counted in the claim's transaction, across processes); and the
+# times of each principal's latest requests (a JSON list of epoch seconds, at most --rate-limit of them) for
+# the sliding-window rate limit that every process on the file shares.
+M013_FAIR_USE = """
+ALTER TABLE runs ADD COLUMN principal TEXT NOT NULL DEFAULT 'local';
+CREATE INDEX runs_principal_unfinished ON runs(principal, status) WHERE status IN ('queued', 'running');
+CREATE TABLE rate_limits (
+    principal TEXT PRIMARY KEY,
+    hits TEXT NOT NULL
+);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_bulk_fts", M002_BULK_FTS),
@@ -278,6 +291,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m010_agent_letta_fields", M010_AGENT_LETTA_FIELDS),
     ("m011_agent_principal", M011_AGENT_PRINCIPAL),
     ("m012_tokens", M012_TOKENS),
+    ("m013_fair_use", M013_FAIR_USE),
 ]
 
 

@@ -80,6 +80,7 @@ RUN = (
     "owner",
     "cancel_requested",
     "context_before",
+    "principal",
 )
 EMBEDDING = ("message_rowid", "agent_id", "model", "dim", "vector")
 TOKEN = ("token_hash", "name", "created_at", "last_used_at", "revoked_at")

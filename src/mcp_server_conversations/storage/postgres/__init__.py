@@ -11,15 +11,16 @@ from ..types import NewMessage
 from .agents import PgAgentStore
 from .base import Conn
 from .conversations import insert_messages, lock_conversation
+from .fair import PgFairUseStore
 from .forks import PgForkStore
 from .runs import PgRunStore
 from .tokens import PgTokenStore
 from .vectors import PgVectorStore
 
 
-class PostgresStore(PgAgentStore, PgRunStore, PgForkStore, PgVectorStore, PgTokenStore):
-    """Agents, blocks, conversations, messages, runs, search, message embeddings and named tokens in
-    PostgreSQL."""
+class PostgresStore(PgAgentStore, PgRunStore, PgForkStore, PgVectorStore, PgTokenStore, PgFairUseStore):
+    """Agents, blocks, conversations, messages, runs, search, message embeddings, named tokens and fair-use
+    counters in PostgreSQL."""
 
     @asynccontextmanager
     async def bulk_load(self) -> AsyncIterator[None]:

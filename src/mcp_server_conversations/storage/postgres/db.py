@@ -32,7 +32,7 @@ T = TypeVar("T")
 log = logging.getLogger("mcp_server_conversations.storage.postgres")
 
 PRESENCE_CLASS = 0x636F6E76  # advisory lock class of the presence locks ("conv"); the key is hashtext(owner)
-CHANNELS = ("conv_turn", "conv_cancel", "conv_run_done")
+CHANNELS = ("conv_turn", "conv_cancel", "conv_run_done", "conv_slot")
 # SQLSTATE classes meaning the server or its resources failed, not the request: connection exceptions,
 # insufficient resources (disk full, out of memory, too many connections), operator intervention (shutdown),
 # system errors (I/O).
@@ -179,20 +179,27 @@ class Database:
 
     async def wait(self, channel: str, key: str, within: float) -> None:
         """Until `key` is notified on `channel`, or `within` seconds (also when notifications are down)."""
+        await self.wait_any([(channel, key)], within)
+
+    async def wait_any(self, keys: list[tuple[str, str]], within: float) -> None:
+        """Until one of the (channel, key) pairs is notified, or `within` seconds."""
         if not await self._listen():
             await asyncio.sleep(within)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        waiters = self._waiters.setdefault((channel, key), set())
-        waiters.add(future)
+        for key in keys:
+            self._waiters.setdefault(key, set()).add(future)
         try:
             await asyncio.wait_for(future, within)
         except TimeoutError:
             pass
         finally:
-            waiters.discard(future)
-            if not waiters:
-                self._waiters.pop((channel, key), None)
+            for key in keys:
+                waiters = self._waiters.get(key)
+                if waiters is not None:
+                    waiters.discard(future)
+                    if not waiters:
+                        del self._waiters[key]
 
     async def _listen(self) -> bool:
         if self._listener is not None and not self._listener.is_closed():

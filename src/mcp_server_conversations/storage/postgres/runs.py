@@ -1,7 +1,8 @@
 """Runs and turns (PostgreSQL). A conversation's turn is its `turns` row, claimed under the
 conversation's row lock (so two replicas never both see it free); the dead holder of a turn is told
 by its presence lock (`conv_owner_alive`), and the cross-replica queue order is `runs.seq`. Ends
-and releases notify `conv_turn` / `conv_run_done`, cancel requests `conv_cancel` (delivered at commit)."""
+and releases notify `conv_turn` / `conv_run_done` / `conv_slot` (fair.py), cancel requests
+`conv_cancel` (delivered at commit)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import asyncpg
 
 from ...errors import DuplicateRunError, NotFoundError
 from ...models import Message, Run
+from ...principals import LOCAL
 from ...util import now_iso
 from ..rows import MESSAGE_COLUMNS, agent_from_row, block_from_row, message_from_row, run_from_row
 from ..runs import DEAD_OWNER_END, RUN_FIELDS
@@ -19,6 +21,7 @@ from ..types import NewMessage, PromptRows, SendTarget
 from .agents import BLOCKS_OF
 from .base import Conn
 from .conversations import PgConversationStore, append_rows, lock_conversation
+from .fair import SLOT_CLASS, no_slot
 
 RUN_MESSAGES = (
     f"SELECT {MESSAGE_COLUMNS} FROM messages WHERE run_id = $1 AND message_type <> 'user_message' "
@@ -36,6 +39,7 @@ class PgRunStore(PgConversationStore):
         status: str,
         idempotency_key: str | None,
         owner: str | None = None,
+        principal: str = LOCAL,
     ) -> Run:
         created_at = now_iso()
         await self.database.write(
@@ -43,9 +47,9 @@ class PgRunStore(PgConversationStore):
                 c,
                 conversation_id,
                 idempotency_key,
-                "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, owner) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner),
+                "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, owner, "
+                "principal) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                (run_id, conversation_id, agent_id, status, idempotency_key, created_at, owner, principal),
             )
         )
         fields: dict[str, Any] = {"status": status}
@@ -70,24 +74,31 @@ class PgRunStore(PgConversationStore):
         create: bool = False,
         idempotency_key: str | None = None,
         owner: str = "",
+        principal: str = LOCAL,
+        max_running: int | None = None,
     ) -> tuple[Run, PromptRows] | None:
-        """As SQLite's, in few round trips: the conversation locked, its turn and queue read in one statement,
-        the input stored and the context extended in one, the turn claimed and the run started in one."""
+        """As SQLite's, in few round trips: the conversation locked, its turn and queue read in one statement
+        (the principal's slot lock taken with them), its slots counted in one (fair.py), the input stored
+        and the context extended in one, the turn claimed and the run started in one."""
 
         async def run(c: Conn) -> tuple[Run, PromptRows] | None:
             # The lock first, on its own: a statement that waited for the row lock would read the turn
             # and the queue from its snapshot taken before the wait, not what the holder committed.
             await lock_conversation(c, conversation_id)
+            # The principal's slot lock rides along (the turn and queue read here are the locked row's);
+            # the slots are counted by the next statement, which sees what the lock's last holder committed.
+            slot_lock = ", pg_advisory_xact_lock($4, hashtext($5)) IS NULL AS slot_lock " if max_running else " "
             state = await c.fetchrow(
                 "SELECT c.agent_id, t.owner, t.run_id, conv_owner_alive(t.owner) AS alive, "
                 "EXISTS (SELECT 1 FROM runs r WHERE r.status = 'queued' AND r.conversation_id = c.id "
                 "AND r.owner IS NOT NULL AND r.owner <> $2 "
                 "AND r.seq < coalesce((SELECT seq FROM runs WHERE id = $3), 9223372036854775807) "
-                "AND conv_owner_alive(r.owner)) AS queued "
+                f"AND conv_owner_alive(r.owner)) AS queued{slot_lock}"
                 "FROM conversations c LEFT JOIN turns t ON t.conversation_id = c.id WHERE c.id = $1",
                 conversation_id,
                 owner,
                 run_id,
+                *((SLOT_CLASS, principal) if max_running else ()),
             )
             if state is None:
                 raise NotFoundError("conversation", conversation_id)
@@ -96,6 +107,8 @@ class PgRunStore(PgConversationStore):
                     return None
                 await _end_dead_holder(c, conversation_id, state["run_id"])
             if state["queued"]:
+                return None
+            if max_running and await no_slot(c, conversation_id, principal, max_running, owner):
                 return None
             await append_rows(c, conversation_id, inputs, agent_id=state["agent_id"])
             claim = (
@@ -106,7 +119,7 @@ class PgRunStore(PgConversationStore):
             if create:
                 row = await c.fetchrow(
                     claim + "INSERT INTO runs (id, conversation_id, agent_id, status, idempotency_key, created_at, "
-                    "model, started_at, owner) VALUES ($1, $2, $5, 'running', $6, $4, $7, $4, $3) "
+                    "model, started_at, owner, principal) VALUES ($1, $2, $5, 'running', $6, $4, $7, $4, $3, $8) "
                     "ON CONFLICT (conversation_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
                     "RETURNING *",
                     run_id,
@@ -116,6 +129,7 @@ class PgRunStore(PgConversationStore):
                     agent_id,
                     idempotency_key,
                     model,
+                    principal,
                 )
                 if row is None:  # another process stored a run with this key since the caller looked
                     raise DuplicateRunError(
@@ -382,11 +396,13 @@ async def _end_run(
             )
     context = await c.fetchval(
         "UPDATE conversations SET last_run_completion = $2 WHERE id = $1 "
-        "RETURNING context, pg_notify('conv_run_done', $3), CASE WHEN $4 THEN pg_notify('conv_turn', $1) END",
+        "RETURNING context, pg_notify('conv_run_done', $3), CASE WHEN $4 THEN pg_notify('conv_turn', $1) END, "
+        "pg_notify('conv_slot', $5)",
         conversation_id,
         completed_at,
         run_id,
         bool(row["released_turn"]),
+        row["principal"],
     )
     return row, list(context or [])
 

@@ -174,10 +174,23 @@ CREATE TABLE tokens (
 CREATE UNIQUE INDEX tokens_active_name ON tokens(name) WHERE revoked_at IS NULL;
 """
 
+# Fair use per principal, as SQLite's m013: the principal that sent each run (its running runs are counted
+# under a per-principal advisory lock when a run starts) and each principal's latest request times
+# (epoch seconds, the database's clock) for the sliding-window rate limit every replica shares.
+M013_FAIR_USE = """
+ALTER TABLE runs ADD COLUMN principal text NOT NULL DEFAULT 'local';
+CREATE INDEX runs_principal_unfinished ON runs(principal, status) WHERE status IN ('queued', 'running');
+CREATE TABLE rate_limits (
+    principal text PRIMARY KEY,
+    hits double precision[] NOT NULL
+);
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m011_agent_principal", M011_AGENT_PRINCIPAL),
     ("m012_tokens", M012_TOKENS),
+    ("m013_fair_use", M013_FAIR_USE),
 ]
 
 
