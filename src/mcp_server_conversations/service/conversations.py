@@ -8,13 +8,15 @@ import re
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..config import Settings
-from ..errors import NotFoundError, ValidationError
+from ..errors import NotFoundError, ValidationError, VersionConflictError
 from ..models import (
     MAX_PAGE,
     MAX_SEARCH_RESULTS,
     Agent,
     AgentList,
     Block,
+    BlockHistory,
+    ChangedBy,
     Conversation,
     ConversationList,
     Deleted,
@@ -25,6 +27,8 @@ from ..runs.memory import DEFAULT_BLOCK_LIMIT, DEFAULT_BLOCKS, DEFAULT_SYSTEM, c
 from ..search.query import terms
 from ..storage import MESSAGE_TYPES, Store
 from ..util import check_date_range, decode_cursor, encode_cursor, parse_date_bound
+from . import memory_history
+from .memory_history import check_expected_version
 
 if TYPE_CHECKING:
     from ..search.hybrid import EmbeddingIndex
@@ -131,8 +135,10 @@ class ConversationService:
         memory_blocks: list[dict[str, Any]] | None = None,
         context_window_limit: int | None = None,
         letta: dict[str, Any] | None = None,
+        changed_by: ChangedBy | None = None,
     ) -> Agent:
-        """`letta`: what only Letta clients set (description, tags, model_settings); see check_letta_fields."""
+        """`letta`: what only Letta clients set (description, tags, model_settings); see check_letta_fields.
+        `changed_by`: what made it, for its blocks' first versions (default: the create_agent tool)."""
         name = self.check_name(name)
         letta = self.check_letta_fields(letta or {})
         model = check_handle("model", model)
@@ -162,6 +168,7 @@ class ConversationService:
             context_window_limit=context_window_limit,
             blocks=blocks,
             letta=letta,
+            changed_by=changed_by or {"tool": "create_agent"},
         )
 
     async def get_agent(self, agent_id: str) -> Agent:
@@ -265,8 +272,19 @@ class ConversationService:
         await self.store.delete_agent(agent_id)
         return Deleted(id=agent_id)
 
-    async def update_memory_block(self, agent_id: str | None, label: str, **fields: Any) -> Block:
+    async def update_memory_block(
+        self,
+        agent_id: str | None,
+        label: str,
+        *,
+        expected_version: int | None = None,
+        changed_by: ChangedBy | None = None,
+        **fields: Any,
+    ) -> Block:
+        """Create or change a block. With `expected_version`, only if the block is at that version (0: only
+        if it does not exist yet); otherwise VersionConflictError naming the current one."""
         check_label(label)
+        check_expected_version(expected_version)
         fields = {k: v for k, v in fields.items() if v is not UNSET}
         for name in ("value", "description"):
             if fields.get(name) is not None:
@@ -286,6 +304,8 @@ class ConversationService:
                     "read_only": False,
                 }
             )
+            if expected_version is not None and expected_version != (current.version if current else 0):
+                raise VersionConflictError(label, current.version if current else 0, expected_version)
             new = {**base}
             for k, v in given.items():
                 if v is None and k in ("value", "limit", "read_only"):
@@ -294,7 +314,24 @@ class ConversationService:
             check_block(label, new["value"], new["limit"])
             return new
 
-        return await self.store.upsert_block(agent_id, label, fields, merge)
+        return await self.store.upsert_block(
+            agent_id,
+            label,
+            fields,
+            merge,
+            changed_by=changed_by or {"tool": "update_memory_block"},
+            keep=self.settings.memory_history_limit,
+        )
+
+    async def memory_block_history(
+        self, agent_id: str | None, label: str, limit: int = 50, after: str | None = None
+    ) -> BlockHistory:
+        return await memory_history.block_history(self, agent_id, label, limit, after)
+
+    async def restore_memory_block(
+        self, agent_id: str | None, label: str, version: int, changed_by: ChangedBy | None = None
+    ) -> Block:
+        return await memory_history.restore_block(self, agent_id, label, version, changed_by)
 
     async def get_block(self, agent_id: str | None, label: str) -> Block:
         agent_id = await self.resolve_agent(agent_id)
