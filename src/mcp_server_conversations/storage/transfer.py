@@ -150,7 +150,11 @@ async def _read(store: Store, table: str, columns: tuple[str, ...]) -> AsyncIter
     cols = ", ".join(columns)
     if key is None:  # PostgreSQL's agents and conversations have no insertion key: by creation (and by block)
         order_by = {t: o for t, _, o in TABLES}[table]
-        rows = await _database(store).read(lambda c: c.fetch(f"SELECT {cols} FROM {table} ORDER BY {order_by}"))
+        sql = f"SELECT {cols} FROM {table} ORDER BY {order_by}"
+        if pg:
+            rows = await _database(store).read(lambda c: c.fetch(sql))
+        else:
+            rows = await _database(store).read(lambda db: db.execute(sql).fetchall())
         for i in range(0, len(rows), BATCH):
             yield [dict(r) for r in rows[i : i + BATCH]]
         return
