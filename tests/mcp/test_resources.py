@@ -180,3 +180,29 @@ async def test_a_subscriber_hears_of_a_run_editing_memory_in_another_client(
             assert not notices.list_changed
             await call(worker, "create_conversation", {"agent_id": agent["id"]})
             await notices.wait_listed()
+
+
+async def test_unsubscribe_and_things_going_away(connect, model_settings: Settings, mode: str) -> None:
+    notices = Notices()
+    async with connect() as worker:
+        agent = await call(worker, "create_agent", {"name": "g", "memory_blocks": [{"label": "k", "value": "1"}]})
+        conv = await new_conversation(worker, agent_id=agent["id"])
+        uri = block_uri(agent["id"], "k")
+        watcher = Client(build_server(model_settings), mode=mode, message_handler=notices.handler)
+        async with watcher, subscribed(watcher, notices, [uri]):
+            if mode == "legacy":  # 2025: unsubscribing stops the updates (listen streams end with their context)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    await watcher.unsubscribe_resource(uri)
+                await call(worker, "update_memory_block", {"agent_id": agent["id"], "label": "k", "value": "2"})
+                await call(worker, "delete_conversation", {"conversation_id": conv})
+                await notices.wait_listed()  # the list change comes after the edit: the edit was not sent
+                assert uri not in notices.updated
+            else:
+                await call(worker, "delete_conversation", {"conversation_id": conv})
+                await notices.wait_listed()
+            notices.list_changed = 0
+            await call(worker, "delete_agent", {"agent_id": agent["id"]})
+            await notices.wait_listed()
+            with pytest.raises(MCPError):
+                await watcher.read_resource(uri, cache_mode="bypass")
