@@ -18,6 +18,7 @@ import logging
 from typing import Any, cast
 from urllib.parse import quote, unquote
 
+import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import NotificationOptions
@@ -45,6 +46,7 @@ BLOCK_TEMPLATE = SCHEME + "agents/{agent_id}/blocks/{label}"
 TRANSCRIPT_TEMPLATE = SCHEME + "conversations/{conversation_id}/transcript"
 PAGE = 100  # resources in one page of resources/list
 MAX_LISTEN_URIS = 1000  # resource URIs one subscriptions/listen stream may name
+SEND_WITHIN = 2.0  # seconds one 2025-era connection may take to accept a batch of notifications
 
 
 def block_uri(agent_id: str, label: str) -> str:
@@ -227,10 +229,11 @@ class Subscriptions:
         for event in events:
             await self.bus.publish(event)
         for conn, uris in list(self.connections.items()):
-            for uri in sorted(updated & uris):
-                await conn.send_resource_updated(uri)
-            if listed:
-                await conn.send_resource_list_changed()
+            with anyio.move_on_after(SEND_WITHIN):  # a client that stopped reading holds up no one else for long
+                for uri in sorted(updated & uris):
+                    await conn.send_resource_updated(uri)
+                if listed:
+                    await conn.send_resource_list_changed()
 
 
 def register(mcp: MCPServer) -> Subscriptions:
