@@ -14,6 +14,7 @@ import anyio
 from .config import Settings
 from .gateway import ModelGateway
 from .runs.runtime import Runtime
+from .service.changes import ChangeFeed
 from .service.conversations import ConversationService
 from .storage import Store, open_store
 
@@ -42,6 +43,7 @@ class App:
     service: ConversationService
     runtime: Runtime  # runs of send_message
     embeddings: EmbeddingIndex | None  # with --embedding-model: the hybrid search index
+    changes: ChangeFeed  # what any process changed, for MCP resource subscriptions
     rest: RestState = field(default_factory=RestState)
 
 
@@ -58,7 +60,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
 
             embeddings = EmbeddingIndex(settings, store, gateway)
         service = ConversationService(store, settings, hybrid=embeddings)
-        app = App(settings, store, service, Runtime(settings, store, service, gateway), embeddings)
+        app = App(settings, store, service, Runtime(settings, store, service, gateway), embeddings, ChangeFeed(store))
         log.info("database ready at %s", store.location)
         await app.runtime.start()
         try:
@@ -69,6 +71,7 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             # Shielded: when the transport fails (the client stopped reading), this runs inside a
             # cancelled scope, and a close cut short would leave the database's connections open.
             with anyio.CancelScope(shield=True, deadline=anyio.current_time() + STOP_WITHIN):
+                await app.changes.stop()
                 if app.embeddings is not None:
                     await app.embeddings.stop()
                 await app.runtime.stop()

@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-timeout", type=float, help="idle-read timeout of model calls in seconds")
     p.add_argument("--model-retries", type=int, help="retries of a failed model call (default 0)")
     p.add_argument("--embedding-model", help="embedding model handle for hybrid search")
+    p.add_argument("--memory-history-limit", type=int, help="versions kept per memory block (default 1000)")
     p.add_argument(
         "--run-sweep-interval",
         type=float,

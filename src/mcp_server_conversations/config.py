@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     model_timeout: float = Field(default=600.0, gt=0, description="Idle-read timeout of model calls, seconds")
     model_retries: int = Field(default=0, ge=0, le=10, description="Retries litellm makes on a failed call")
     embedding_model: str | None = Field(default=None, description="Optional embedding model for hybrid search")
+    memory_history_limit: int = Field(
+        default=1000, ge=1, le=1_000_000, description="Versions of each memory block kept (oldest pruned first)"
+    )
     run_sweep_interval: float = Field(
         default=10.0,
         gt=0,

@@ -4,6 +4,7 @@
     ├── NotFoundError             an id that does not exist ("conversation conv-… not found")
     ├── ValidationError           bad input; names the field and how to fix it
     ├── ConflictError             the request clashes with current state
+    │   ├── VersionConflictError  a memory block write expected another version than the current one
     │   └── DuplicateRunError     an idempotency key already names a run (stored by another process)
     ├── StorageUnavailableError   the database cannot store or read now (disk full, I/O error, busy)
     └── ModelError                a model call could not be made or failed
@@ -57,6 +58,17 @@ class ConflictError(ConversationsError):
     """The request clashes with the current state."""
 
     status_code = 409
+
+
+class VersionConflictError(ConflictError):
+    """A write that expected another version of a memory block than the current one."""
+
+    def __init__(self, label: str, current: int, expected: int) -> None:
+        super().__init__(
+            f"memory block {label!r} is at version {current}, not {expected}: it changed since it was read; "
+            f"read it again (current version {current}) and retry"
+        )
+        self.current_version = current
 
 
 class DuplicateRunError(ConflictError):

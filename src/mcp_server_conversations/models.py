@@ -51,6 +51,32 @@ class Block(BaseModel):
     description: str | None = None
     limit: int = Field(description="Maximum characters the value may hold")
     read_only: bool = False
+    version: int = Field(default=1, description="Its current version in the memory history (1 when made)")
+
+
+ChangedBy = dict[str, str | None]
+
+
+class BlockVersion(BaseModel):
+    """One value a memory block had."""
+
+    version: int = Field(description="1, 2, … without gaps per block")
+    value: str
+    changed_at: str
+    changed_by: ChangedBy | None = Field(
+        description="{conversation_id, run_id} for the agent's memory tools in a run, {tool} for an MCP tool, "
+        "{route} for a REST route; null for the value the block had when history began"
+    )
+
+
+class BlockHistory(BaseModel):
+    """A page of a memory block's versions, newest first."""
+
+    agent_id: str
+    label: str
+    current_version: int
+    versions: list[BlockVersion]
+    next_cursor: str | None = Field(default=None, description=NEXT)
 
 
 class Agent(BaseModel):

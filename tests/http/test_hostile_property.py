@@ -285,7 +285,9 @@ TOOLS = {
     "get_agent": ["agent_id"],
     "update_agent": ["agent_id", "name", "model", "system", "context_window_limit"],
     "delete_agent": ["agent_id"],
-    "update_memory_block": ["label", "agent_id", "value", "description", "limit", "read_only"],
+    "update_memory_block": ["label", "agent_id", "value", "description", "limit", "read_only", "expected_version"],
+    "get_memory_block_history": ["label", "agent_id", "limit", "after"],
+    "restore_memory_block": ["label", "version", "agent_id"],
     "create_conversation": ["agent_id", "model", "summary"],
     "get_conversation": ["conversation_id"],
     "update_conversation": ["conversation_id", "model", "summary"],
@@ -350,6 +352,8 @@ def valid_args(tool: str, world: dict[str, str]) -> dict[str, Any]:
         "idempotency_key": "k",
         "background": False,
         "run_id": "run-x",
+        "version": 1,
+        "expected_version": None,
     }
     args = {k: samples[k] for k in TOOLS[tool]}
     if tool == "send_message":

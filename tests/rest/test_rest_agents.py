@@ -191,3 +191,22 @@ async def test_the_console_script_serves_rest_beside_mcp_on_one_service(tmp_path
             conv_id = made.structured_content["id"]
         listed = await sdk(client.conversations.list, agent_id=agent.id)
         assert [(c.id, c.summary) for c in listed] == [(conv_id, "from MCP")]
+
+
+def stale_block_write(base_url: str) -> None:
+    client = letta(base_url)
+    agent = client.agents.create(name="v", memory_blocks=[{"label": "human", "value": "one"}])
+    first = client.agents.blocks.update("human", agent_id=agent.id, value="two", extra_body={"expected_version": 1})
+    assert first.value == "two" and first.model_extra["version"] == 2
+    with pytest.raises(letta_client.ConflictError) as stale:
+        client.agents.blocks.update("human", agent_id=agent.id, value="three", extra_body={"expected_version": 1})
+    assert stale.value.status_code == 409 and stale.value.body["current_version"] == 2
+    assert "version 2" in stale.value.body["detail"]
+    with pytest.raises(letta_client.ConflictError):  # the same, as a query parameter
+        client.blocks.update(first.id, value="three", extra_query={"expected_version": "1"})
+    assert client.agents.blocks.retrieve("human", agent_id=agent.id).value == "two"
+
+
+async def test_a_stale_expected_version_is_refused_with_409(settings: Settings) -> None:
+    async with rest_server(settings) as served:
+        await sdk(stale_block_write, served.base_url)

@@ -33,6 +33,7 @@ async def fill(store: Store) -> dict[str, Any]:
         principal="token:potter",
     )
     await store.ensure_default_agent(name="default", system="s", blocks=[], principal="oauth:someone")
+    await store.edit_block_value(agent.id, "human", lambda b: "likes clay and glaze", changed_by={"tool": "t"})
     conv = await store.create_conversation(agent.id, model=None, summary="s", system_text="system text")
     await store.append_messages(
         conv.id,
@@ -75,6 +76,9 @@ async def snapshot(store: Store, ids: dict[str, Any]) -> dict[str, Any]:
             "history": [m.model_dump() for m in history],
             "context": [m.id for m in await store.context_messages(conv)],
         }
+    history = await store.block_history(ids["agent"], "human", limit=10, before=None)
+    assert history is not None
+    out["block_history"] = [v.model_dump() for v in history[1]]
     out["run"] = (await store.get_run("run-1")).model_dump()
     out["key"] = await store.run_by_idempotency_key(ids["convs"][0], "key-1")
     out["tokens"] = await store.list_tokens(include_revoked=True)

@@ -185,10 +185,21 @@ def register(mcp: MCPServer) -> None:
         read_only: Annotated[
             bool | None, Field(description="Protect it from the agent's own memory tools (you can still edit it)")
         ] = None,
+        expected_version: Annotated[
+            int | None,
+            Field(
+                ge=0,
+                description="Write only if the block is still at this version (0: only if it does not exist); "
+                "a stale one is refused with the current version instead of overwriting",
+            ),
+        ] = None,
     ) -> Block:
-        """Create or change a memory block; every conversation of the agent sees it on its next model call."""
+        """Create or change a memory block; every conversation of the agent sees it on its next model call.
+        A new value is recorded as the block's next version (get_memory_block_history)."""
         fields = given(ctx, value=value, description=description, limit=limit, read_only=read_only)
-        return await app_of(ctx).service.update_memory_block(agent_id, label, **fields)
+        return await app_of(ctx).service.update_memory_block(
+            agent_id, label, expected_version=expected_version, **fields
+        )
 
     @mcp.tool(annotations=CREATE)
     @tool_errors

@@ -68,6 +68,11 @@ class BlockUpdate(LettaBody):
     limit: int | None = None
     read_only: bool | None = None
     label: str | None = None
+    expected_version: int | None = None  # ours: refuse the write (409) unless the block is at this version
+
+
+class BlockUpdateQuery(LettaBody):
+    expected_version: int | None = None  # the same, for clients that cannot add a body field
 
 
 def sent(model: LettaBody, *names: str) -> dict[str, Any]:
@@ -80,7 +85,13 @@ async def create_agent(app: App, request: Request) -> Response:
     blocks = [b.model_dump() for b in body.memory_blocks or []]
     letta = {k: v for k, v in sent(body, *LETTA_FIELDS).items() if v is not UNSET}
     agent = await app.service.create_agent(
-        body.name or "agent", body.model, body.system, blocks, body.context_window_limit, letta=letta
+        body.name or "agent",
+        body.model,
+        body.system,
+        blocks,
+        body.context_window_limit,
+        letta=letta,
+        changed_by={"route": f"{request.method} {request.url.path}"},
     )
     return json_response(shapes.agent_state(agent, app.settings))
 
@@ -150,7 +161,16 @@ async def _update_block(app: App, request: Request, agent_id: str, label: str) -
     if body.label is not None and body.label != label:
         raise ValidationError("label", "renaming a block is not supported; create a block with the new label")
     fields = sent(body, "value", "description", "limit", "read_only")
-    b = await app.service.update_memory_block(agent_id, label, **fields)
+    expected = body.expected_version
+    if expected is None:
+        expected = parse_query(request, BlockUpdateQuery).expected_version
+    b = await app.service.update_memory_block(
+        agent_id,
+        label,
+        expected_version=expected,
+        changed_by={"route": f"{request.method} {request.url.path}"},
+        **fields,
+    )
     return json_response(shapes.block(b))
 
 

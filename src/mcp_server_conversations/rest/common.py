@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ..app import App
-from ..errors import ConversationsError, StorageUnavailableError, ValidationError
+from ..errors import ConversationsError, StorageUnavailableError, ValidationError, VersionConflictError
 from ..inputs import check_value, loads
 
 log = logging.getLogger("mcp_server_conversations.rest")
@@ -41,7 +41,10 @@ def error_response(e: ConversationsError) -> JSONResponse:
     headers = {} if e.status_code in RETRYABLE else {"x-should-retry": "false"}
     if isinstance(e, StorageUnavailableError):
         headers["Retry-After"] = str(e.retry_after)
-    return JSONResponse({"detail": e.message}, status_code=e.status_code, headers=headers)
+    body: dict[str, Any] = {"detail": e.message}
+    if isinstance(e, VersionConflictError):
+        body["current_version"] = e.current_version
+    return JSONResponse(body, status_code=e.status_code, headers=headers)
 
 
 def endpoint(app: App, fn: Handler) -> Callable[[Request], Awaitable[Response]]:

@@ -65,6 +65,7 @@ def block(b: Block) -> dict[str, Any]:
         "description": b.description,
         "read_only": b.read_only,
         "metadata": {},
+        "version": b.version,  # ours: its memory history version (expected_version on update)
     }
 
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 from pydantic import ValidationError as PydanticValidationError
 
 from ..errors import ConversationsError
-from ..models import Block
+from ..models import Block, ChangedBy
 from ..service.conversations import ConversationService
 
 RESULT_CHARS = 2000  # a search hit's content is cut to this many characters in a tool result
@@ -202,13 +202,22 @@ class AgentTools:
     def __init__(self, service: ConversationService) -> None:
         self.service = service
 
-    async def execute(self, agent_id: str, name: str, arguments: str) -> ToolResult:
-        """Run one tool call; never raises for the model's mistakes (they become an error result)."""
+    async def execute(
+        self, agent_id: str, name: str, arguments: str, *, changed_by: ChangedBy | None = None
+    ) -> ToolResult:
+        """Run one tool call; never raises for the model's mistakes (they become an error result).
+        `changed_by` (the conversation and run) goes into the memory history with an edit."""
         try:
             args = self._parse(name, arguments)
             if name == "conversation_search":
                 return ToolResult(await self._search(agent_id, args), True)
-            block = await self.service.store.edit_block_value(agent_id, args.label, EDITS[name](args))
+            block = await self.service.store.edit_block_value(
+                agent_id,
+                args.label,
+                EDITS[name](args),
+                changed_by=changed_by,
+                keep=self.service.settings.memory_history_limit,
+            )
             return ToolResult(
                 f"OK: memory block {block.label!r} updated ({len(block.value)}/{block.limit} characters). "
                 "Your core memory in the system message shows the new value from the next step.",

@@ -186,7 +186,12 @@ class AgentLoop:
     async def run_tools(self, calls: list[dict[str, str]]) -> None:
         state = self.state
         for call in calls:
-            result = await self.tools.execute(state.agent_id, call["name"], call["arguments"])
+            result = await self.tools.execute(
+                state.agent_id,
+                call["name"],
+                call["arguments"],
+                changed_by={"conversation_id": state.conversation_id, "run_id": state.run_id},
+            )
             stored = await self.store.append_messages(
                 state.conversation_id,
                 [

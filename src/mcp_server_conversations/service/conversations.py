@@ -8,13 +8,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from .. import principals
 from ..config import Settings
-from ..errors import NotFoundError, ValidationError
-from ..models import MAX_PAGE, Agent, AgentList, Block, Conversation, ConversationList, Deleted
+from ..errors import NotFoundError, ValidationError, VersionConflictError
+from ..models import MAX_PAGE, Agent, AgentList, Block, BlockHistory, ChangedBy, Conversation, ConversationList, Deleted
 from ..runs.memory import DEFAULT_BLOCK_LIMIT, DEFAULT_SYSTEM, check_block, check_label, compile_system
 from ..storage import Store
 from ..util import decode_cursor, encode_cursor
+from . import memory_history
 from .base import NAME_MAX, UNSET, check_handle, check_limit, check_unicode, check_window
 from .history import HistoryService
+from .memory_history import check_expected_version
 
 if TYPE_CHECKING:
     from ..search.hybrid import EmbeddingIndex
@@ -37,8 +39,10 @@ class ConversationService(HistoryService):
         memory_blocks: list[dict[str, Any]] | None = None,
         context_window_limit: int | None = None,
         letta: dict[str, Any] | None = None,
+        changed_by: ChangedBy | None = None,
     ) -> Agent:
-        """`letta`: what only Letta clients set (description, tags, model_settings); see check_letta_fields."""
+        """`letta`: what only Letta clients set (description, tags, model_settings); see check_letta_fields.
+        `changed_by`: what made it, for its blocks' first versions (default: the create_agent tool)."""
         name = self.check_name(name)
         letta = self.check_letta_fields(letta or {})
         model = check_handle("model", model)
@@ -69,6 +73,7 @@ class ConversationService(HistoryService):
             blocks=blocks,
             letta=letta,
             principal=principals.current(),
+            changed_by=changed_by or {"tool": "create_agent"},
         )
 
     async def get_agent(self, agent_id: str) -> Agent:
@@ -175,8 +180,19 @@ class ConversationService(HistoryService):
         await self.store.delete_agent(agent_id)
         return Deleted(id=agent_id)
 
-    async def update_memory_block(self, agent_id: str | None, label: str, **fields: Any) -> Block:
+    async def update_memory_block(
+        self,
+        agent_id: str | None,
+        label: str,
+        *,
+        expected_version: int | None = None,
+        changed_by: ChangedBy | None = None,
+        **fields: Any,
+    ) -> Block:
+        """Create or change a block. With `expected_version`, only if the block is at that version (0: only
+        if it does not exist yet); otherwise VersionConflictError naming the current one."""
         check_label(label)
+        check_expected_version(expected_version)
         fields = {k: v for k, v in fields.items() if v is not UNSET}
         for name in ("value", "description"):
             if fields.get(name) is not None:
@@ -196,6 +212,8 @@ class ConversationService(HistoryService):
                     "read_only": False,
                 }
             )
+            if expected_version is not None and expected_version != (current.version if current else 0):
+                raise VersionConflictError(label, current.version if current else 0, expected_version)
             new = {**base}
             for k, v in given.items():
                 if v is None and k in ("value", "limit", "read_only"):
@@ -204,7 +222,24 @@ class ConversationService(HistoryService):
             check_block(label, new["value"], new["limit"])
             return new
 
-        return await self.store.upsert_block(agent_id, label, fields, merge)
+        return await self.store.upsert_block(
+            agent_id,
+            label,
+            fields,
+            merge,
+            changed_by=changed_by or {"tool": "update_memory_block"},
+            keep=self.settings.memory_history_limit,
+        )
+
+    async def memory_block_history(
+        self, agent_id: str | None, label: str, limit: int = 50, after: str | None = None
+    ) -> BlockHistory:
+        return await memory_history.block_history(self, agent_id, label, limit, after)
+
+    async def restore_memory_block(
+        self, agent_id: str | None, label: str, version: int, changed_by: ChangedBy | None = None
+    ) -> Block:
+        return await memory_history.restore_block(self, agent_id, label, version, changed_by)
 
     async def get_block(self, agent_id: str | None, label: str) -> Block:
         agent_id = await self.resolve_agent(agent_id)

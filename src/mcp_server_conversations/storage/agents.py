@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import Callable
 from typing import Any
 
 from ..errors import NotFoundError
-from ..models import Agent, Block
+from ..models import Agent, Block, BlockVersion, ChangedBy
 from ..principals import LOCAL
 from ..util import new_id, now_iso
 from .base import SQLiteBase, all_in
-from .rows import BLOCKS_OF, agent_from_row, block_from_row
+from .rows import BLOCKS_OF, agent_from_row, block_from_row, block_version_from_row
+
+HISTORY_KEEP = 1000  # versions kept per block unless the caller says (--memory-history-limit)
+CHANGES_POLL = 0.2  # seconds between looks at the change feed while a subscription waits
 
 # Whose a thing is: its agent's principal (the one query per kind, shared by both backends).
 PRINCIPAL_OF = {
@@ -39,11 +43,15 @@ class AgentStore(SQLiteBase):
         is_default: bool = False,
         letta: dict[str, Any] | None = None,
         principal: str = LOCAL,
+        changed_by: ChangedBy | None = None,
     ) -> Agent:
-        """`letta`: description, tags and model_settings, as Letta clients give them."""
+        """`letta`: description, tags and model_settings, as Letta clients give them. Each block starts its
+        history at version 1, `changed_by` what made it."""
 
         def create(db: sqlite3.Connection) -> str:
-            agent_id = _insert_agent(db, name, model, system, context_window_limit, blocks, is_default, principal)
+            agent_id = _insert_agent(
+                db, name, model, system, context_window_limit, blocks, is_default, principal, changed_by
+            )
             if letta:
                 _set_fields(db, agent_id, letta)
             return agent_id
@@ -166,9 +174,12 @@ class AgentStore(SQLiteBase):
         label: str,
         fields: dict[str, Any],
         check: Callable[[Block | None, dict[str, Any]], dict[str, Any]],
+        *,
+        changed_by: ChangedBy | None = None,
+        keep: int = HISTORY_KEEP,
     ) -> Block:
         """Create or update a block atomically; `check(current, fields)` validates and returns the
-        full new values (value, description, limit, read_only) or raises."""
+        full new values (value, description, limit, read_only) or raises. A new value is a new version."""
         now = now_iso()
 
         def upsert(db: sqlite3.Connection) -> Block:
@@ -192,18 +203,30 @@ class AgentStore(SQLiteBase):
                         now,
                     ),
                 )
+                _record(db, block_id, 1, new["value"], now, changed_by, keep)
             else:
                 block_id = current.id
+                version = current.version + (new["value"] != current.value)
                 db.execute(
-                    "UPDATE blocks SET value = ?, description = ?, char_limit = ?, read_only = ?, updated_at = ? "
-                    "WHERE id = ?",
-                    (new["value"], new["description"], new["limit"], int(new["read_only"]), now, block_id),
+                    "UPDATE blocks SET value = ?, description = ?, char_limit = ?, read_only = ?, updated_at = ?, "
+                    "version = ? WHERE id = ?",
+                    (new["value"], new["description"], new["limit"], int(new["read_only"]), now, version, block_id),
                 )
+                if version != current.version:
+                    _record(db, block_id, version, new["value"], now, changed_by, keep)
             return block_from_row(db.execute("SELECT * FROM blocks WHERE id = ?", (block_id,)).fetchone())
 
         return await self.database.write(upsert)
 
-    async def edit_block_value(self, agent_id: str, label: str, edit: Callable[[Block | None], str]) -> Block:
+    async def edit_block_value(
+        self,
+        agent_id: str,
+        label: str,
+        edit: Callable[[Block | None], str],
+        *,
+        changed_by: ChangedBy | None = None,
+        keep: int = HISTORY_KEEP,
+    ) -> Block:
         """Read-modify-write of a block's value in one transaction, so parallel edits never
         lose each other. `edit` gets the current block (None if missing) and may raise."""
 
@@ -212,10 +235,93 @@ class AgentStore(SQLiteBase):
             current = block_from_row(row) if row else None
             value = edit(current)
             assert current is not None  # edit() raises for a missing block
-            db.execute("UPDATE blocks SET value = ?, updated_at = ? WHERE id = ?", (value, now_iso(), current.id))
-            return current.model_copy(update={"value": value})
+            if value == current.value:
+                return current
+            now, version = now_iso(), current.version + 1
+            db.execute(
+                "UPDATE blocks SET value = ?, updated_at = ?, version = ? WHERE id = ?",
+                (value, now, version, current.id),
+            )
+            _record(db, current.id, version, value, now, changed_by, keep)
+            return current.model_copy(update={"value": value, "version": version})
 
         return await self.database.write(change)
+
+    async def block_history(
+        self, agent_id: str, label: str, *, limit: int, before: int | None
+    ) -> tuple[Block, list[BlockVersion]] | None:
+        """The block and up to `limit` of its versions below `before` (all if None), newest first."""
+
+        def read(db: sqlite3.Connection) -> tuple[Block, list[BlockVersion]] | None:
+            row = db.execute("SELECT * FROM blocks WHERE agent_id = ? AND label = ?", (agent_id, label)).fetchone()
+            if row is None:
+                return None
+            rows = db.execute(
+                "SELECT * FROM block_versions WHERE block_id = ? AND version < ? ORDER BY version DESC LIMIT ?",
+                (row["id"], before if before is not None else row["version"] + 1, limit),
+            )
+            return block_from_row(row), [block_version_from_row(r) for r in rows]
+
+        return await self.database.read(read, snapshot=True)
+
+    async def block_version(
+        self, agent_id: str, label: str, version: int
+    ) -> tuple[Block, BlockVersion | None, int] | None:
+        """The block, its `version` (None if never made or pruned) and its oldest kept version."""
+
+        def read(db: sqlite3.Connection) -> tuple[Block, BlockVersion | None, int] | None:
+            row = db.execute("SELECT * FROM blocks WHERE agent_id = ? AND label = ?", (agent_id, label)).fetchone()
+            if row is None:
+                return None
+            found = db.execute(
+                "SELECT * FROM block_versions WHERE block_id = ? AND version = ?", (row["id"], version)
+            ).fetchone()
+            oldest = db.execute("SELECT min(version) FROM block_versions WHERE block_id = ?", (row["id"],)).fetchone()
+            return block_from_row(row), block_version_from_row(found) if found else None, oldest[0] or row["version"]
+
+        return await self.database.read(read, snapshot=True)
+
+    async def resource_changes(self, after: int | None, within: float) -> tuple[int, list[tuple[str, str]] | None]:
+        """See Store.resource_changes: rows of `resource_changes` past `after`, polled every CHANGES_POLL s."""
+
+        def read(db: sqlite3.Connection) -> tuple[int, list[tuple[str, str]] | None]:
+            if after is None:
+                return int(db.execute("SELECT coalesce(max(seq), 0) FROM resource_changes").fetchone()[0]), []
+            rows = db.execute(
+                "SELECT seq, kind, key FROM resource_changes WHERE seq > ? ORDER BY seq LIMIT 1001", (after,)
+            ).fetchall()
+            if not rows:
+                return after, []
+            if len(rows) > 1000 or rows[0][0] != after + 1:  # too many, or some were pruned unread: all may have
+                last = int(db.execute("SELECT max(seq) FROM resource_changes").fetchone()[0])
+                return last, None
+            return rows[-1][0], [(r[1], r[2]) for r in rows]
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while True:
+            position, changes = await self.database.read(read)
+            if changes != [] or after is None or loop.time() >= deadline:
+                return position, changes
+            await asyncio.sleep(min(CHANGES_POLL, max(0.0, deadline - loop.time())))
+
+
+def _record(
+    db: sqlite3.Connection,
+    block_id: str,
+    version: int,
+    value: str,
+    at: str,
+    changed_by: ChangedBy | None,
+    keep: int,
+) -> None:
+    """Store a block's new version and drop those past the newest `keep`."""
+    db.execute(
+        "INSERT INTO block_versions (block_id, version, value, changed_at, changed_by) VALUES (?, ?, ?, ?, ?)",
+        (block_id, version, value, at, json.dumps(changed_by) if changed_by else None),
+    )
+    if version > keep:
+        db.execute("DELETE FROM block_versions WHERE block_id = ? AND version <= ?", (block_id, version - keep))
 
 
 def _set_fields(db: sqlite3.Connection, agent_id: str, fields: dict[str, Any]) -> None:
@@ -243,9 +349,11 @@ def _insert_agent(
     blocks: list[dict[str, Any]],
     is_default: bool,
     principal: str,
+    changed_by: ChangedBy | None = None,
 ) -> str:
     agent_id = new_id("agent")
     now = now_iso()
+    ids = [new_id("block") for _ in blocks]
     db.execute(
         "INSERT INTO agents (id, name, model, system, context_window_limit, is_default, created_at, principal) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -256,7 +364,7 @@ def _insert_agent(
         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
-                new_id("block"),
+                block_id,
                 agent_id,
                 b["label"],
                 b["value"],
@@ -266,8 +374,15 @@ def _insert_agent(
                 now,
                 now,
             )
-            for b in blocks
+            for block_id, b in zip(ids, blocks, strict=True)
         ],
+    )
+    if not blocks:
+        return agent_id
+    by = json.dumps(changed_by) if changed_by else None
+    db.executemany(
+        "INSERT INTO block_versions (block_id, version, value, changed_at, changed_by) VALUES (?, 1, ?, ?, ?)",
+        [(block_id, b["value"], now, by) for block_id, b in zip(ids, blocks, strict=True)],
     )
     return agent_id
 

@@ -41,7 +41,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from ..models import Agent, Block, Conversation, Message, Run, SearchResult
+from ..models import Agent, Block, BlockVersion, ChangedBy, Conversation, Message, Run, SearchResult
 from ..principals import LOCAL
 from .types import HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget, TokenInfo
 
@@ -105,9 +105,11 @@ class Store(Protocol):
         is_default: bool = False,
         letta: dict[str, Any] | None = None,
         principal: str = LOCAL,
+        changed_by: ChangedBy | None = None,
     ) -> Agent:
         """`letta`: description, tags and model_settings as Letta clients give them (kept and returned).
-        `principal`: who the agent (and everything of it) belongs to; it never changes."""
+        `principal`: who the agent (and everything of it) belongs to; it never changes. Each block's
+        history starts at version 1, made by `changed_by`."""
 
     async def ensure_default_agent(
         self, *, name: str, system: str, blocks: list[dict[str, Any]], principal: str = LOCAL
@@ -148,11 +150,46 @@ class Store(Protocol):
         label: str,
         fields: dict[str, Any],
         check: Callable[[Block | None, dict[str, Any]], dict[str, Any]],
+        *,
+        changed_by: ChangedBy | None = None,
+        keep: int = 1000,
     ) -> Block:
-        """`check(current, fields)` runs inside the transaction and returns the new values or raises."""
+        """`check(current, fields)` runs inside the transaction and returns the new values or raises.
+        A new block, or a new value, is the block's next version (with `changed_by`), stored in the same
+        transaction; versions past the newest `keep` are dropped."""
 
-    async def edit_block_value(self, agent_id: str, label: str, edit: Callable[[Block | None], str]) -> Block:
-        """`edit(current)` runs inside the transaction, so parallel edits never lose each other."""
+    async def edit_block_value(
+        self,
+        agent_id: str,
+        label: str,
+        edit: Callable[[Block | None], str],
+        *,
+        changed_by: ChangedBy | None = None,
+        keep: int = 1000,
+    ) -> Block:
+        """`edit(current)` runs inside the transaction, so parallel edits never lose each other; a new
+        value is recorded as in upsert_block."""
+
+    async def block_history(
+        self, agent_id: str, label: str, *, limit: int, before: int | None
+    ) -> tuple[Block, list[BlockVersion]] | None:
+        """The block and up to `limit` of its versions numbered below `before` (None: from the newest),
+        newest first, from one snapshot; None if there is no such block."""
+
+    async def block_version(
+        self, agent_id: str, label: str, version: int
+    ) -> tuple[Block, BlockVersion | None, int] | None:
+        """The block, that version of it (None if there is none or it was pruned) and the oldest version
+        kept; None if there is no such block."""
+
+    # -- the change feed of MCP resource subscriptions --
+
+    async def resource_changes(self, after: int | None, within: float) -> tuple[int, list[tuple[str, str]] | None]:
+        """Changes any process committed after position `after`, waiting up to `within` seconds for
+        one: (new position, [(kind, key)]) with kind `b` (a block's value; key `agent_id:label`), `t` (a
+        conversation's turn ended or its title changed; key its id) or `l` (agents, blocks or conversations
+        came or went; key empty). None instead of the list when some may have been missed (a reader too
+        slow, or notifications interrupted): everything may have changed. `after` None: the position now."""
 
     # -- conversations and messages --
 

@@ -6,7 +6,7 @@ import json
 from array import array
 from typing import Any
 
-from ..models import Agent, Block, Conversation, ForkedFrom, Message, Run, SearchResult, ToolCall, Usage
+from ..models import Agent, Block, BlockVersion, Conversation, ForkedFrom, Message, Run, SearchResult, ToolCall, Usage
 from ..util import new_id, now_iso
 from .types import NewMessage
 
@@ -31,6 +31,16 @@ def block_from_row(r: Any) -> Block:
         description=r["description"],
         limit=r["char_limit"],
         read_only=bool(r["read_only"]),
+        version=r["version"] if "version" in r.keys() else 1,  # absent while older migrations are tested
+    )
+
+
+def block_version_from_row(r: Any) -> BlockVersion:
+    return BlockVersion(
+        version=r["version"],
+        value=r["value"],
+        changed_at=r["changed_at"],
+        changed_by=json.loads(r["changed_by"]) if r["changed_by"] else None,
     )
 
 

@@ -278,6 +278,59 @@ CREATE TABLE rate_limits (
 );
 """
 
+# Memory history: every value a block had, numbered per block (1, 2, … without gaps), with when and what changed
+# it (`changed_by`: JSON, null for the value a block had when history began); pruned oldest first per block.
+# `resource_changes` is the change feed MCP resource subscriptions read across processes sharing the file:
+# triggers add a row when a block's value changes (kind b, key agent_id:label), a conversation's turn ends or
+# its title changes (t, conversation id), or agents, blocks and conversations come or go (l). Writers are
+# serialized, so `seq` grows in commit order and a reader never skips a row; only the newest 10000 are kept.
+M014_BLOCK_VERSIONS = """
+ALTER TABLE blocks ADD COLUMN version INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE block_versions (
+    block_id TEXT NOT NULL REFERENCES blocks(id) ON DELETE CASCADE,
+    version INTEGER NOT NULL,
+    value TEXT NOT NULL,
+    changed_at TEXT NOT NULL,
+    changed_by TEXT,
+    PRIMARY KEY (block_id, version)
+) WITHOUT ROWID;
+INSERT INTO block_versions (block_id, version, value, changed_at, changed_by)
+    SELECT id, 1, value, updated_at, NULL FROM blocks;
+
+CREATE TABLE resource_changes (
+    seq INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL
+);
+CREATE TRIGGER resource_changes_bounded AFTER INSERT ON resource_changes BEGIN
+    DELETE FROM resource_changes WHERE seq <= new.seq - 10000;
+END;
+CREATE TRIGGER blocks_changed AFTER UPDATE OF value ON blocks WHEN old.value IS NOT new.value BEGIN
+    INSERT INTO resource_changes (kind, key) VALUES ('b', new.agent_id || ':' || new.label);
+END;
+CREATE TRIGGER blocks_added AFTER INSERT ON blocks BEGIN
+    INSERT INTO resource_changes (kind, key) VALUES ('l', '');
+END;
+CREATE TRIGGER blocks_removed AFTER DELETE ON blocks BEGIN
+    INSERT INTO resource_changes (kind, key) VALUES ('l', '');
+END;
+CREATE TRIGGER agents_added AFTER INSERT ON agents BEGIN
+    INSERT INTO resource_changes (kind, key) VALUES ('l', '');
+END;
+CREATE TRIGGER agents_removed AFTER DELETE ON agents BEGIN
+    INSERT INTO resource_changes (kind, key) VALUES ('l', '');
+END;
+CREATE TRIGGER conversations_added AFTER INSERT ON conversations BEGIN
+    INSERT INTO resource_changes (kind, key) VALUES ('l', '');
+END;
+CREATE TRIGGER conversations_removed AFTER DELETE ON conversations BEGIN
+    INSERT INTO resource_changes (kind, key) VALUES ('l', '');
+END;
+CREATE TRIGGER conversations_turn_ended AFTER UPDATE OF last_run_completion, summary ON conversations BEGIN
+    INSERT INTO resource_changes (kind, key) VALUES ('t', new.id);
+END;
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m002_bulk_fts", M002_BULK_FTS),
@@ -292,6 +345,7 @@ MIGRATIONS: list[tuple[str, str]] = [
     ("m011_agent_principal", M011_AGENT_PRINCIPAL),
     ("m012_tokens", M012_TOKENS),
     ("m013_fair_use", M013_FAIR_USE),
+    ("m014_block_versions", M014_BLOCK_VERSIONS),
 ]
 
 

@@ -28,7 +28,19 @@ AGENT = (
     "default_conversation_id",
     "principal",
 )
-BLOCK = ("id", "agent_id", "label", "value", "description", "char_limit", "read_only", "created_at", "updated_at")
+BLOCK = (
+    "id",
+    "agent_id",
+    "label",
+    "value",
+    "description",
+    "char_limit",
+    "read_only",
+    "created_at",
+    "updated_at",
+    "version",
+)
+BLOCK_VERSION = ("block_id", "version", "value", "changed_at", "changed_by")
 CONVERSATION = (
     "id",
     "agent_id",
@@ -88,6 +100,7 @@ TOKEN = ("token_hash", "name", "created_at", "last_used_at", "revoked_at")
 TABLES = [
     ("agents", AGENT, "created_at, id"),
     ("blocks", BLOCK, None),
+    ("block_versions", BLOCK_VERSION, "block_id, version"),
     ("conversations", CONVERSATION, "created_at, id"),
     ("messages", MESSAGE, None),
     ("runs", RUN, None),
@@ -137,10 +150,16 @@ async def _read(store: Store, table: str, columns: tuple[str, ...]) -> AsyncIter
     key: str | None = {"blocks": "seq", "runs": "seq", "messages": "rowid"}.get(table) if pg else "rowid"
     if table == "message_embeddings":
         key = "message_rowid"
+    if table == "block_versions":  # no single increasing key (and no rowid in SQLite): read whole
+        key = None
     cols = ", ".join(columns)
-    if key is None:  # PostgreSQL's agents and conversations have no insertion key: by creation
+    if key is None:  # PostgreSQL's agents and conversations have no insertion key: by creation (and by block)
         order_by = {t: o for t, _, o in TABLES}[table]
-        rows = await _database(store).read(lambda c: c.fetch(f"SELECT {cols} FROM {table} ORDER BY {order_by}"))
+        sql = f"SELECT {cols} FROM {table} ORDER BY {order_by}"
+        if pg:
+            rows = await _database(store).read(lambda c: c.fetch(sql))
+        else:
+            rows = await _database(store).read(lambda db: db.execute(sql).fetchall())
         for i in range(0, len(rows), BATCH):
             yield [dict(r) for r in rows[i : i + BATCH]]
         return

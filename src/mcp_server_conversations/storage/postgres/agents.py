@@ -7,11 +7,11 @@ from collections.abc import Callable
 from typing import Any
 
 from ...errors import NotFoundError
-from ...models import Agent, Block
+from ...models import Agent, Block, BlockVersion, ChangedBy
 from ...principals import LOCAL
 from ...util import new_id, now_iso
-from ..agents import AGENT_FIELDS, JSON_FIELDS, PRINCIPAL_OF
-from ..rows import agent_from_row, block_from_row
+from ..agents import AGENT_FIELDS, HISTORY_KEEP, JSON_FIELDS, PRINCIPAL_OF
+from ..rows import agent_from_row, block_from_row, block_version_from_row
 from .base import Conn, PgBase
 
 BLOCKS_OF = "SELECT * FROM blocks WHERE agent_id = $1 ORDER BY created_at, seq"
@@ -30,11 +30,14 @@ class PgAgentStore(PgBase):
         is_default: bool = False,
         letta: dict[str, Any] | None = None,
         principal: str = LOCAL,
+        changed_by: ChangedBy | None = None,
     ) -> Agent:
         """`letta`: description, tags and model_settings, as Letta clients give them."""
 
         async def create(c: Conn) -> str:
-            agent_id = await _insert_agent(c, name, model, system, context_window_limit, blocks, is_default, principal)
+            agent_id = await _insert_agent(
+                c, name, model, system, context_window_limit, blocks, is_default, principal, changed_by
+            )
             if letta:
                 await _set_fields(c, agent_id, letta)
             return agent_id
@@ -179,15 +182,21 @@ class PgAgentStore(PgBase):
         label: str,
         fields: dict[str, Any],
         check: Callable[[Block | None, dict[str, Any]], dict[str, Any]],
+        *,
+        changed_by: ChangedBy | None = None,
+        keep: int = HISTORY_KEEP,
     ) -> Block:
-        """Create or update a block under a row lock: the agent's row, so two first writes of a label
-        (no block row to lock yet) take turns too."""
+        """Create or update a block under row locks: the agent's row, so two first writes of a label
+        (no block row to lock yet) take turns too, then the block's, so the value and version it reads
+        are the ones it replaces (an agent's memory tool locks only the block)."""
         now = now_iso()
 
         async def upsert(c: Conn) -> Block:
             if await c.fetchval("SELECT 1 FROM agents WHERE id = $1 FOR NO KEY UPDATE", agent_id) is None:
                 raise NotFoundError("agent", agent_id)
-            row = await c.fetchrow("SELECT * FROM blocks WHERE agent_id = $1 AND label = $2", agent_id, label)
+            row = await c.fetchrow(
+                "SELECT * FROM blocks WHERE agent_id = $1 AND label = $2 FOR UPDATE", agent_id, label
+            )
             current = block_from_row(row) if row else None
             new = check(current, fields)
             if current is None:
@@ -203,22 +212,35 @@ class PgAgentStore(PgBase):
                     int(new["read_only"]),
                     now,
                 )
+                await _record(c, row["id"], 1, new["value"], now, changed_by, keep)
             else:
+                version = current.version + (new["value"] != current.value)
                 row = await c.fetchrow(
                     "UPDATE blocks SET value = $1, description = $2, char_limit = $3, read_only = $4, "
-                    "updated_at = $5 WHERE id = $6 RETURNING *",
+                    "updated_at = $5, version = $7 WHERE id = $6 RETURNING *",
                     new["value"],
                     new["description"],
                     new["limit"],
                     int(new["read_only"]),
                     now,
                     current.id,
+                    version,
                 )
+                if version != current.version:
+                    await _record(c, current.id, version, new["value"], now, changed_by, keep)
             return block_from_row(row)
 
         return await self.database.write(upsert)
 
-    async def edit_block_value(self, agent_id: str, label: str, edit: Callable[[Block | None], str]) -> Block:
+    async def edit_block_value(
+        self,
+        agent_id: str,
+        label: str,
+        edit: Callable[[Block | None], str],
+        *,
+        changed_by: ChangedBy | None = None,
+        keep: int = HISTORY_KEEP,
+    ) -> Block:
         async def change(c: Conn) -> Block:
             row = await c.fetchrow(
                 "SELECT * FROM blocks WHERE agent_id = $1 AND label = $2 FOR UPDATE", agent_id, label
@@ -226,10 +248,72 @@ class PgAgentStore(PgBase):
             current = block_from_row(row) if row else None
             value = edit(current)
             assert current is not None  # edit() raises for a missing block
-            await c.execute("UPDATE blocks SET value = $1, updated_at = $2 WHERE id = $3", value, now_iso(), current.id)
-            return current.model_copy(update={"value": value})
+            if value == current.value:
+                return current
+            now, version = now_iso(), current.version + 1
+            await c.execute(
+                "UPDATE blocks SET value = $1, updated_at = $2, version = $4 WHERE id = $3",
+                value,
+                now,
+                current.id,
+                version,
+            )
+            await _record(c, current.id, version, value, now, changed_by, keep)
+            return current.model_copy(update={"value": value, "version": version})
 
         return await self.database.write(change)
+
+    async def block_history(
+        self, agent_id: str, label: str, *, limit: int, before: int | None
+    ) -> tuple[Block, list[BlockVersion]] | None:
+        async def read(c: Conn) -> tuple[Block, list[BlockVersion]] | None:
+            row = await c.fetchrow("SELECT * FROM blocks WHERE agent_id = $1 AND label = $2", agent_id, label)
+            if row is None:
+                return None
+            rows = await c.fetch(
+                "SELECT * FROM block_versions WHERE block_id = $1 AND version < $2 ORDER BY version DESC LIMIT $3",
+                row["id"],
+                before if before is not None else row["version"] + 1,
+                limit,
+            )
+            return block_from_row(row), [block_version_from_row(r) for r in rows]
+
+        return await self.database.read(read, snapshot=True)
+
+    async def block_version(
+        self, agent_id: str, label: str, version: int
+    ) -> tuple[Block, BlockVersion | None, int] | None:
+        async def read(c: Conn) -> tuple[Block, BlockVersion | None, int] | None:
+            row = await c.fetchrow("SELECT * FROM blocks WHERE agent_id = $1 AND label = $2", agent_id, label)
+            if row is None:
+                return None
+            found = await c.fetchrow(
+                "SELECT * FROM block_versions WHERE block_id = $1 AND version = $2", row["id"], version
+            )
+            oldest = await c.fetchval("SELECT min(version) FROM block_versions WHERE block_id = $1", row["id"])
+            return block_from_row(row), block_version_from_row(found) if found else None, oldest or row["version"]
+
+        return await self.database.read(read, snapshot=True)
+
+    async def resource_changes(self, after: int | None, within: float) -> tuple[int, list[tuple[str, str]] | None]:
+        """See Store.resource_changes: the conv_change notifications this process's listener received."""
+        return await self.database.changes_since(after, within)
+
+
+async def _record(
+    c: Conn, block_id: str, version: int, value: str, at: str, changed_by: ChangedBy | None, keep: int
+) -> None:
+    """Store a block's new version and drop those past the newest `keep`."""
+    await c.execute(
+        "INSERT INTO block_versions (block_id, version, value, changed_at, changed_by) VALUES ($1, $2, $3, $4, $5)",
+        block_id,
+        version,
+        value,
+        at,
+        json.dumps(changed_by) if changed_by else None,
+    )
+    if version > keep:
+        await c.execute("DELETE FROM block_versions WHERE block_id = $1 AND version <= $2", block_id, version - keep)
 
 
 async def _read_agent(c: Conn, where: str, *params: Any) -> Agent | None:
@@ -249,6 +333,7 @@ async def _insert_agent(
     blocks: list[dict[str, Any]],
     is_default: bool,
     principal: str,
+    changed_by: ChangedBy | None = None,
 ) -> str:
     agent_id = new_id("agent")
     await c.execute(
@@ -263,7 +348,7 @@ async def _insert_agent(
         now_iso(),
         principal,
     )
-    await _insert_blocks(c, agent_id, blocks)
+    await _insert_blocks(c, agent_id, blocks, changed_by)
     return agent_id
 
 
@@ -274,16 +359,19 @@ async def _set_fields(c: Conn, agent_id: str, fields: dict[str, Any]) -> None:
         await c.execute(f"UPDATE agents SET {sets} WHERE id = $1", agent_id, *fields.values())
 
 
-async def _insert_blocks(c: Conn, agent_id: str, blocks: list[dict[str, Any]]) -> None:
+async def _insert_blocks(
+    c: Conn, agent_id: str, blocks: list[dict[str, Any]], changed_by: ChangedBy | None = None
+) -> None:
     if not blocks:
         return
     now = now_iso()
+    ids = [new_id("block") for _ in blocks]
     await c.executemany(
         "INSERT INTO blocks (id, agent_id, label, value, description, char_limit, read_only, created_at, updated_at) "
         "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         [
             (
-                new_id("block"),
+                block_id,
                 agent_id,
                 b["label"],
                 b["value"],
@@ -292,6 +380,11 @@ async def _insert_blocks(c: Conn, agent_id: str, blocks: list[dict[str, Any]]) -
                 int(bool(b.get("read_only"))),
                 now,
             )
-            for b in blocks
+            for block_id, b in zip(ids, blocks, strict=True)
         ],
+    )
+    by = json.dumps(changed_by) if changed_by else None
+    await c.executemany(
+        "INSERT INTO block_versions (block_id, version, value, changed_at, changed_by) VALUES ($1, 1, $2, $3, $4)",
+        [(block_id, b["value"], now, by) for block_id, b in zip(ids, blocks, strict=True)],
     )

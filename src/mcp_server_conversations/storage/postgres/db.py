@@ -17,6 +17,7 @@ errors.StorageUnavailableError here and nowhere else.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -32,7 +33,8 @@ T = TypeVar("T")
 log = logging.getLogger("mcp_server_conversations.storage.postgres")
 
 PRESENCE_CLASS = 0x636F6E76  # advisory lock class of the presence locks ("conv"); the key is hashtext(owner)
-CHANNELS = ("conv_turn", "conv_cancel", "conv_run_done", "conv_slot")
+CHANNELS = ("conv_turn", "conv_cancel", "conv_run_done", "conv_slot", "conv_change")
+CHANGES_KEPT = 10_000  # conv_change notifications kept for readers of changes_since; a slower reader resyncs
 # SQLSTATE classes meaning the server or its resources failed, not the request: connection exceptions,
 # insufficient resources (disk full, out of memory, too many connections), operator intervention (shutdown),
 # system errors (I/O).
@@ -81,6 +83,12 @@ class Database:
         self._listening: asyncio.Lock = asyncio.Lock()
         self._waiters: dict[tuple[str, str], set[asyncio.Future[None]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # conv_change notifications, numbered in arrival (commit) order; ("?", "") marks a gap (the listener
+        # reconnected, so notifications may have been missed meanwhile).
+        self._changes: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=CHANGES_KEPT)
+        self._change_seq = 0
+        self._change_signal = asyncio.Event()
+        self._listeners_made = 0
 
     @classmethod
     async def open(cls, url: str) -> Database:
@@ -215,9 +223,43 @@ class Database:
                 log.debug("no notifications from %s: waiting by polling", self.location, exc_info=True)
                 return False
             self._listener = conn
+            self._listeners_made += 1
+            if self._listeners_made > 1:
+                self._change("?", "")
             return True
 
+    def _change(self, kind: str, key: str) -> None:
+        self._change_seq += 1
+        self._changes.append((self._change_seq, kind, key))
+        signal, self._change_signal = self._change_signal, asyncio.Event()
+        signal.set()
+
+    async def changes_since(self, after: int | None, within: float) -> tuple[int, list[tuple[str, str]] | None]:
+        """The (kind, key) changes notified on conv_change after position `after`, waiting up to `within`
+        seconds for one; (position, None) when some may have been missed. `after` None: the position now
+        (listening from then on)."""
+        if not await self._listen():
+            await asyncio.sleep(within)
+            return after or 0, []
+        if after is None:
+            return self._change_seq, []
+        if self._change_seq <= after:
+            signal = self._change_signal
+            try:
+                await asyncio.wait_for(signal.wait(), within)
+            except TimeoutError:
+                return after, []
+        seq = self._change_seq
+        got = [(k, key) for n, k, key in self._changes if n > after]
+        if not self._changes or self._changes[0][0] > after + 1 or ("?", "") in got:
+            return seq, None
+        return seq, got
+
     def _notified(self, conn: object, pid: int, channel: str, payload: str) -> None:
+        if channel == "conv_change":
+            kind, _, key = payload.partition(":")
+            self._change(kind, key)
+            return
         for future in self._waiters.get((channel, payload), ()):
             if not future.done():
                 future.set_result(None)

@@ -186,11 +186,49 @@ CREATE TABLE rate_limits (
 );
 """
 
+# Memory history, as in SQLite's m014. The change feed of MCP resource subscriptions is NOTIFY on channel
+# conv_change (payload `b:agent_id:label`, `t:conversation_id` or `l:`), sent by triggers at commit to
+# every listening process; identical payloads of one transaction arrive once.
+M014_BLOCK_VERSIONS = """
+ALTER TABLE blocks ADD COLUMN version integer NOT NULL DEFAULT 1;
+CREATE TABLE block_versions (
+    block_id text NOT NULL REFERENCES blocks(id) ON DELETE CASCADE,
+    version integer NOT NULL,
+    value text NOT NULL,
+    changed_at text NOT NULL,
+    changed_by text,
+    PRIMARY KEY (block_id, version)
+);
+INSERT INTO block_versions (block_id, version, value, changed_at, changed_by)
+    SELECT id, 1, value, updated_at, NULL FROM blocks;
+
+CREATE FUNCTION conv_notify_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_TABLE_NAME = 'blocks' AND TG_OP = 'UPDATE' THEN
+        PERFORM pg_notify('conv_change', 'b:' || NEW.agent_id || ':' || NEW.label);
+    ELSIF TG_TABLE_NAME = 'conversations' AND TG_OP = 'UPDATE' THEN
+        PERFORM pg_notify('conv_change', 't:' || NEW.id);
+    ELSE
+        PERFORM pg_notify('conv_change', 'l:');
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER blocks_changed AFTER UPDATE OF value ON blocks
+    FOR EACH ROW WHEN (OLD.value IS DISTINCT FROM NEW.value) EXECUTE FUNCTION conv_notify_change();
+CREATE TRIGGER blocks_come_and_go AFTER INSERT OR DELETE ON blocks FOR EACH ROW EXECUTE FUNCTION conv_notify_change();
+CREATE TRIGGER agents_come_and_go AFTER INSERT OR DELETE ON agents FOR EACH ROW EXECUTE FUNCTION conv_notify_change();
+CREATE TRIGGER conversations_come_and_go AFTER INSERT OR DELETE ON conversations
+    FOR EACH ROW EXECUTE FUNCTION conv_notify_change();
+CREATE TRIGGER conversations_turn_ended AFTER UPDATE OF last_run_completion, summary ON conversations
+    FOR EACH ROW EXECUTE FUNCTION conv_notify_change();
+"""
+
 MIGRATIONS: list[tuple[str, str]] = [
     ("m001_initial", M001_INITIAL),
     ("m011_agent_principal", M011_AGENT_PRINCIPAL),
     ("m012_tokens", M012_TOKENS),
     ("m013_fair_use", M013_FAIR_USE),
+    ("m014_block_versions", M014_BLOCK_VERSIONS),
 ]
 
 
