@@ -10,7 +10,7 @@ from mcp.server.mcpserver import MCPServer
 from .. import __version__
 from ..app import App, open_app
 from ..config import Settings
-from . import output_schemas, run_tools, tools
+from . import output_schemas, portability_tools, run_tools, tools
 
 INSTRUCTIONS = (
     "Letta-style conversations: parallel message threads of one stateful agent. Threads share the agent's "
@@ -40,6 +40,7 @@ def build_server(settings: Settings, shared: App | None = None) -> MCPServer:
     )
     tools.register(mcp)
     run_tools.register(mcp)
+    portability_tools.register(mcp)
     _lean_output_schemas(mcp)
     return mcp
 

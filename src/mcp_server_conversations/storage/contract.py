@@ -38,7 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from ..models import Agent, Block, Conversation, Message, Run, SearchResult
-from .types import HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget
+from .types import HistoryKey, ImportedConversation, NewMessage, PendingMessage, PromptRows, SendTarget
 
 
 class Presence(Protocol):
@@ -155,6 +155,10 @@ class Store(Protocol):
         self, conv_id: str, messages: list[NewMessage], *, in_context: bool = True
     ) -> list[Message]:
         """Store and (by default) append to the context window; returns them as stored."""
+
+    async def import_conversation(self, data: ImportedConversation) -> Conversation:
+        """A new conversation with its messages, runs and context, in one transaction (NotFoundError
+        if the agent is gone); its messages are searchable when it returns."""
 
     async def context_messages(self, conv_id: str) -> list[Message]:
         """The context window in prompt order, its system message first."""
