@@ -95,6 +95,7 @@ class Plan:
     context: list[int] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     summary: str | None = None
+    letta: dict[str, Any] = field(default_factory=dict)  # description and tags, kept as Letta clients set them
     last_run_completion: str | None = None
     raised_limits: list[RaisedLimit] = field(default_factory=list)
     skipped: Skipped = field(default_factory=Skipped)
@@ -241,6 +242,7 @@ def read(data: Any, name: str | None, service: ConversationService) -> Plan:
         context_window_limit=window,
         blocks=[],
         summary=a.name,
+        letta=service.check_letta_fields({"description": a.description, "tags": a.tags or []}),
     )
     _blocks(f, a, plan, service)
     _skips(f, a, plan)

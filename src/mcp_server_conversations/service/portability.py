@@ -262,12 +262,8 @@ class PortabilityService:
     async def import_agent(self, data: Any, name: str | None = None) -> agent_files.AgentImport:
         """A Letta agent file (`.af`) as a new agent with its history as a conversation."""
         plan = agent_files.read(data, name, self.service)
-        agent = await self.service.store.create_agent(
-            name=plan.name,
-            model=plan.model,
-            system=plan.system,
-            context_window_limit=plan.context_window_limit,
-            blocks=plan.blocks,
+        agent = await self.service.create_agent(
+            plan.name, plan.model, plan.system, plan.blocks, plan.context_window_limit, letta=plan.letta
         )
         try:
             conv = await self.store.import_conversation(
