@@ -126,6 +126,8 @@ async def test_import_without_the_agent_makes_it_from_the_export(connect, fake_p
         assert made["name"] == "Bo" and made["system"] == "Be terse."
         assert [(b["label"], b["value"]) for b in made["memory_blocks"]] == [("project/notes", "kiln")]
         assert result["conversation"]["summary"] == "kiln talk" and result["messages"] == 2
+        twice = await call(c, "import_conversation", {"data": data, "agent_id": result["agent_id"]})
+        assert twice["conversation"]["id"] != result["conversation"]["id"]  # the same export again: new ids
         other = await call(c, "create_agent", {"name": "Other"})
         into = await call(c, "import_conversation", {"data": data, "agent_id": other["id"]})
         assert into["agent_id"] == other["id"] and not into["agent_created"]
@@ -228,3 +230,23 @@ async def test_a_conversation_over_the_tool_limit_points_to_the_streamed_route(
             await store.close()
         error = await call_error(c, "export_conversation", {"conversation_id": conv})
         assert "over the limit of 5000" in error and f"GET /v1/conversations/{conv}/export" in error
+
+
+async def test_a_fork_exports_its_inherited_messages_and_their_runs(connect, fake_provider: FakeProvider) -> None:
+    async with connect() as c:
+        conv = await new_conversation(c)
+        fake_provider.enqueue("First answer.")
+        await call(c, "send_message", {"conversation_id": conv, "content": "First question."})
+        fork = (await call(c, "fork_conversation", {"conversation_id": conv}))["id"]
+        fake_provider.enqueue("Fork answer.")
+        await call(c, "send_message", {"conversation_id": fork, "content": "Fork question."})
+        data = (await call(c, "export_conversation", {"conversation_id": fork}))["data"]
+        assert len(data["runs"]) == 2 and len(data["messages"]) == 5
+        new = (await call(c, "import_conversation", {"data": data}))["conversation"]["id"]
+        assert shape(await everything(c, new)) == shape(await everything(c, fork))
+        fake_provider.enqueue("Same.")
+        fake_provider.enqueue("Same.")
+        await call(c, "send_message", {"conversation_id": fork, "content": "Again?"})
+        await call(c, "send_message", {"conversation_id": new, "content": "Again?"})
+        first, second = fake_provider.requests[-2:]
+        assert first.messages == second.messages
