@@ -13,8 +13,8 @@ from ..models import UNFINISHED, Agent, Conversation, Message, Run
 from ..runs.memory import compile_system
 from ..storage.types import ImportedConversation, NewMessage
 from ..util import new_id, now_iso
-from . import agent_files
-from .conversations import ConversationService
+from . import agent_file_writer, agent_files
+from .conversations import ConversationService, check_handle
 from .export_format import (
     FORMAT_VERSION,
     MAX_EXPORT_MESSAGES,
@@ -142,11 +142,9 @@ class PortabilityService:
             if value is not None:
                 self.service.check_text(f"data.{field}", value, allow_empty=True)
         model = self._handle("data.conversation.model", conversation.model)
-        last = (
-            timestamp("data.conversation.last_run_completion", conversation.last_run_completion)
-            if (conversation.last_run_completion)
-            else None
-        )
+        last = None
+        if conversation.last_run_completion is not None:
+            last = timestamp("data.conversation.last_run_completion", conversation.last_run_completion)
         created = False
         if agent_id is not None:
             agent = await self.service.get_agent(await self.service.resolve_agent(agent_id))
@@ -183,8 +181,6 @@ class PortabilityService:
         )
 
     def _handle(self, field: str, value: str | None) -> str | None:
-        from .conversations import check_handle
-
         try:
             return check_handle(field, value)
         except ValidationError:
@@ -314,4 +310,4 @@ class PortabilityService:
             async for page in self._history(conv.id):
                 history += page
             context = [m.id for m in await self.store.context_messages(conv.id)]
-        return agent_files.write(agent, history, context, self.service.settings.default_model)
+        return agent_file_writer.write(agent, history, context, self.service.settings.default_model)
