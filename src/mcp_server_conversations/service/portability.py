@@ -12,7 +12,7 @@ from ..errors import NotFoundError, ValidationError
 from ..models import UNFINISHED, Agent, Conversation, Message, Run
 from ..runs.memory import compile_system
 from ..storage.types import ImportedConversation, NewMessage
-from ..util import new_id, now_iso
+from ..util import new_id, new_ids, now_iso
 from . import agent_file_writer, agent_files
 from .conversations import ConversationService, check_handle
 from .export_format import (
@@ -213,6 +213,7 @@ class PortabilityService:
             )
         positions: dict[str, int] = {}
         messages: list[NewMessage] = []
+        ids = iter(new_ids("message", len(parsed.messages)))
         for i, m in enumerate(parsed.messages):
             at = f"data.messages[{i}]"
             if m.message_type == "system_message":
@@ -236,7 +237,7 @@ class PortabilityService:
                     model=m.model,
                     run_id=run_map[m.run_id] if m.run_id else None,
                     is_err=m.is_err,
-                    id=new_id("message"),
+                    id=next(ids),
                     created_at=timestamp(f"{at}.created_at", m.created_at),
                 )
             )
