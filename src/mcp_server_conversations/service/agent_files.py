@@ -19,7 +19,7 @@ from ..models import Agent, Conversation
 from ..runs.agent_tools import ARGUMENTS
 from ..runs.memory import DEFAULT_BLOCK_LIMIT, DEFAULT_SYSTEM, check_label
 from ..runs.prompt import SUMMARY_PREFIX
-from ..storage.types import NewMessage
+from ..storage import NewMessage
 from ..util import new_id, now_iso
 from .conversations import ConversationService, check_handle, check_window
 from .export_format import MAX_IMPORT_CHARS, MAX_IMPORT_MESSAGES, timestamp

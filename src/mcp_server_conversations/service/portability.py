@@ -11,7 +11,7 @@ from typing import Any, Literal
 from ..errors import NotFoundError, ValidationError
 from ..models import UNFINISHED, Agent, Conversation, Message, Run
 from ..runs.memory import compile_system
-from ..storage.types import ImportedConversation, NewMessage
+from ..storage import ImportedConversation, NewMessage
 from ..util import new_id, new_ids, now_iso
 from . import agent_file_writer, agent_files
 from .conversations import ConversationService, check_handle

@@ -12,7 +12,7 @@ from .contract import Presence, Store
 from .forks import ForkStore
 from .runs import DEAD_OWNER_END, RunStore
 from .transfer import copy_store
-from .types import MESSAGE_TYPES, HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget
+from .types import MESSAGE_TYPES, HistoryKey, ImportedConversation, NewMessage, PendingMessage, PromptRows, SendTarget
 from .vectors import VectorStore
 
 
@@ -33,6 +33,7 @@ __all__ = [
     "DEAD_OWNER_END",
     "MESSAGE_TYPES",
     "HistoryKey",
+    "ImportedConversation",
     "NewMessage",
     "PendingMessage",
     "Presence",
