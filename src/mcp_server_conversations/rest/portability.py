@@ -41,7 +41,7 @@ async def import_agent(app: App, request: Request) -> Response:
     body = result.model_dump(mode="json")
     return json_response(
         {
-            "agent_ids": [result.agent.id],
+            "agent_ids": [result.agent["id"]],
             "conversation_id": result.conversation.id,
             "skipped": body["skipped"],
             "raised_limits": body["raised_limits"],

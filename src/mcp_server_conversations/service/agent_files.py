@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ValidationError
 from ..inputs import MAX_DEPTH, check_value
-from ..models import Agent, Conversation
+from ..models import Conversation
 from ..runs.agent_tools import ARGUMENTS
 from ..runs.memory import DEFAULT_BLOCK_LIMIT, DEFAULT_SYSTEM, check_label
 from ..runs.prompt import SUMMARY_PREFIX
@@ -52,7 +52,7 @@ class RaisedLimit(BaseModel):
 class AgentImport(BaseModel):
     """import_agent's result."""
 
-    agent: Agent
+    agent: dict[str, Any] = Field(description="The new agent, as get_agent shows it")  # untyped: a lean schema
     conversation: Conversation = Field(description="The agent's message history (its default conversation)")
     messages: int
     context_messages: int

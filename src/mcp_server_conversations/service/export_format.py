@@ -69,7 +69,13 @@ class ConversationExport(BaseModel):
     format: Literal["json", "markdown"]
     conversation_id: str
     message_count: int = Field(description="Messages exported (the system message included)")
-    data: ConversationExportData | None = None
+    # An untyped object in the tool's output schema (every tool's schema is listed at once; this one's layout,
+    # ConversationExportData, would double its size): described in docs/portability.md.
+    data: dict[str, Any] | None = Field(
+        default=None,
+        description="The export (format_version, conversation, agent, blocks, messages, "
+        "context_message_ids in prompt order, runs): what import_conversation takes",
+    )
     markdown: str | None = None
 
 

@@ -20,7 +20,6 @@ from .export_format import (
     MAX_EXPORT_MESSAGES,
     MAX_IMPORT_MESSAGES,
     ConversationExport,
-    ConversationExportData,
     ExportedAgent,
     ExportedRun,
     ImportedConversationResult,
@@ -62,8 +61,10 @@ class PortabilityService:
             return ConversationExport(
                 format="markdown", conversation_id=conv.id, message_count=conv.message_count + 1, markdown=text
             )
-        data = ConversationExportData.model_validate_json(text)
-        return ConversationExport(format="json", conversation_id=conv.id, message_count=len(data.messages), data=data)
+        data = json.loads(text)
+        return ConversationExport(
+            format="json", conversation_id=conv.id, message_count=len(data["messages"]), data=data
+        )
 
     async def export_stream(
         self, conversation_id: str, fmt: Literal["json", "markdown"] = "json", *, conv: Conversation | None = None
@@ -280,7 +281,7 @@ class PortabilityService:
             await self.store.delete_agent(agent.id)
             raise
         return agent_files.AgentImport(
-            agent=await self.service.get_agent(agent.id),
+            agent=(await self.service.get_agent(agent.id)).model_dump(mode="json"),
             conversation=await self.store.get_conversation(conv.id),
             messages=len(plan.messages),
             context_messages=len(plan.context),
