@@ -306,6 +306,10 @@ TOOLS = {
     "get_run": ["run_id"],
     "cancel_run": ["run_id"],
     "compact_conversation": ["conversation_id"],
+    "export_conversation": ["conversation_id", "format"],
+    "import_conversation": ["data", "agent_id"],
+    "import_agent": ["data", "name"],
+    "export_agent": ["agent_id", "conversation_id"],
 }
 
 
@@ -350,6 +354,8 @@ def valid_args(tool: str, world: dict[str, str]) -> dict[str, Any]:
         "idempotency_key": "k",
         "background": False,
         "run_id": "run-x",
+        "format": "json",
+        "data": {"format_version": "x"},
     }
     args = {k: samples[k] for k in TOOLS[tool]}
     if tool == "send_message":
