@@ -20,6 +20,7 @@ from .storage import Store, open_store
 
 if TYPE_CHECKING:
     from .search.hybrid import EmbeddingIndex
+    from .service.portability import PortabilityService
 
 log = logging.getLogger("mcp_server_conversations")
 STOP_WITHIN = 30.0  # seconds for runs and the indexer to stop at shutdown before the database closes anyway
@@ -45,6 +46,13 @@ class App:
     embeddings: EmbeddingIndex | None  # with --embedding-model: the hybrid search index
     changes: ChangeFeed  # what any process changed, for MCP resource subscriptions
     rest: RestState = field(default_factory=RestState)
+
+    @property
+    def portability(self) -> PortabilityService:
+        """Export and import over the conversation service (stateless: made per use)."""
+        from .service.portability import PortabilityService
+
+        return PortabilityService(self.service)
 
 
 @asynccontextmanager

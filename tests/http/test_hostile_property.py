@@ -308,6 +308,10 @@ TOOLS = {
     "get_run": ["run_id"],
     "cancel_run": ["run_id"],
     "compact_conversation": ["conversation_id"],
+    "export_conversation": ["conversation_id", "format"],
+    "import_conversation": ["data", "agent_id"],
+    "import_agent": ["data", "name"],
+    "export_agent": ["agent_id", "conversation_id"],
 }
 
 
@@ -354,6 +358,8 @@ def valid_args(tool: str, world: dict[str, str]) -> dict[str, Any]:
         "run_id": "run-x",
         "version": 1,
         "expected_version": None,
+        "format": "json",
+        "data": {"format_version": "x"},
     }
     args = {k: samples[k] for k in TOOLS[tool]}
     if tool == "send_message":

@@ -10,7 +10,7 @@ from mcp.server.mcpserver import MCPServer
 from .. import __version__
 from ..app import App, open_app
 from ..config import Settings
-from . import memory_tools, output_schemas, resources, run_tools, tools
+from . import memory_tools, output_schemas, portability_tools, resources, run_tools, tools
 
 INSTRUCTIONS = (
     "Letta-style conversations: parallel message threads of one stateful agent. Threads share the agent's "
@@ -42,6 +42,7 @@ def build_server(settings: Settings, shared: App | None = None) -> MCPServer:
     memory_tools.register(mcp)
     resources.register(mcp)
     run_tools.register(mcp)
+    portability_tools.register(mcp)
     _lean_output_schemas(mcp)
     return mcp
 

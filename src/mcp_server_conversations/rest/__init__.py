@@ -10,12 +10,13 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from ..app import App
-from . import agents, catalog, conversations, messages, runs
+from . import agents, catalog, conversations, messages, portability, runs
 
 
 def routes(app: App) -> list[BaseRoute]:
     """The /v1 routes, translated onto the same services as the MCP tools."""
     return [
+        *portability.routes(app),  # before agents: /agents/import is not an agent id
         *agents.routes(app),
         *catalog.routes(app),
         *conversations.routes(app),

@@ -200,8 +200,8 @@ def routes(app: App) -> list[Route]:
         route(app, "/agents/{agent_id}", delete_agent, "DELETE"),
         route(app, blocks, list_blocks, "GET"),
         route(app, blocks + "/", list_blocks, "GET"),
-        route(app, blocks + "/{label}", get_block, "GET"),
-        route(app, blocks + "/{label}", update_block, "PATCH"),
+        route(app, blocks + "/{label:path}", get_block, "GET"),
+        route(app, blocks + "/{label:path}", update_block, "PATCH"),
         route(app, "/blocks/{block_id}", get_block_by_id, "GET"),
         route(app, "/blocks/{block_id}", update_block_by_id, "PATCH"),
     ]

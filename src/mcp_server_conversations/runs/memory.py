@@ -12,8 +12,9 @@ from ..models import Agent, Block
 DEFAULT_BLOCK_LIMIT = 20_000
 LABEL_MAX = 100
 # A label names a block in the model's tools and is an XML-ish tag in the system prompt,
-# so it is one or more words of letters, digits, `_`, `-`, `.`, separated by single spaces.
-LABEL = re.compile(r"^[\w.\-]+( [\w.\-]+)*$")
+# so it is one or more words of letters, digits, `_`, `-`, `.` and `/` (Letta's path-like labels such as
+# `system/human/overview`), separated by single spaces.
+LABEL = re.compile(r"^[\w.\-/]+( [\w.\-/]+)*$")
 
 DEFAULT_SYSTEM = (
     "You are a helpful assistant with a persistent memory. Your core memory holds blocks that are "
@@ -63,7 +64,7 @@ def check_label(label: str) -> str:
     if len(label) > LABEL_MAX or not LABEL.match(label):
         raise ValidationError(
             "label",
-            f"{label[:LABEL_MAX]!r} is not a block label; use up to {LABEL_MAX} letters, digits, _ - . "
+            f"{label[:LABEL_MAX]!r} is not a block label; use up to {LABEL_MAX} letters, digits, _ - . / "
             "(e.g. persona, human, project_notes)",
         )
     return label

@@ -14,7 +14,16 @@ from .forks import ForkStore
 from .runs import DEAD_OWNER_END, RunStore
 from .tokens import TokenStore
 from .transfer import copy_store
-from .types import MESSAGE_TYPES, HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget, TokenInfo
+from .types import (
+    MESSAGE_TYPES,
+    HistoryKey,
+    ImportedConversation,
+    NewMessage,
+    PendingMessage,
+    PromptRows,
+    SendTarget,
+    TokenInfo,
+)
 from .vectors import VectorStore
 
 
@@ -36,6 +45,7 @@ __all__ = [
     "DEAD_OWNER_END",
     "MESSAGE_TYPES",
     "HistoryKey",
+    "ImportedConversation",
     "NewMessage",
     "PendingMessage",
     "Presence",

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NotFoundError
-from ..util import new_ids, now_iso
-from .conversations import ConversationStore, _message_rows
+from ..models import Conversation
+from ..util import new_id, new_ids, now_iso
+from .conversations import ConversationStore, _message_rows, insert_system
 from .rows import pack, unpack
-from .types import NewMessage
+from .types import RUN_COLUMNS, ImportedConversation, NewMessage
 
 INSERT_WITH_ROWID = (
     "INSERT INTO messages (rowid, id, agent_id, conversation_id, home_conversation_id, message_type, role, "
@@ -124,3 +125,50 @@ class BulkStore(ConversationStore):
             return len(plain) + len(rows)
 
         return await self.database.write(load)
+
+    async def import_conversation(self, data: ImportedConversation) -> Conversation:
+        """A new conversation written whole in one transaction: system message, messages (one
+        `executemany` with explicit rowids, full-text indexed by one statement as in import_messages),
+        the conversation with its context, then its runs."""
+        conv_id = new_id("conv")
+        now = now_iso()
+        run_sql = (
+            f"INSERT INTO runs (conversation_id, agent_id, {', '.join(RUN_COLUMNS)}) "
+            f"VALUES (?, ?, {', '.join('?' * len(RUN_COLUMNS))})"
+        )
+
+        def load(db: sqlite3.Connection) -> None:
+            if db.execute("SELECT 1 FROM agents WHERE id = ?", (data.agent_id,)).fetchone() is None:
+                raise NotFoundError("agent", data.agent_id)
+            system = insert_system(db, conv_id, data.agent_id, data.system_text, now)
+            first = db.execute("SELECT max(rowid) FROM messages").fetchone()[0] + 1  # safe under the write lock
+            rows = [(first + i, *v) for i, v in enumerate(_message_rows(conv_id, data.agent_id, data.messages))]
+            rowids = [r[0] for r in rows]
+            db.execute("INSERT INTO fts_deferred (one) VALUES (1)")  # indexed below in one statement (m002)
+            db.executemany(INSERT_WITH_ROWID, rows)
+            db.execute(
+                "INSERT INTO messages_fts (rowid, search_text) SELECT rowid, search_text FROM messages "
+                "WHERE rowid >= ? AND search_text IS NOT NULL",
+                (first,),
+            )
+            db.execute("DELETE FROM fts_deferred")
+            counted = sum(1 for m in data.messages if m.message_type != "system_message")
+            db.execute(
+                "INSERT INTO conversations (id, agent_id, summary, model, created_at, last_run_completion, "
+                "system_rowid, context, message_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    conv_id,
+                    data.agent_id,
+                    data.summary,
+                    data.model,
+                    now,
+                    data.last_run_completion,
+                    system,
+                    pack([system, *(rowids[i] for i in data.context)]),
+                    counted,
+                ),
+            )
+            db.executemany(run_sql, [(conv_id, data.agent_id, *(r.get(col) for col in RUN_COLUMNS)) for r in data.runs])
+
+        await self.database.write(load)
+        return await self.get_conversation(conv_id)

@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from ..models import Agent, Block, BlockVersion, ChangedBy, Conversation, Message, Run, SearchResult
 from ..principals import LOCAL
-from .types import HistoryKey, NewMessage, PendingMessage, PromptRows, SendTarget, TokenInfo
+from .types import HistoryKey, ImportedConversation, NewMessage, PendingMessage, PromptRows, SendTarget, TokenInfo
 
 
 class Presence(Protocol):
@@ -215,6 +215,10 @@ class Store(Protocol):
         self, conv_id: str, messages: list[NewMessage], *, in_context: bool = True
     ) -> list[Message]:
         """Store and (by default) append to the context window; returns them as stored."""
+
+    async def import_conversation(self, data: ImportedConversation) -> Conversation:
+        """A new conversation with its messages, runs and context, in one transaction (NotFoundError
+        if the agent is gone); its messages are searchable when it returns."""
 
     async def context_messages(self, conv_id: str) -> list[Message]:
         """The context window in prompt order, its system message first."""

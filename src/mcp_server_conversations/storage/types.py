@@ -59,6 +59,37 @@ class NewMessage:
         return self.search_text()
 
 
+@dataclass
+class ImportedConversation:
+    """A conversation to store whole (import_conversation): its messages in history order (new ids,
+    timestamps kept, `run_id` naming one of `runs`), and its context as positions in `messages`, in
+    prompt order (the system message, made from `system_text`, comes first by itself)."""
+
+    agent_id: str
+    model: str | None
+    summary: str | None
+    system_text: str
+    last_run_completion: str | None
+    messages: list[NewMessage]
+    context: list[int]
+    runs: list[dict[str, Any]]  # RUN_COLUMNS values by name; all ended
+
+
+RUN_COLUMNS = (
+    "id",
+    "model",
+    "status",
+    "stop_reason",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "error",
+    "created_at",
+    "started_at",
+    "completed_at",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class SendTarget:
     """What a send needs to know about its conversation before it picks a model."""
