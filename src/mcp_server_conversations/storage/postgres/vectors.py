@@ -50,7 +50,7 @@ class PgVectorStore(PgSearchStore):
                 f"FROM messages m WHERE m.rowid > $1 AND {SEARCH_TEXT} IS NOT NULL "
                 "AND NOT (m.rowid = ANY($5::bigint[])) "
                 "AND NOT EXISTS (SELECT 1 FROM message_embeddings e WHERE e.message_rowid = m.rowid AND e.model = $2) "
-                "ORDER BY m.rowid LIMIT $3 * 4) "
+                "ORDER BY m.rowid LIMIT $3 * 16) "  # past what other processes hold in flight
                 f"SELECT k, id, agent_id, text FROM cand WHERE pg_try_advisory_lock($4, {KEY}) LIMIT $3",
                 after,
                 model,
