@@ -35,13 +35,21 @@ class Figure:
     details: dict[str, Any] = field(default_factory=dict)
     shown: str = ""  # how to print `measured` when one number is not the whole story (p50 / p99)
     shown_baseline: str = ""
+    backend: str = ""  # "SQLite" / "PostgreSQL" when the run compares backends
+
+    @property
+    def title(self) -> str:
+        return f"{self.name} [{self.backend}]" if self.backend else self.name
 
     def row(self) -> str:
         base = self.shown_baseline
         if not base and self.baseline is not None:
             base = f"{fmt(self.baseline, self.baseline_unit or self.unit)} {self.baseline_label}".strip()
         verdict = {True: "pass", False: "**MISS**", None: "—"}[self.ok]
-        return f"| {self.name} | {self.shown or fmt(self.measured, self.unit)} | {base} | {self.target} | {verdict} |"
+        return f"| {self.title} | {self.cell()} | {base} | {self.target} | {verdict} |"
+
+    def cell(self) -> str:
+        return self.shown or fmt(self.measured, self.unit)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -67,9 +75,19 @@ class Sizes:
     provider_delay: float = 0.25
     load_clients: int = 50
     load_seconds: float = 60.0
+    replica_rounds: int = 3
 
     @classmethod
-    def make(cls, quick: bool) -> Sizes:
+    def make(cls, quick: bool, scale: float = 1.0) -> Sizes:
+        """`scale` shrinks (or grows) the search corpus: small iterations of the 1M-message figures."""
+        sizes = cls._make(quick)
+        if scale != 1.0:
+            sizes.search_messages = max(1_000, round(sizes.search_messages * scale))
+            sizes.search_conversations = max(10, round(sizes.search_conversations * scale))
+        return sizes
+
+    @classmethod
+    def _make(cls, quick: bool) -> Sizes:
         if not quick:
             return cls(quick=False)
         return cls(
@@ -89,6 +107,7 @@ class Sizes:
             provider_delay=0.05,
             load_clients=8,
             load_seconds=3.0,
+            replica_rounds=1,
         )
 
 

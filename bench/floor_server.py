@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import sys
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,7 +23,7 @@ from mcp_server_conversations.models import Conversation, ConversationList, Mess
 from .storage_bench import open_service
 
 
-async def replies(db: Path, conversation_id: str) -> dict[str, BaseModel]:
+async def replies(db: str, conversation_id: str) -> dict[str, BaseModel]:
     """One reply of each timed tool, as bench/latency.py calls it."""
     store, service = await open_service(db)
     try:
@@ -47,7 +46,7 @@ def add_prebuilt(server: Any, name: str, reply: BaseModel) -> None:
 
 
 def main() -> None:
-    db, conversation_id = Path(sys.argv[1]), sys.argv[2]
+    db, conversation_id = sys.argv[1], sys.argv[2]
     built = asyncio.run(replies(db, conversation_id))
     assert isinstance(built["list_messages"], MessageList) and isinstance(built["list_conversations"], ConversationList)
     assert isinstance(built["get_conversation"], Conversation)

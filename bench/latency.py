@@ -18,12 +18,13 @@ from typing import Any
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from .backends import SQLITE, Backend
 from .common import QUIET_ENV, REPO, SERVER_SCRIPT, Figure, Sizes, child_env, child_pid, ms, now, percentile, wait_idle
 from .corpus import Corpus
 from .storage_bench import open_service, to_new
 
 
-async def seed(db: Path) -> dict[str, str]:
+async def seed(db: str) -> dict[str, str]:
     """60 conversations of the default agent, one of them with 150 messages."""
     store, service = await open_service(db)
     try:
@@ -35,12 +36,12 @@ async def seed(db: Path) -> dict[str, str]:
     return {"conversation_id": convs[0].id}
 
 
-def floor_command(db: Path, conversation_id: str) -> list[str]:
+def floor_command(db: str, conversation_id: str) -> list[str]:
     """The stand-in serving each timed tool's reply prebuilt (bench/floor_server.py), run from REPO."""
     return [sys.executable, "-m", "bench.floor_server", str(db), conversation_id]
 
 
-def connect(db: Path, errlog: Any, floor: str | None = None) -> Client:
+def connect(db: str, errlog: Any, floor: str | None = None) -> Client:
     """mcp.Client on the console script, or with `floor` (the seeded conversation's id) on the
     stand-in serving prebuilt replies."""
     if floor is None:
@@ -66,7 +67,7 @@ class RawStdio:
     """A minimal JSON-RPC client on the server's pipes (no schema validation, no SDK): the server's
     own share of a round trip."""
 
-    def __init__(self, db: Path, errlog: Any, settle: bool = True, command: list[str] | None = None) -> None:
+    def __init__(self, db: str, errlog: Any, settle: bool = True, command: list[str] | None = None) -> None:
         self.proc = subprocess.Popen(
             command or [str(SERVER_SCRIPT), "--db", str(db)],
             stdin=subprocess.PIPE,
@@ -131,7 +132,7 @@ def arguments(template: dict[str, Any], ids: dict[str, str]) -> dict[str, Any]:
 
 
 def server_only_with(
-    db: Path, log: Any, n: int, calls: dict[str, tuple[str, dict[str, Any]]], settle: bool, conversation_id: str
+    db: str, log: Any, n: int, calls: dict[str, tuple[str, dict[str, Any]]], settle: bool, conversation_id: str
 ) -> tuple[dict[str, list[float]], dict[str, list[float]], list[float]]:
     """Each tool from a bare JSON-RPC client, then the same reply prebuilt (bench/floor_server.py,
     its own process), alternating tool by tool; and ping, the transport's floor."""
@@ -148,35 +149,39 @@ def server_only_with(
         floor.close()
 
 
-async def run(sizes: Sizes) -> list[Figure]:
-    n = sizes.latency_calls
+async def run(sizes: Sizes, backend: Backend = SQLITE) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="bench-latency-") as tmp:
-        db = Path(tmp) / "latency.db"
-        ids = await seed(db)
-        with open(Path(tmp) / "server.log", "w") as log:  # noqa: ASYNC230 (once, before timing)
-            async with connect(db, log) as client, connect(db, log, floor=ids["conversation_id"]) as floor_client:
-                idle = 0.0
-                if not sizes.quick:  # let the servers finish importing litellm in the background first
-                    idle = await asyncio.to_thread(wait_idle, child_pid(b"mcp-server-conversations"))
-                    idle += await asyncio.to_thread(wait_idle, child_pid(b"bench.floor_server"))
+        async with backend.scratch(Path(tmp), "latency") as db:
+            return await measure(sizes, db, Path(tmp))
 
-                async def tool(c: Client, name: str, args: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
-                    async def call() -> None:
-                        r = await c.call_tool(name, args)
-                        if r.is_error:
-                            raise RuntimeError(f"{name} failed: {r.content}")
 
-                    await call()
-                    return call
+async def measure(sizes: Sizes, db: str, tmpdir: Path) -> list[Figure]:
+    n = sizes.latency_calls
+    ids = await seed(db)
+    with open(tmpdir / "server.log", "w") as log:  # noqa: ASYNC230 (once, before timing)
+        async with connect(db, log) as client, connect(db, log, floor=ids["conversation_id"]) as floor_client:
+            idle = 0.0
+            if not sizes.quick:  # let the servers finish importing litellm in the background first
+                idle = await asyncio.to_thread(wait_idle, child_pid(b"mcp-server-conversations"))
+                idle += await asyncio.to_thread(wait_idle, child_pid(b"bench.floor_server"))
 
-                results, client_floor = {}, {}
-                for name, (t, args) in TOOLS.items():  # alternating, so load drift hits both alike
-                    results[name] = await timed(n, await tool(client, t, arguments(args, ids)))
-                    client_floor[name] = await timed(n, await tool(floor_client, f"prebuilt_{t}", {}))
-            templates = {name: (t, arguments(args, ids)) for name, (t, args) in TOOLS.items()}
-            raw, prebuilt, raw_floor = await asyncio.to_thread(
-                server_only_with, db, log, n, templates, not sizes.quick, ids["conversation_id"]
-            )
+            async def tool(c: Client, name: str, args: dict[str, Any]) -> Callable[[], Awaitable[Any]]:
+                async def call() -> None:
+                    r = await c.call_tool(name, args)
+                    if r.is_error:
+                        raise RuntimeError(f"{name} failed: {r.content}")
+
+                await call()
+                return call
+
+            results, client_floor = {}, {}
+            for name, (t, args) in TOOLS.items():  # alternating, so load drift hits both alike
+                results[name] = await timed(n, await tool(client, t, arguments(args, ids)))
+                client_floor[name] = await timed(n, await tool(floor_client, f"prebuilt_{t}", {}))
+        templates = {name: (t, arguments(args, ids)) for name, (t, args) in TOOLS.items()}
+        raw, prebuilt, raw_floor = await asyncio.to_thread(
+            server_only_with, db, log, n, templates, not sizes.quick, ids["conversation_id"]
+        )
     figures = []
     f50, f99 = percentile(raw_floor, 50), percentile(raw_floor, 99)
     for name, t in results.items():

@@ -58,7 +58,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(db: Path, port: int, provider: Provider, log: Path) -> subprocess.Popen[bytes]:
+def start_server(db: Path | str, port: int, provider: Provider, log: Path, *flags: str) -> subprocess.Popen[bytes]:
+    """The console script serving streamable HTTP on `port` (bearer TOKEN), once /healthz answers."""
     argv = [
         str(SERVER_SCRIPT),
         "--transport",
@@ -69,6 +70,7 @@ def start_server(db: Path, port: int, provider: Provider, log: Path) -> subproce
         str(port),
         "--model",
         MODEL,
+        *flags,
     ]
     # One model retry, as a deployment would set (see bench/sends.py); the token from the environment.
     env = child_env(**provider.env(), CONVERSATIONS_MODEL_RETRIES="1", CONVERSATIONS_AUTH_TOKEN=TOKEN)

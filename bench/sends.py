@@ -21,6 +21,7 @@ from typing import Any
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from .backends import SQLITE, Backend
 from .common import (
     QUIET_ENV,
     REPO,
@@ -173,7 +174,7 @@ async def send_overhead(s: Session, provider: Provider, sizes: Sizes) -> Figure:
     )
 
 
-async def database_trips(provider: Provider, sizes: Sizes) -> Figure:
+async def database_trips(provider: Provider, sizes: Sizes, backend: Backend) -> Figure:
     """Hand-offs to the database threads per one-step send, counted in process (over stdio they cannot
     be seen). Cancel requests are not looked for meanwhile: that watcher is not the send's work."""
     from mcp_server_conversations.app import open_app
@@ -185,7 +186,10 @@ async def database_trips(provider: Provider, sizes: Sizes) -> Figure:
     trips: list[int] = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-trips-") as tmp:
-            async with open_app(Settings(db=Path(tmp) / "trips.db", default_model=MODEL)) as app:
+            async with (
+                backend.scratch(Path(tmp), "trips") as location,
+                open_app(Settings(db=location, default_model=MODEL)) as app,
+            ):
                 database = app.store.database  # type: ignore[attr-defined]
                 conv = await app.service.create_conversation()
                 await app.runtime.send(conv.id, content="warm-up")
@@ -344,41 +348,45 @@ async def memory_after_sends(s: Session, sizes: Sizes) -> Figure:
     )
 
 
-async def run(sizes: Sizes) -> list[Figure]:
+async def run(sizes: Sizes, backend: Backend = SQLITE) -> list[Figure]:
     provider = Provider()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-sends-") as tmp:
-            db = Path(tmp) / "sends.db"
-            params = StdioServerParameters(
-                command=str(SERVER_SCRIPT),
-                args=["--db", str(db), "--model", MODEL],
-                # One retry, as a deployment would set: a keep-alive connection the fake provider closes
-                # just as litellm reuses it otherwise fails one send in a thousand ("Connection error").
-                env={**QUIET_ENV, **provider.env(), "CONVERSATIONS_MODEL_RETRIES": "1"},
-            )
-            with open(Path(tmp) / "server.log", "w") as log:  # noqa: ASYNC230 (once, before timing)
-                async with Client(stdio_client(params, errlog=log), mode="legacy") as client:
-                    s = Session(client)
-                    warm = await s.conversation()
-
-                    async def warm_up() -> None:  # the first send imports litellm in the server
-                        for i in range(2 if sizes.quick else 5):
-                            await s.send(warm, f"warm-up {i}")
-
-                    # litellm's import (seconds) in this process overlaps the server's.
-                    await asyncio.gather(warm_up(), asyncio.to_thread(importlib.import_module, "litellm"))
-                    await direct_completion(provider)
-                    if not sizes.quick:
-                        await asyncio.to_thread(wait_idle, server_pid())
-                    figures = [await send_overhead(s, provider, sizes)]
-                    figures.append(await streaming_overhead(s, provider, sizes))
-                    figures.append(await database_trips(provider, sizes))
-                    figures.append(await parallel_sends(s, provider, sizes))
-                    figures.append(await same_conversation_queue(s, provider, sizes))
-                    figures.append(await memory_after_sends(s, sizes))
-                    import litellm
-
-                    await litellm.close_litellm_async_clients()
+            async with backend.scratch(Path(tmp), "sends") as db:
+                return await measure(sizes, backend, provider, db, Path(tmp))
     finally:
         provider.stop()
+
+
+async def measure(sizes: Sizes, backend: Backend, provider: Provider, db: str, tmp: Path) -> list[Figure]:
+    params = StdioServerParameters(
+        command=str(SERVER_SCRIPT),
+        args=["--db", str(db), "--model", MODEL],
+        # One retry, as a deployment would set: a keep-alive connection the fake provider closes
+        # just as litellm reuses it otherwise fails one send in a thousand ("Connection error").
+        env={**QUIET_ENV, **provider.env(), "CONVERSATIONS_MODEL_RETRIES": "1"},
+    )
+    with open(tmp / "server.log", "w") as log:  # noqa: ASYNC230 (once, before timing)
+        async with Client(stdio_client(params, errlog=log), mode="legacy") as client:
+            s = Session(client)
+            warm = await s.conversation()
+
+            async def warm_up() -> None:  # the first send imports litellm in the server
+                for i in range(2 if sizes.quick else 5):
+                    await s.send(warm, f"warm-up {i}")
+
+            # litellm's import (seconds) in this process overlaps the server's.
+            await asyncio.gather(warm_up(), asyncio.to_thread(importlib.import_module, "litellm"))
+            await direct_completion(provider)
+            if not sizes.quick:
+                await asyncio.to_thread(wait_idle, server_pid())
+            figures = [await send_overhead(s, provider, sizes)]
+            figures.append(await streaming_overhead(s, provider, sizes))
+            figures.append(await database_trips(provider, sizes, backend))
+            figures.append(await parallel_sends(s, provider, sizes))
+            figures.append(await same_conversation_queue(s, provider, sizes))
+            figures.append(await memory_after_sends(s, sizes))
+            import litellm
+
+            await litellm.close_litellm_async_clients()
     return figures

@@ -1,9 +1,10 @@
 """Storage-level figures: bulk ingest, database size, fork cost and search at scale.
 
-These use `SQLiteStore` directly (search goes through `ConversationService.search`, the
-tool's own path). The large search corpus is cached under bench/results/, keyed by seed
-and size, so repeated runs reuse it; its ingest figure is then the one recorded when it
-was built (the JSON says so).
+These use the store directly (search goes through `ConversationService.search`, the tool's own
+path), on SQLite or PostgreSQL (bench/backends.py). The large SQLite search corpus is cached under
+bench/results/, keyed by seed and size, so repeated runs reuse it; its ingest figure is then the
+one recorded when it was built (the JSON says so). On PostgreSQL the corpus is built in a scratch
+database each run and dropped after it.
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import json
 import multiprocessing
 import os
 import tempfile
+from contextlib import AsyncExitStack
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from mcp_server_conversations.config import Settings
-from mcp_server_conversations.service.conversations import ConversationService
-from mcp_server_conversations.storage import NewMessage, SQLiteStore
+from mcp_server_conversations.storage import NewMessage
 
+from .backends import SQLITE, Backend, open_service, remove_sqlite
 from .common import RESULTS, Figure, Sizes, median, ms, now, percentile
 from .corpus import Corpus, CorpusMessage
 
@@ -37,14 +38,7 @@ def to_new(messages: list[CorpusMessage]) -> list[NewMessage]:
     ]
 
 
-def remove_db(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(path) + suffix).unlink(missing_ok=True)
-
-
-async def open_service(path: Path) -> tuple[SQLiteStore, ConversationService]:
-    store = await SQLiteStore.open(path)
-    return store, ConversationService(store, Settings(db=path))
+__all__ = ["open_service", "run", "to_new"]
 
 
 def produce(conn: Connection, seed: int, total: int, conversations: int) -> None:
@@ -63,19 +57,20 @@ def produce(conn: Connection, seed: int, total: int, conversations: int) -> None
     conn.close()
 
 
-async def build(path: Path, total: int, conversations: int) -> dict[str, Any]:
+async def build(location: str, total: int, conversations: int, backend: Backend = SQLITE) -> dict[str, Any]:
     """Load `total` messages over `conversations` conversations of the default agent, in
-    transactions of about BATCH messages (`import_messages` inside `bulk_load`). The corpus is
-    generated first (in another process); the rate counts storage's own work: its calls and
-    the final WAL checkpoint."""
-    remove_db(path)
+    transactions of about BATCH messages (`import_messages` inside `bulk_load`) into an empty
+    database. The corpus is generated first (in another process); the rate counts storage's own
+    work: its calls and the end of `bulk_load` (SQLite's final WAL checkpoint, PostgreSQL's ANALYZE)."""
+    if not backend.is_pg:
+        remove_sqlite(Path(location))
     ours, theirs = multiprocessing.Pipe(duplex=False)
     producer = multiprocessing.get_context("spawn").Process(
         target=produce, args=(theirs, SEED, total, conversations), daemon=True
     )
     producer.start()
     theirs.close()
-    store, service = await open_service(path)
+    store, service = await open_service(location)
     try:
         agent_id = await service.resolve_agent(None)
         system = await service.system_text(agent_id)
@@ -103,7 +98,7 @@ async def build(path: Path, total: int, conversations: int) -> dict[str, Any]:
                 storing += now() - t
                 progress.append((loaded, round(storing, 2)))
             t = now()
-        storing += now() - t  # bulk_load's end: the final WAL checkpoint
+        storing += now() - t  # bulk_load's end: the final WAL checkpoint (SQLite), ANALYZE (PostgreSQL)
         wall = now() - started
     finally:
         gc.enable()
@@ -117,30 +112,33 @@ async def build(path: Path, total: int, conversations: int) -> dict[str, Any]:
         "rate": loaded / storing,
         "generate_s": round(generated, 3),
         "generate_and_load_s": round(wall, 3),
-        "bytes": os.path.getsize(path),
+        "bytes": await backend.size_bytes(location),
         "progress": progress[:: max(1, len(progress) // 10)],
     }
 
 
-async def corpus_db(sizes: Sizes, workdir: Path) -> tuple[Path, dict[str, Any], Corpus]:
-    """The search corpus database: cached under bench/results/ for full runs, fresh for quick ones."""
+async def corpus_db(
+    sizes: Sizes, workdir: Path, backend: Backend, stack: AsyncExitStack
+) -> tuple[str, dict[str, Any], Corpus]:
+    """The search corpus database: on SQLite cached under bench/results/ for full runs, fresh for
+    quick ones; on PostgreSQL a scratch database (dropped when `stack` closes)."""
     corpus = Corpus(seed=SEED)
     total, convs = sizes.search_messages, sizes.search_conversations
-    if sizes.quick:
-        path = workdir / "corpus.db"
-        return path, {**await build(path, total, convs), "cached": False}, corpus
+    if sizes.quick or backend.is_pg:
+        location = await stack.enter_async_context(backend.scratch(workdir, "corpus"))
+        return location, {**await build(location, total, convs, backend), "cached": False}, corpus
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"corpus-v{CORPUS_VERSION}-seed{SEED}-{total}x{convs}.db"
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists() and not os.environ.get("BENCH_REBUILD"):
         meta = json.loads(meta_path.read_text())
-        return path, {**meta, "cached": True}, corpus
-    meta = await build(path, total, convs)
+        return str(path), {**meta, "cached": True}, corpus
+    meta = await build(str(path), total, convs)
     meta_path.write_text(json.dumps(meta, indent=1))
-    return path, {**meta, "cached": False}, corpus
+    return str(path), {**meta, "cached": False}, corpus
 
 
-async def ingest_and_size(sizes: Sizes, path: Path, meta: dict[str, Any]) -> list[Figure]:
+async def ingest_and_size(location: str, meta: dict[str, Any], backend: Backend) -> list[Figure]:
     how = "recorded when the cached corpus was built" if meta.get("cached") else "measured in this run"
     rate = Figure(
         "ingest (bulk load with FTS)",
@@ -150,14 +148,16 @@ async def ingest_and_size(sizes: Sizes, path: Path, meta: dict[str, Any]) -> lis
         meta["rate"] >= 20_000,
         details={**meta, "note": how},
     )
-    per = os.path.getsize(path) / meta["messages"]
+    size_bytes = await backend.size_bytes(location)
+    per = size_bytes / meta["messages"]
+    what = "pg_total_relation_size of our tables" if backend.is_pg else "the file"
     size = Figure(
         f"database size at {meta['messages']:,} messages",
         per,
         "B",
         "reported",
         None,
-        details={"bytes": os.path.getsize(path), "per_message": per},
+        details={"bytes": size_bytes, "per_message": per, "measured": what},
     )
     return [rate, size]
 
@@ -172,9 +172,30 @@ def read_through(path: Path) -> float:
     return now() - t
 
 
-async def search_at_scale(sizes: Sizes, path: Path, corpus: Corpus) -> list[Figure]:
-    read_s = await asyncio.to_thread(read_through, path)
-    store, service = await open_service(path)
+async def prewarm(location: str) -> float:
+    """PostgreSQL's counterpart of reading the file through: the messages table and its full-text
+    index loaded into the buffer cache (pg_prewarm; skipped where the extension is missing)."""
+    import asyncpg
+
+    t = now()
+    conn = await asyncpg.connect(location, timeout=5)
+    try:
+        await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        for rel in ("messages", "messages_fts", "messages_conversation"):
+            await conn.execute("SELECT pg_prewarm($1::regclass)", rel)
+    except asyncpg.PostgresError:
+        return float("nan")
+    finally:
+        await conn.close()
+    return now() - t
+
+
+async def search_at_scale(sizes: Sizes, location: str, corpus: Corpus, backend: Backend) -> list[Figure]:
+    if backend.is_pg:
+        read_s = await prewarm(location)
+    else:
+        read_s = await asyncio.to_thread(read_through, Path(location))
+    store, service = await open_service(location)
     try:
         queries = corpus.queries(sizes.search_queries)
         # Warm the page cache and SQLite's with a different query set first.
@@ -243,11 +264,9 @@ async def search_at_scale(sizes: Sizes, path: Path, corpus: Corpus) -> list[Figu
     ]
 
 
-async def fork_cost(sizes: Sizes, workdir: Path) -> list[Figure]:
-    path = workdir / "fork.db"
-    remove_db(path)
+async def fork_cost(sizes: Sizes, location: str) -> list[Figure]:
     corpus = Corpus(seed=SEED + 1, vocabulary=5_000, pool_tokens=200_000)
-    store, service = await open_service(path)
+    store, service = await open_service(location)
     try:
         agent_id = await service.resolve_agent(None)
         system = await service.system_text(agent_id)
@@ -282,11 +301,13 @@ async def fork_cost(sizes: Sizes, workdir: Path) -> list[Figure]:
     ]
 
 
-async def run(sizes: Sizes) -> list[Figure]:
+async def run(sizes: Sizes, backend: Backend = SQLITE) -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="bench-storage-") as tmp:
         workdir = Path(tmp)
-        path, meta, corpus = await corpus_db(sizes, workdir)
-        figures = await ingest_and_size(sizes, path, meta)
-        figures += await search_at_scale(sizes, path, corpus)
-        figures += await fork_cost(sizes, workdir)
+        async with AsyncExitStack() as stack:
+            location, meta, corpus = await corpus_db(sizes, workdir, backend, stack)
+            figures = await ingest_and_size(location, meta, backend)
+            figures += await search_at_scale(sizes, location, corpus, backend)
+        async with backend.scratch(workdir, "fork") as location:
+            figures += await fork_cost(sizes, location)
     return figures

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from foundation_helpers import assert_fts_in_sync, on_pg, sql_one
 
@@ -138,3 +140,34 @@ async def test_import_mixes_plain_and_structured_messages_in_order(store: SQLite
         )
         assert hit.message_type == kind
     assert_fts_in_sync(store.location)
+
+
+async def test_an_import_and_appends_racing_on_one_conversation_keep_keys_in_commit_order(store: SQLiteStore) -> None:
+    """Keys are taken after the conversation is locked (PostgreSQL allocates them before COPY): the
+    history, read in key order, is the order the writes committed, and the context holds them all."""
+    _, a, _ = await two_conversations(store)
+    writes = []
+    for i in range(8):
+        if i < 4:
+            writes.append(store.import_messages([(a, [user(f"import {i} row {j}") for j in range(50)])]))
+        writes.append(store.append_messages(a, [user(f"append {i}")]))
+    await asyncio.gather(*writes)
+    page, _ = await store.list_history(a, limit=1000, after=None, desc=False, types=None, include_system=False)
+    texts = [m.content or "" for m in page]
+    assert len(texts) == 4 * 50 + 8
+    for i in range(4):  # each import's rows together and in order
+        at = texts.index(f"import {i} row 0")
+        assert texts[at : at + 50] == [f"import {i} row {j}" for j in range(50)]
+    context = await store.context_messages(a)
+    assert [m.content for m in context[1:]] == texts  # the context in the same order
+    assert (await store.get_conversation(a)).message_count == len(texts)
+
+
+async def test_bulk_load_on_postgres_leaves_statistics_for_the_planner(store: SQLiteStore) -> None:
+    if not on_pg(store):
+        pytest.skip("PostgreSQL's planner statistics")
+    _, a, _ = await two_conversations(store)
+    async with store.bulk_load():
+        await store.import_messages([(a, [user(f"row {i}") for i in range(100)])])
+    row = await sql_one(store, "SELECT n_live_tup, last_analyze FROM pg_stat_user_tables WHERE relname = 'messages'")
+    assert row["last_analyze"] is not None

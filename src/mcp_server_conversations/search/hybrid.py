@@ -8,12 +8,14 @@ loads numpy, and never litellm for search.
   no vector yet (a rowid cursor makes each poll an index range scan, and polls happen only after
   this connection wrote something), embeds them in batches through the gateway and stores them,
   several batches in flight at once. A backlog (the flag turned on over an existing database)
-  drains the same way at start.
+  drains the same way at start. Each batch is claimed in the store first, so processes sharing
+  one database (replicas) split the work and embed each message once.
 - Vector ranking is exact cosine similarity, centred on the agent's mean vector once it has
   enough of them (fusion.py), over an agent's vectors held as one normalized
   float32 matrix per agent in memory (sqlite-vec cannot load here: this Python's sqlite3 has no
   enable_load_extension). The indexer appends what it embeds to a cached matrix; deletions are
-  caught when a candidate no longer exists (the matrix is then reloaded). Scope filters come from
+  caught when a candidate no longer exists (the matrix is then reloaded), vectors stored by
+  another process when the store's `vector_stamp` for the agent changes (reloaded too). Scope filters come from
   the same SQL as full-text search (storage/search.py `message_filters`).
 - Fusion is score-aware (fusion.py); the embedded query leaves dates out. If embedding the query
   fails, the search answers from full-text alone and logs a warning: search never fails because
@@ -120,6 +122,7 @@ class EmbeddingIndex:
         self._cursor = 0  # every searchable message at or below this rowid has been handled
         self._cache: dict[str, _Matrix] = {}
         self._versions: dict[str, int] = {}  # bumped per agent on each write, so a slow load never caches stale rows
+        self._stamps: dict[str, int] = {}  # per agent: the store's vector_stamp when its matrix was loaded
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
         self._down_until = 0.0
         self._task: asyncio.Task[None] | None = None
@@ -184,32 +187,31 @@ class EmbeddingIndex:
         and the cursor only passes messages whose vectors are stored."""
         handled, cursor, exhausted = 0, self._cursor, False
         flight: deque[tuple[list[PendingMessage], asyncio.Future[list[np.ndarray | None]]]] = deque()
-        taken: set[int] = set()  # keys handed to a batch in this pass (a store may look back past `after`)
         try:
             while True:
                 while not exhausted and len(flight) < self.in_flight:
-                    # a store that looks back past `after` (late commits) returns the rows in flight again
-                    ahead = sum(len(b) for b, _ in flight)
-                    found = await self.store.messages_missing_embeddings(self.model, after=cursor, limit=BATCH + ahead)
-                    batch = [m for m in found if m.rowid not in taken][:BATCH]
+                    # Claimed: another process indexing the same database skips these (and we skip
+                    # theirs, and our own still in flight), so each message is embedded once.
+                    batch = await self.store.claim_embedding_work(self.model, after=cursor, limit=BATCH)
                     if not batch:
-                        # nothing new, or only rows still in flight: read again once they are stored
-                        exhausted = not found or not flight
+                        exhausted = True
                         break
-                    taken.update(m.rowid for m in batch)
                     cursor = max(cursor, batch[-1].rowid)
                     flight.append((batch, asyncio.ensure_future(self._embed_messages(batch))))
                 if not flight:
                     return handled
                 batch, embedding = flight.popleft()
-                vectors = await embedding
-                await self.store.save_embeddings(
-                    self.model,
-                    [
-                        (m.id, 0 if v is None else len(v), b"" if v is None else v.tobytes())
-                        for m, v in zip(batch, vectors, strict=True)
-                    ],
-                )
+                try:
+                    vectors = await embedding
+                    await self.store.save_embeddings(
+                        self.model,
+                        [
+                            (m.id, 0 if v is None else len(v), b"" if v is None else v.tobytes())
+                            for m, v in zip(batch, vectors, strict=True)
+                        ],
+                    )
+                finally:
+                    await self.store.release_embedding_work([m.rowid for m in batch])
                 self._remember(batch, vectors)
                 self._cursor = batch[-1].rowid
                 handled += len(batch)
@@ -218,6 +220,8 @@ class EmbeddingIndex:
                 embedding.cancel()
             if flight:
                 await asyncio.gather(*(embedding for _, embedding in flight), return_exceptions=True)
+                with contextlib.suppress(Exception):
+                    await self.store.release_embedding_work([m.rowid for b, _ in flight for m in b])
 
     async def _embed_messages(self, batch: list[PendingMessage]) -> list[np.ndarray | None]:
         """Vectors for a batch (None: nothing to embed, or the provider refused that text). A 400
@@ -361,9 +365,11 @@ class EmbeddingIndex:
         return [hits[r].model_copy(update={"score": round(similarity[r], 6)}) for r in nearest if r in hits]
 
     async def _matrix(self, agent_id: str, dim: int) -> _Matrix | None:
-        """The agent's cached matrix for `dim`-sized vectors, loaded on first use."""
+        """The agent's cached matrix for `dim`-sized vectors, loaded on first use and again once
+        another process (a replica) may have stored vectors of the agent."""
+        stamp = await self.store.vector_stamp(agent_id)
         cached = self._cache.get(agent_id)
-        if cached is None or cached.dim != dim:
+        if cached is None or cached.dim != dim or self._stamps.get(agent_id) != stamp:
             version = self._versions.get(agent_id, 0)
             rowids, blob = await self.store.load_vectors(agent_id, self.model, dim)
             if not rowids:
@@ -371,5 +377,6 @@ class EmbeddingIndex:
             cached = _Matrix(np.asarray(rowids, dtype=np.int64), np.frombuffer(blob, dtype=np.float32).reshape(-1, dim))
             if self._versions.get(agent_id, 0) == version:
                 self._cache[agent_id] = cached
+                self._stamps[agent_id] = stamp
         cached.settle()
         return cached

@@ -23,6 +23,7 @@ class SQLiteBase:
         self.database = database
         self.location = database.path
         self._presence: FilePresence | None = None
+        self._embedding_claims: set[int] = set()  # message keys this process is embedding
 
     @classmethod
     async def open(cls: type[Self], path: str | Path) -> Self:

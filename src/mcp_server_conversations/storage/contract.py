@@ -364,8 +364,21 @@ class Store(Protocol):
         self, model: str, *, after: int = 0, limit: int = 64, agent_id: str | None = None
     ) -> list[PendingMessage]: ...
 
+    async def claim_embedding_work(self, model: str, *, after: int = 0, limit: int = 64) -> list[PendingMessage]:
+        """`messages_missing_embeddings`, each message returned claimed for this process until
+        `release_embedding_work` or this process's end: other processes on the database skip it, so
+        processes indexing together split the work and embed each message once. A message this process
+        holds already is not returned again."""
+
+    async def release_embedding_work(self, rowids: list[int]) -> None:
+        """Give up the claims on these messages (their vectors stored, or the work abandoned)."""
+
     async def save_embeddings(self, model: str, vectors: list[tuple[str, int, bytes]]) -> list[tuple[int, str]]:
         """(message id, dim, float32 bytes) in; (message key, agent_id) of the rows written out."""
+
+    async def vector_stamp(self, agent_id: str) -> int:
+        """A number that changes when another process may have stored vectors of the agent: a matrix of
+        them cached before is then to be reloaded."""
 
     async def load_vectors(self, agent_id: str, model: str, dim: int) -> tuple[list[int], bytes]: ...
 

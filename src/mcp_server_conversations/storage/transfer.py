@@ -187,26 +187,20 @@ async def _write(store: Store, table: str, columns: tuple[str, ...], rows: list[
     if not rows:
         return
     cols = ", ".join(columns)
-    if _is_pg(store):
+    if _is_pg(store):  # by COPY; messages indexed for search on arrival
+        from .postgres import bulk
         from .postgres.text import normalize
 
-        extra, value = "", ""
-        if table == "messages":  # indexed for search on arrival
-            extra = ", search_tsv"
-            value = f", to_tsvector('conv', ${len(columns) + 1})"
-        marks = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
-        overriding = " OVERRIDING SYSTEM VALUE" if table == "messages" else ""
-        sql = f"INSERT INTO {table} ({cols}{extra}){overriding} VALUES ({marks}{value})"
-        params = []
-        for r in rows:
-            values = [r[c] for c in columns]
-            if table == "messages":
+        values = [[r[c] for c in columns] for r in rows]
+        if table == "messages":
+            for r, v in zip(rows, values, strict=True):
                 text = None
                 if r["message_type"] != "system_message":
                     text = r["search_extra"] or (r["content"] or None)
-                values.append(normalize(text) if text else None)
-            params.append(values)
-        await _database(store).write(lambda c: c.executemany(sql, params))
+                v.append(normalize(text) if text else None)
+            await _database(store).write(lambda c: bulk.copy_messages(c, [tuple(v) for v in values]))
+        else:
+            await _database(store).write(lambda c: bulk.copy_rows(c, table, columns, values))
         return
     sql = f"INSERT INTO {table} ({cols}) VALUES ({', '.join('?' * len(columns))})"
     params = [[pack(r[c]) if c in ARRAYS and r[c] is not None else r[c] for c in columns] for r in rows]

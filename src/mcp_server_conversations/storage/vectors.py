@@ -36,6 +36,24 @@ class VectorStore(SearchStore):
         rows = await self._all(sql + " ORDER BY m.rowid LIMIT :limit", params)
         return [PendingMessage(r[0], r[1], r[2], r[3]) for r in rows]
 
+    async def claim_embedding_work(self, model: str, *, after: int = 0, limit: int = 64) -> list[PendingMessage]:
+        """Claims are this process's own here (SQLite has no lock that outlives a transaction and
+        dies with its process): the rows it holds are skipped, other processes on the file may embed
+        the same message (the later vector replaces the earlier)."""
+        held = self._embedding_claims
+        found = await self.messages_missing_embeddings(model, after=after, limit=limit + len(held))
+        claimed = [m for m in found if m.rowid not in held][:limit]
+        held.update(m.rowid for m in claimed)
+        return claimed
+
+    async def release_embedding_work(self, rowids: list[int]) -> None:
+        self._embedding_claims.difference_update(rowids)
+
+    async def vector_stamp(self, agent_id: str) -> int:
+        """SQLite's data_version on the writer connection: it changes only when another connection,
+        which for the writer means another process, committed (the reader never writes)."""
+        return int(await self.database.on_writer(lambda db: db.execute("PRAGMA data_version").fetchone()[0]))
+
     async def save_embeddings(self, model: str, vectors: list[tuple[str, int, bytes]]) -> list[tuple[int, str]]:
         """Store (message id, dim, float32 bytes) for `model`, replacing another model's vector.
         Keyed by message id, so a message deleted (or its rowid reused) meanwhile gets nothing.

@@ -11,6 +11,7 @@ from ...errors import NotFoundError
 from ...models import Conversation
 from ...util import new_id, now_iso
 from ..types import RUN_COLUMNS, ImportedConversation, NewMessage
+from . import bulk
 from .agents import PgAgentStore
 from .base import Conn
 from .conversations import INSERT_SYSTEM, insert_messages, lock_conversation
@@ -27,34 +28,18 @@ class PostgresStore(PgAgentStore, PgRunStore, PgForkStore, PgVectorStore, PgToke
 
     @asynccontextmanager
     async def bulk_load(self) -> AsyncIterator[None]:
-        """Nothing to widen on a server database (imports run as ordinary transactions)."""
+        """For loading many `import_messages` batches in a row: at the end the planner's statistics
+        are brought up to date (ANALYZE), so searches plan for the new rows without waiting for
+        autovacuum to notice them."""
         yield
+        await self.database.read(lambda c: c.execute("ANALYZE messages, conversations"))
 
     async def import_messages(self, batches: Sequence[tuple[str, list[NewMessage]]], *, in_context: bool = True) -> int:
-        """Append each batch to its conversation, all in one transaction, without reading them back."""
+        """Append each batch to its conversation, all in one transaction, without reading them back
+        (by COPY: storage/postgres/bulk.py)."""
         if not any(messages for _, messages in batches):
             return 0
-
-        async def load(c: Conn) -> int:
-            stored = 0
-            for conv_id, messages in batches:
-                if not messages:
-                    continue
-                conv = await lock_conversation(c, conv_id)
-                written = await insert_messages(c, conv_id, conv["agent_id"], messages)
-                counted = sum(1 for m in messages if m.message_type != "system_message")
-                added = [rowid for rowid, _ in written] if in_context else []
-                await c.execute(
-                    "UPDATE conversations SET context = context || $1::bigint[], message_count = message_count + $2 "
-                    "WHERE id = $3",
-                    added,
-                    counted,
-                    conv_id,
-                )
-                stored += len(messages)
-            return stored
-
-        return await self.database.write(load)
+        return await self.database.write(lambda c: bulk.import_messages(c, batches, in_context))
 
     async def import_conversation(self, data: ImportedConversation) -> Conversation:
         """A new conversation written whole in one transaction (messages indexed for search as they go in)."""

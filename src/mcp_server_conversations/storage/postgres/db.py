@@ -33,7 +33,7 @@ T = TypeVar("T")
 log = logging.getLogger("mcp_server_conversations.storage.postgres")
 
 PRESENCE_CLASS = 0x636F6E76  # advisory lock class of the presence locks ("conv"); the key is hashtext(owner)
-CHANNELS = ("conv_turn", "conv_cancel", "conv_run_done", "conv_slot", "conv_change")
+CHANNELS = ("conv_turn", "conv_cancel", "conv_run_done", "conv_slot", "conv_change", "conv_vectors")
 CHANGES_KEPT = 10_000  # conv_change notifications kept for readers of changes_since; a slower reader resyncs
 # SQLSTATE classes meaning the server or its resources failed, not the request: connection exceptions,
 # insufficient resources (disk full, out of memory, too many connections), operator intervention (shutdown),
@@ -89,6 +89,12 @@ class Database:
         self._change_seq = 0
         self._change_signal = asyncio.Event()
         self._listeners_made = 0
+        self.instance = uuid.uuid4().hex  # this process, in the notifications it sends
+        self.vector_notes: dict[str, int] = {}  # per agent: vectors stored by other processes, as notified
+        self.listen_epoch = 0  # listener connections made: notifications may have been missed in between
+        self.claimed: set[int] = set()  # message keys whose embedding this process holds a claim on
+        self._claims: asyncpg.Connection | None = None
+        self._claiming = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str) -> Database:
@@ -121,6 +127,9 @@ class Database:
                 await task
             except BaseException:  # its caller was told already
                 pass
+        if self._claims is not None:
+            claims, self._claims = self._claims, None
+            claims.terminate()  # its session's claims go with it
         if self._listener is not None:
             listener, self._listener = self._listener, None
             try:
@@ -223,6 +232,7 @@ class Database:
                 log.debug("no notifications from %s: waiting by polling", self.location, exc_info=True)
                 return False
             self._listener = conn
+            self.listen_epoch += 1
             self._listeners_made += 1
             if self._listeners_made > 1:
                 self._change("?", "")
@@ -255,14 +265,42 @@ class Database:
             return seq, None
         return seq, got
 
+    async def listen(self) -> bool:
+        """Make sure notifications are listened for; False when they cannot be (then poll)."""
+        return await self._listen()
+
     def _notified(self, conn: object, pid: int, channel: str, payload: str) -> None:
         if channel == "conv_change":
             kind, _, key = payload.partition(":")
             self._change(kind, key)
+        elif channel == "conv_vectors":
+            sender, _, agent_id = payload.partition(" ")
+            if sender != self.instance:
+                self.vector_notes[agent_id] = self.vector_notes.get(agent_id, 0) + 1
             return
         for future in self._waiters.get((channel, payload), ()):
             if not future.done():
                 future.set_result(None)
+
+    # -- claims held by this process (session advisory locks on a connection of its own) --
+
+    async def on_claims(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`fn(connection)` on the claims connection, one caller at a time. Its session holds this
+        process's claims: when it is lost, so are they (`claimed` is emptied) and it is made again."""
+        async with self._claiming:
+            if self._claims is None or self._claims.is_closed():
+                self.claimed.clear()
+                try:
+                    self._claims = await asyncpg.connect(self.url, server_settings=PRESENCE_SETTINGS, timeout=10)
+                except Exception as e:
+                    raise translate(e) from e
+            try:
+                return await fn(self._claims)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, ConnectionError) as e:
+                translated = translate(e)
+                if translated is e:
+                    raise
+                raise translated from e
 
 
 class PgPresence:
