@@ -17,6 +17,8 @@ from http_helpers import Spawned, console_env, spawned_http_server
 from letta_code_helpers import DroppingProxy, LettaCode, letta_code_path
 from letta_tui_helpers import Tui
 
+pytestmark = pytest.mark.slow
+
 TOKEN = "letta-code-token"
 MODEL = "openai/fake-model"
 
