@@ -1,6 +1,8 @@
 """Shared fixtures: every test gets its own empty database and no model defaults. Tests using `settings`
 (or `store`, `model_settings`, …) run on each backend: a SQLite file in a temp dir, and PostgreSQL
-(tests/pg_helpers.py). `@pytest.mark.sqlite_only(reason)` keeps a test about SQLite itself to SQLite."""
+(tests/pg_helpers.py). `@pytest.mark.sqlite_only(reason)` keeps a test about SQLite itself to SQLite, and
+`@pytest.mark.above_storage(reason)` one whose subject sits above storage (HTTP checks, imports), which a
+second backend would only run again."""
 
 from __future__ import annotations
 
@@ -38,18 +40,23 @@ _pg: dict[str, object] = {}
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only(reason): the test is about the SQLite backend itself")
+    config.addinivalue_line("markers", "above_storage(reason): what the test checks does not involve storage")
+    config.addinivalue_line("markers", "slow: starts processes (servers, node); scheduled first")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked sqlite_only run on SQLite only (their postgres instance is deselected)."""
+    """Tests marked sqlite_only or above_storage run on SQLite only (their postgres instance is deselected)."""
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_pg = callspec is not None and callspec.params.get("backend") == "postgres"
-        (drop if on_pg and item.get_closest_marker("sqlite_only") else keep).append(item)
+        one = item.get_closest_marker("sqlite_only") or item.get_closest_marker("above_storage")
+        (drop if on_pg and one else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    # The long tests first: parallel workers (pyproject's -n) then share out the short ones and finish
+    # together, instead of one starting a long test while the other has nothing left.
+    items[:] = sorted(keep, key=lambda item: item.get_closest_marker("slow") is None)
 
 
 def _pg_database() -> TestDatabase:

@@ -69,11 +69,19 @@ class Tui:
             self._mark = len(self._raw)
 
     def wait_for(self, text: str, timeout: float = WAIT) -> None:
+        self.wait_for_any(text, timeout=timeout)
+
+    def wait_for_any(self, *texts: str, timeout: float = WAIT) -> str:
+        """The first of `texts` to appear after the mark."""
         deadline = time.monotonic() + timeout
-        while text not in self.output(self._mark):
+        while True:
+            screen = self.output(self._mark)
+            for text in texts:
+                if text in screen:
+                    return text
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 state = f"exited {self.proc.returncode}" if self.proc.poll() is not None else "timed out"
-                raise AssertionError(f"{text!r} never appeared ({state}); screen output:\n{self.output()[-4000:]}")
+                raise AssertionError(f"{texts!r} never appeared ({state}); screen output:\n{self.output()[-4000:]}")
             time.sleep(0.1)
 
     def type(self, text: str) -> None:

@@ -26,6 +26,8 @@ from mcp.shared.exceptions import MCPError
 
 from mcp_server_conversations.inputs import INT64_MAX, INT64_MIN, MAX_DEPTH
 
+pytestmark = pytest.mark.slow
+
 BOUNDED = settings(
     max_examples=40,
     deadline=None,

@@ -49,6 +49,7 @@ async def test_http_client_example_prints_deltas_as_they_arrive(
     assert "conversation conv-" in err
 
 
+@pytest.mark.above_storage("the token is refused before any storage is reached")
 async def test_http_client_example_reports_a_missing_token(settings: Settings) -> None:
     s = settings.model_copy(update={"auth_token": TOKEN})
     async with serving(s) as served:
@@ -88,6 +89,7 @@ def expand(value: str, env: dict[str, str]) -> str:
     return value
 
 
+@pytest.mark.above_storage("about the config entry and the handshake")
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
 async def test_mcp_json_http_entry_connects(settings: Settings, mode: str) -> None:
     entry = json.loads((ROOT / "mcp.json").read_text())["mcpServers"]["conversations-http"]

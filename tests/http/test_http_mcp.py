@@ -65,6 +65,7 @@ async def test_healthz_reports_version_and_database(settings: Settings) -> None:
         assert down.json() == {"status": "error", "version": __version__, "detail": "database unreachable"}
 
 
+@pytest.mark.above_storage("MCP sessions live in the HTTP layer")
 async def test_session_ids_by_default_and_none_when_stateless(settings: Settings) -> None:
     for stateless in (False, True):
         s = settings.model_copy(update={"stateless": stateless})
@@ -76,6 +77,7 @@ async def test_session_ids_by_default_and_none_when_stateless(settings: Settings
             assert ("mcp-session-id" in r.headers) is (not stateless)
 
 
+@pytest.mark.above_storage("the response format is chosen in the HTTP layer")
 async def test_json_response_mode_answers_plain_json(settings: Settings) -> None:
     s = settings.model_copy(update={"json_response": True})
     async with running_http_server(s) as base, httpx.AsyncClient() as http:
@@ -108,6 +110,7 @@ async def test_stateless_replicas_share_one_database(settings: Settings) -> None
             assert {"shared", "one", "two", "three"} <= names
 
 
+@pytest.mark.above_storage("MCP sessions live in the HTTP layer")
 async def test_session_cap_holds_and_idle_sessions_expire(settings: Settings) -> None:
     s = settings.model_copy(update={"max_sessions": 1, "session_idle_timeout": 0.5})
     async with running_http_server(s) as base, httpx.AsyncClient() as http:

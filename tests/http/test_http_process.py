@@ -15,6 +15,8 @@ import pytest
 from fake_provider import FakeProvider
 from http_helpers import CONSOLE_SCRIPT, console_env, mcp_client, spawned_http_server
 
+pytestmark = pytest.mark.slow
+
 TOKEN = "process-token"
 
 

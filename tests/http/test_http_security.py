@@ -13,6 +13,7 @@ from mcp_server_conversations.http.app import bind_problem
 from mcp_server_conversations.http.security import HostPolicy, is_loopback
 
 TOKEN = "s3cret-token"
+pytestmark = pytest.mark.above_storage("the guards answer before any storage is reached")
 
 
 async def initialize_ok(http: httpx.AsyncClient, base: str, headers: dict[str, str] | None = None) -> None:

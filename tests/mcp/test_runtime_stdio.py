@@ -12,11 +12,14 @@ import threading
 from pathlib import Path
 
 import anyio
+import pytest
 from fake_provider import FakeProvider
 from mcp import Client, StdioServerParameters
 from runtime_helpers import call, call_text, eventually, history, new_conversation
 
 from mcp_server_conversations.config import Settings
+
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -123,6 +126,7 @@ LAZY = textwrap.dedent(
 )
 
 
+@pytest.mark.above_storage("about what the process imports when")
 async def test_litellm_is_not_imported_before_initialize_and_is_warmed_after(settings: Settings) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,

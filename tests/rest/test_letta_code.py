@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,9 @@ import pytest
 from fake_provider import FakeProvider
 from http_helpers import Spawned, console_env, spawned_http_server
 from letta_code_helpers import DroppingProxy, LettaCode, letta_code_path
-from letta_tui_helpers import Tui
+from letta_tui_helpers import WAIT, Tui
+
+pytestmark = pytest.mark.slow
 
 TOKEN = "letta-code-token"
 MODEL = "openai/fake-model"
@@ -168,6 +171,22 @@ def test_pending_approval_left_before_a_restart_is_closed_on_resume(
     assert sent[-1]["role"] == "user" and sent[-1]["content"].endswith("next")
 
 
+def command(tui: Tui, text: str, done: str, menu: str | None = None) -> None:
+    """Run a slash command. Letta Code refuses one while it still ends the turn before, which it may
+    do after the reply is on the screen: then it is sent again."""
+    deadline = time.monotonic() + WAIT
+    while True:
+        tui.type(text)
+        if menu is not None:
+            tui.wait_for(menu)
+        tui.mark()
+        tui.enter()
+        if tui.wait_for_any(done, "is disabled while the agent is running") == done:
+            return
+        assert time.monotonic() < deadline, f"{text!r} was refused until the deadline"
+        time.sleep(0.2)
+
+
 def test_fork_in_the_interactive_ui_continues_in_a_copy(
     letta: LettaCode, server: Spawned, fake_provider: FakeProvider
 ) -> None:
@@ -179,17 +198,10 @@ def test_fork_in_the_interactive_ui_continues_in_a_copy(
         tui.submit("remember the word walrus", then="Noted the walrus.")
         agent = json.loads((letta.home / ".letta" / "settings.json").read_text())["lastAgent"]
         before = {c["id"] for c in rest(server, "GET", f"/v1/conversations/?agent_id={agent}").json()}
-        tui.type("/fork")
-        tui.wait_for("Fork the current conversation")  # the command menu offers it
-        tui.mark()
-        tui.enter()
-        tui.wait_for("Forked conversation")
+        command(tui, "/fork", "Forked conversation", menu="Fork the current conversation")  # the menu offers it
         tui.submit("which word?", then="Still the walrus.")
         forked = {c["id"] for c in rest(server, "GET", f"/v1/conversations/?agent_id={agent}").json()}
-        tui.type("/fork side quest")  # a fork of the fork, with its summary
-        tui.mark()
-        tui.enter()
-        tui.wait_for("Forked conversation")
+        command(tui, "/fork side quest", "Forked conversation")  # a fork of the fork, with its summary
     finally:
         tui.close()
 

@@ -178,6 +178,7 @@ async def test_the_sdk_api_key_is_the_bearer_token(settings: Settings) -> None:
         await sdk(sdk_without_token, served.base_url)
 
 
+@pytest.mark.slow
 async def test_the_console_script_serves_rest_beside_mcp_on_one_service(tmp_path) -> None:
     """`mcp-server-conversations --transport streamable-http` as users start it: what the SDK writes
     under /v1 the MCP tools at /mcp read, and the other way round."""

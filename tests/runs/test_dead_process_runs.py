@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fake_provider import FakeProvider
 from mcp import Client, StdioServerParameters
 from test_runtime_failure import CRASHING_SERVER
@@ -23,6 +24,8 @@ from test_stdio_e2e import ENV, SCRIPT, ok
 from mcp_server_conversations.app import open_app
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.runs import remote_cancel
+
+pytestmark = pytest.mark.slow
 
 HANG_GUARD = 60  # seconds: only so a broken server fails the test instead of hanging it
 KILLED_INPUT = "lost in the crash"  # what CRASHING_SERVER sends

@@ -15,6 +15,8 @@ from fake_provider import FakeProvider
 from http_helpers import console_env, mcp_client, spawned_http_server
 from pg_helpers import TestDatabase
 
+pytestmark = pytest.mark.slow
+
 SENDS = 30
 HANG_GUARD = 120  # seconds: only so a broken server fails the test instead of hanging it
 

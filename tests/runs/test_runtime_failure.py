@@ -162,6 +162,7 @@ CRASHING_SERVER = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 async def test_runs_left_running_by_a_crash_are_interrupted_at_next_start(
     model_settings: Settings, fake_provider: FakeProvider
 ) -> None:

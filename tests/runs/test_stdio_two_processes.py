@@ -9,12 +9,15 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fake_provider import FakeProvider
 from mcp import Client, StdioServerParameters
 from runtime_helpers import db_rows
 from test_stdio_e2e import ENV, SCRIPT, ok
 
 from mcp_server_conversations.config import Settings
+
+pytestmark = pytest.mark.slow
 
 SENDS = 24
 HANG_GUARD = 90  # seconds: only so a broken server fails the test instead of hanging it

@@ -501,6 +501,7 @@ async def test_rest_search_fuses(settings: Settings, fake_provider: FakeProvider
 SCRIPT = shutil.which("mcp-server-conversations", path=os.path.dirname(sys.executable))
 
 
+@pytest.mark.slow
 async def test_stdio_server_with_an_embedding_model_fuses_and_keeps_stdout_clean(
     tmp_path: Path, fake_provider: FakeProvider
 ) -> None:

@@ -191,6 +191,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.slow
 def test_processes_starting_together_on_a_blank_file_all_start(tmp_path: Path) -> None:
     """Replicas or several stdio clients launched at once: SQLite answers "database is locked"
     without waiting while one of them switches the new file to WAL; none may crash for it."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 
 from .. import __version__
 from ..app import App, open_app
@@ -37,14 +39,24 @@ def build_server(settings: Settings, shared: App | None = None) -> MCPServer:
         version=__version__,
         lifespan=lifespan,
         log_level=settings.log_level,
+        tools=list(_tools()),
     )
-    tools.register(mcp)
-    memory_tools.register(mcp)
-    resources.register(mcp)
-    run_tools.register(mcp)
-    portability_tools.register(mcp)
-    _lean_output_schemas(mcp)
+    resources.register(mcp)  # resource handlers hold this server's subscriptions: not shared
     return mcp
+
+
+@cache
+def _tools() -> tuple[Tool, ...]:
+    """The tools, made once per process: making one derives pydantic models and JSON schemas from its
+    function's signature, more work than the rest of a server, and no tool holds anything of a server's
+    (each reaches the app through its request context), so every server can share them."""
+    template = MCPServer("mcp-server-conversations")
+    tools.register(template)
+    memory_tools.register(template)
+    run_tools.register(template)
+    portability_tools.register(template)
+    _lean_output_schemas(template)
+    return tuple(template._tool_manager.list_tools())
 
 
 def _lean_output_schemas(mcp: MCPServer) -> None:
