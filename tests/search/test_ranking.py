@@ -9,7 +9,6 @@ import pytest
 from foundation_helpers import say
 
 from mcp_server_conversations.config import Settings
-from mcp_server_conversations.search import feedback
 from mcp_server_conversations.service.conversations import ConversationService
 from mcp_server_conversations.storage import Store, ranking
 
@@ -57,7 +56,6 @@ async def test_a_name_in_most_of_an_agents_messages_stops_deciding_the_ranking(
 async def test_the_turn_after_a_match_shares_its_score(
     svc: ConversationService, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(feedback, "FEEDBACK_WEIGHT", 0.0)  # the next turn's share alone
     agent = await svc.create_agent(name="pair")
     conv = await svc.create_conversation(agent.id)
     await say(store, conv.id, "Jonas: good morning", "Jonas: see you later", "Jonas: ha", role="assistant")
@@ -94,20 +92,3 @@ async def test_a_date_in_the_question_searches_its_span_first(svc: ConversationS
     assert top == ["we cooked a curry, far too spicy"]
     # nothing in the span: the whole scope answers
     assert len(await ranked(svc, "what did we cook in 2019", agent.id)) == 3
-
-
-async def test_the_best_matchs_other_words_lead_to_the_second_turn(
-    svc: ConversationService, store: Store, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    agent = await svc.create_agent(name="hops")
-    conv = await svc.create_conversation(agent.id)
-    await say(store, conv.id, "Maria: my cousin Pat just moved to Porto, a fresh start", "Jonas: exciting!")
-    await say(store, conv.id, "Maria: hi", "Maria: ok", "Maria: lol", "Maria: see you", "Maria: sure thing")
-    await say(store, conv.id, "Maria: good news from Pat, hired as a baker, starting Monday")
-    question = "What work does Maria's relative in Porto do now?"
-    top = [text for text, _ in await ranked(svc, question, agent.id)]
-    assert top[0] == "Maria: my cousin Pat just moved to Porto, a fresh start"
-    assert top[1] == "Maria: good news from Pat, hired as a baker, starting Monday"
-    monkeypatch.setattr(feedback, "FEEDBACK_WEIGHT", 0.0)  # without feedback the name-only turns win
-    top = [text for text, _ in await ranked(svc, question, agent.id)]
-    assert "Maria: good news from Pat, hired as a baker, starting Monday" not in top[:3]

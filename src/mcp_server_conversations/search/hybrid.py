@@ -38,7 +38,6 @@ from ..gateway import ModelGateway
 from ..local.models import is_local
 from ..models import SearchResult
 from ..storage import PendingMessage, Store
-from . import feedback
 from .fusion import CENTER_AT, centre, embedding_query, fuse, similarities
 
 log = logging.getLogger("mcp_server_conversations.search.hybrid")
@@ -282,7 +281,7 @@ class EmbeddingIndex:
         }
         query_vector = asyncio.ensure_future(self._query_vector(embedding_query(query)))
         try:
-            full_text = await feedback.search(self.store, terms=terms, limit=depth, **scope)
+            full_text = await self.store.search(terms=terms, limit=depth, **scope)
         except BaseException:
             query_vector.cancel()
             raise

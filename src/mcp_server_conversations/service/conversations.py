@@ -23,7 +23,7 @@ from ..models import (
     SearchResults,
 )
 from ..runs.memory import DEFAULT_BLOCK_LIMIT, DEFAULT_BLOCKS, DEFAULT_SYSTEM, check_block, check_label, compile_system
-from ..search import dates, feedback
+from ..search import dates
 from ..search.query import terms
 from ..storage import MESSAGE_TYPES, Store
 from ..util import check_date_range, decode_cursor, encode_cursor, parse_date_bound
@@ -510,7 +510,7 @@ class ConversationService:
         async def ranked(lo: str | None, hi: str | None, k: int) -> list[SearchResult]:
             if self.hybrid is not None:
                 return await self.hybrid.search(query=text, terms=words, start=lo, end=hi, limit=k, **scope)
-            return await feedback.search(self.store, terms=words, start=lo, end=hi, limit=k, **scope)
+            return await self.store.search(terms=words, start=lo, end=hi, limit=k, **scope)
 
         # A date in the question (search/dates.py): its span is searched first, and the rest of
         # the page comes from the whole scope, so a date that points wrong costs places, not answers.
