@@ -7,6 +7,10 @@ conversation per session of an agent created through the service), and every que
 through `ConversationService.search`, scoped to its agent, as the tool asks it. Recall counts the
 share of a question's evidence turns in the top k (multi-hop questions have two); MRR is over the
 top 10. Hybrid also reports how fast the local model embeds the whole backlog.
+
+Alone: `python -m bench.quality [--db postgresql://postgres@127.0.0.1:5432/postgres] [--model local/…]`
+prints the table per category; with `--db` the set goes into a scratch database created on that
+server and dropped afterwards.
 """
 
 from __future__ import annotations
