@@ -125,9 +125,9 @@ def _ranked(
     stats = ranking.Scope(n=n, oldest=oldest)
     limited = "" if cap is None else f"LIMIT {cap}"
     matches = (
-        "SELECT m.rowid, d.sz FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
-        "JOIN messages_fts_docsize d ON d.id = m.rowid WHERE messages_fts MATCH :term AND {} "
-        f"ORDER BY m.rowid DESC {limited}"
+        "SELECT messages_fts.rowid, d.sz FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
+        "JOIN messages_fts_docsize d ON d.id = messages_fts.rowid WHERE messages_fts MATCH :term AND {} "
+        f"ORDER BY messages_fts.rowid DESC {limited}"  # driven by the FTS index, never by a scan of the scope
     )
     found: list[ranking.TermHits] = []
     dfs: list[float] = []
