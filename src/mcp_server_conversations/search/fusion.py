@@ -18,43 +18,20 @@ agent's centred vectors, and the fusion of the full-text and vector rankings.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 
 from ..models import SearchResult
+from ..storage.rows import lead
+from .dates import without_dates
 
 LEXICAL_WEIGHT = 0.65  # full-text's share of the fused score (vectors: the rest)
 LONE = 3.0  # the z-score of a ranking's only candidate
 CENTER_AT = 32  # fewer vectors than this give no useful mean: plain cosine
-SNIPPET_CHARS = 160
-
-_MONTHS = (
-    "january|february|march|april|may|june|july|august|september|october|november|december"
-    "|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec"
-)
-_DAY = r"\d{1,2}(?:st|nd|rd|th)?"
-_PREP = r"(?:(?:in|on|around|during|since|by|from|until)\s+)"
-_OF = r"(?:the\s+)?(?:(?:week|weekend|month)\s+of\s+)?"
-_M = rf"(?:{_MONTHS})\.?"
-_YEAR = r"(?:19|20)\d\d"
-_DATE = re.compile(
-    rf"\b{_PREP}?{_OF}(?:"
-    rf"{_DAY}\s+(?:of\s+)?{_M}(?:,?\s+{_YEAR})?"  # 7 May (2023)
-    rf"|{_M}\s+{_DAY}(?:,?\s+{_YEAR})?"  # May 7 (2023)
-    rf"|{_M},?\s+{_YEAR}"  # May 2023
-    r"|\d{4}-\d{2}-\d{2}(?:[t ]\d{2}:\d{2}(?::\d{2})?)?"  # ISO
-    r"|\d{1,2}[/.]\d{1,2}[/.]\d{2,4}"  # 07/05/2023
-    rf"|{_YEAR}"  # a year alone
-    rf")\b|\b{_PREP}{_M}\b",  # "in May": a bare "may" or "march" is a word
-    re.IGNORECASE,
-)
 
 
 def embedding_query(text: str) -> str:
     """The query as it is embedded: dates left out (the whole text if nothing else is left)."""
-    stripped = re.sub(r"\s+([?!.,;:])", r"\1", re.sub(r"\s+", " ", _DATE.sub(" ", text))).strip(" ,")
-    return stripped if re.search(r"\w", stripped) else text.strip()
+    return without_dates(text)
 
 
 def centre(vectors: np.ndarray, total: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,13 +93,3 @@ def fuse(
             update["snippet"] = lead(result.content or "")
         out.append(result.model_copy(update=update))
     return out
-
-
-def lead(text: str, size: int = SNIPPET_CHARS) -> str:
-    """The start of a text as a snippet: whitespace collapsed, cut at a word boundary."""
-    text = re.sub(r"\s+", " ", text).strip()
-    if len(text) <= size:
-        return text
-    cut = text[:size]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > size // 2 else cut) + "…"

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from .. import principals
 from ..errors import ValidationError
-from ..models import MAX_PAGE, MAX_SEARCH_RESULTS, Message, MessageList, Run, SearchResults
+from ..models import MAX_PAGE, MAX_SEARCH_RESULTS, Message, MessageList, Run, SearchResult, SearchResults
+from ..search import dates
 from ..search.query import terms
 from ..storage import MESSAGE_TYPES
 from ..util import check_date_range, decode_cursor, encode_cursor, parse_date_bound
@@ -135,17 +136,36 @@ class HistoryService(ServiceBase):
             agent_id = conv.agent_id
         else:
             agent_id = await self.resolve_agent(agent_id)
-        words = terms(query)
+        text, span = dates.understand(query)
+        words = terms(text)
         if not words:
             return SearchResults(results=[])
         scope: dict[str, Any] = {
             "agent_id": agent_id,
             "roles": roles or None,
-            "start": start,
-            "end": end,
             "conversation_id": conversation_id,
-            "limit": limit,
         }
-        if self.hybrid is not None:
-            return SearchResults(results=await self.hybrid.search(query=query, terms=words, **scope))
-        return SearchResults(results=await self.store.search(terms=words, **scope))
+
+        async def ranked(lo: str | None, hi: str | None, k: int) -> list[SearchResult]:
+            if self.hybrid is not None:
+                return await self.hybrid.search(query=text, terms=words, start=lo, end=hi, limit=k, **scope)
+            return await self.store.search(terms=words, start=lo, end=hi, limit=k, **scope)
+
+        # A date in the question (search/dates.py): its span is searched first, and the rest of
+        # the page comes from the whole scope, so a date that points wrong costs places, not answers.
+        within = _narrowed(start, end, span.bounds()) if span else None
+        if within is None:
+            return SearchResults(results=await ranked(start, end, limit))
+        first = await ranked(*within, limit)
+        if len(first) >= limit:
+            return SearchResults(results=first)
+        seen = {r.message_id for r in first}
+        rest = [r for r in await ranked(start, end, limit + len(first)) if r.message_id not in seen]
+        return SearchResults(results=first + rest[: limit - len(first)])
+
+
+def _narrowed(start: str | None, end: str | None, span: tuple[str, str]) -> tuple[str, str] | None:
+    """The search's own bounds narrowed to a date span; None when they do not overlap."""
+    lo = max(start, span[0]) if start else span[0]
+    hi = min(end, span[1]) if end else span[1]
+    return (lo, hi) if lo <= hi else None

@@ -7,33 +7,37 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..models import SearchResult
+from . import ranking
 from .base import SQLiteBase
-from .rows import unpack
+from .rows import lead, unpack
 
 
-def _result(r: Any, rank: float) -> SearchResult:
+def _result(r: Any, score: float, snippet: str | None) -> SearchResult:
     return SearchResult(
         message_id=r["id"],
         conversation_id=r["home_conversation_id"],
         role=r["role"],
         message_type=r["message_type"],
         content=r["content"] if r["content"] is not None else r["reasoning"],
-        snippet=r["snip"] or "",
+        snippet=snippet or lead(r["content"] if r["content"] is not None else r["reasoning"] or ""),
         created_at=r["created_at"],
-        score=round(-float(rank), 6),
+        score=round(float(score), 6),
     )
 
 
-# BM25 over every match of a very common word is slow (a word found in most of 1M messages
-# took seconds), so each term of an OR query is ranked over at most its newest `cap` matches
-# within the search's scope, and a message's score is the sum of its per-term scores — which
-# is exactly how FTS5's bm25() scores an OR of terms. The result is therefore exact unless a
-# term has more than `cap` matches in scope; then that (low-IDF, little-weight) word adds its
-# score only to its newest matches. Rare words, which decide the ranking, are always exact.
-RANK_BUDGET = 6000  # per-term matches ranked in all, shared by the query's terms
+# Each term is ranked over at most its newest `cap` matches in scope: reading every match of a word
+# found in most of 1M messages took seconds. Rare words, which decide a ranking, are always read in
+# full; a common word adds its (small) score to its newest matches only. Scoring is ranking.py's,
+# the same on both backends.
+RANK_BUDGET = 6000  # per-term matches read in all, shared by the query's terms
 MIN_CAP = 500
 RESULT_COLUMNS = "m.rowid, m.id, m.home_conversation_id, m.role, m.message_type, m.content, m.reasoning, m.created_at"
 SNIPPET = "snippet(messages_fts, 0, '', '', '…', 24) AS snip"
+
+
+def cap_for(terms: int, limit: int, exact: bool) -> int | None:
+    """Matches read per term (None: all of them)."""
+    return None if exact else max(MIN_CAP, limit, RANK_BUDGET // max(terms, 1))
 
 
 class SearchStore(SQLiteBase):
@@ -50,7 +54,7 @@ class SearchStore(SQLiteBase):
         exact: bool = False,
     ) -> list[SearchResult]:
         """Messages matching any of `terms` (words from search.terms(), never syntax), best first.
-        `exact` ranks every match with one bm25() instead of each term over its newest `cap` (tests)."""
+        `exact` reads every match of every term and takes statistics over the whole scope (tests)."""
         if not terms:
             return []
         match = fts_expression(terms)
@@ -58,27 +62,20 @@ class SearchStore(SQLiteBase):
 
         def read(db: sqlite3.Connection) -> list[SearchResult]:
             where, params = _message_filters(db, agent_id, roles, start, end, conversation_id)
-            if exact:
-                where.insert(0, "messages_fts MATCH :match")
-                params.update(match=match, limit=limit)
-                rows = db.execute(
-                    f"SELECT {RESULT_COLUMNS}, {SNIPPET}, messages_fts.rank AS rank "
-                    "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
-                    f"WHERE {' AND '.join(where)} ORDER BY messages_fts.rank LIMIT :limit",
-                    params,
-                ).fetchall()
-                return [_result(r, r["rank"]) for r in rows]
-            ranks = _ranked(db, quoted, where, params, limit)
-            if not ranks:
+            ranked = _ranked(db, quoted, where, params, limit, cap_for(len(quoted), limit, exact), exact)
+            if not ranked:
                 return []
-            marks = ",".join("?" * len(ranks))
-            rows = db.execute(
-                f"SELECT {RESULT_COLUMNS}, {SNIPPET} FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
-                f"WHERE messages_fts MATCH ? AND messages_fts.rowid IN ({marks})",
-                [match, *ranks],
-            ).fetchall()
+            marks = ",".join("?" * len(ranked))
+            ids = [r for r, _ in ranked]
+            rows = db.execute(f"SELECT {RESULT_COLUMNS} FROM messages m WHERE m.rowid IN ({marks})", ids).fetchall()
+            snips = dict(
+                db.execute(
+                    f"SELECT rowid, {SNIPPET} FROM messages_fts WHERE messages_fts MATCH ? AND rowid IN ({marks})",
+                    [match, *ids],
+                ).fetchall()
+            )
             by_rowid = {r["rowid"]: r for r in rows}
-            return [_result(by_rowid[i], rank) for i, rank in ranks.items() if i in by_rowid]
+            return [_result(by_rowid[i], score, snips.get(i)) for i, score in ranked if i in by_rowid]
 
         return await self.database.read(read, snapshot=True)
 
@@ -93,26 +90,80 @@ def fts_expression(terms: Sequence[str]) -> str:
     return " OR ".join(_quoted(t) for t in terms)
 
 
+def _varint(blob: bytes | None) -> int:
+    """The first SQLite varint of an FTS5 docsize record: the message's length in tokens."""
+    value = 0
+    for i, byte in enumerate(blob or b""):
+        if i == 8:
+            return (value << 8) | byte
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            return value
+    return value
+
+
 def _ranked(
-    db: sqlite3.Connection, terms: list[str], where: list[str], params: dict[str, object], limit: int
-) -> dict[int, float]:
-    """rowid -> summed BM25 rank (lower is better) of the best `limit` messages, best first."""
+    db: sqlite3.Connection,
+    terms: list[str],
+    where: list[str],
+    params: dict[str, object],
+    limit: int,
+    cap: int | None,
+    exact: bool,
+) -> list[tuple[int, float]]:
+    """(rowid, score) of the best `limit` messages in scope, best first (ranking.py)."""
     scope = " AND ".join(where)
-    parts = []
-    for i, term in enumerate(terms):
-        params[f"t{i}"] = term
-        parts.append(
-            "SELECT * FROM (SELECT messages_fts.rowid AS rowid, messages_fts.rank AS score "
-            "FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
-            f"WHERE messages_fts MATCH :t{i} AND {scope} ORDER BY messages_fts.rowid DESC LIMIT :cap)"
+    window = "" if exact else f"LIMIT {ranking.WINDOW}"
+    agent = {"agent": params["agent"]}  # statistics are the agent's, whatever the filters narrow
+    n, oldest = db.execute(
+        "SELECT count(*), min(rowid) FROM (SELECT m.rowid FROM messages m WHERE m.agent_id = :agent "
+        f"ORDER BY m.rowid DESC {window})",
+        agent,
+    ).fetchone()
+    if not n:
+        return []
+    stats = ranking.Scope(n=n, oldest=oldest)
+    limited = "" if cap is None else f"LIMIT {cap}"
+    matches = (
+        "SELECT messages_fts.rowid, d.sz FROM messages_fts JOIN messages m ON m.rowid = messages_fts.rowid "
+        "JOIN messages_fts_docsize d ON d.id = messages_fts.rowid WHERE messages_fts MATCH :term AND {} "
+        f"ORDER BY messages_fts.rowid DESC {limited}"  # driven by the FTS index, never by a scan of the scope
+    )
+    found: list[ranking.TermHits] = []
+    dfs: list[float] = []
+    for term in terms:
+        rows = db.execute(matches.format(scope), {**params, "term": term}).fetchall()
+        hits = ranking.TermHits(
+            [r[0] for r in rows], [_varint(r[1]) for r in rows], cap is not None and len(rows) >= cap
         )
-    params.update(cap=max(MIN_CAP, limit, RANK_BUDGET // len(terms)), limit=limit)
+        found.append(hits)
+        if len(where) > 1:  # filtered: the term's df is still counted over the agent's messages
+            rows = db.execute(matches.format("m.agent_id = :agent"), {**agent, "term": term}).fetchall()
+            hits = ranking.TermHits([r[0] for r in rows], [0] * len(rows), cap is not None and len(rows) >= cap)
+        newer = None
+        if ranking.needs_density(hits, stats):
+            newer = db.execute(
+                "SELECT count(*) FROM messages m WHERE m.agent_id = :agent AND m.rowid >= :last",
+                {**agent, "last": hits.rowids[-1]},
+            ).fetchone()[0]
+        dfs.append(ranking.document_frequency(hits, stats, newer))
+    total, uncommon = ranking.scores(found, dfs, n)
+    passing = ranking.passing_on(uncommon)
+    following = _next_turns(db, passing, scope, params) if passing else {}
+    return ranking.best(ranking.with_neighbours(total, uncommon, following), limit)
+
+
+def _next_turns(db: sqlite3.Connection, rowids: list[int], scope: str, params: dict[str, object]) -> dict[int, int]:
+    """rowid -> the next searchable row of the same conversation, where that row is in scope."""
+    marks = ",".join(f":r{i}" for i in range(len(rowids)))
     rows = db.execute(
-        f"WITH hits(rowid, score) AS ({' UNION ALL '.join(parts)}) "
-        "SELECT rowid, sum(score) AS rank FROM hits GROUP BY rowid ORDER BY rank, rowid DESC LIMIT :limit",
-        params,
+        f"SELECT p.rowid, m.rowid FROM messages p JOIN messages m ON m.rowid = ("
+        "SELECT x.rowid FROM messages x WHERE x.conversation_id = p.conversation_id AND x.rowid > p.rowid "
+        "AND x.message_type != 'system_message' ORDER BY x.rowid LIMIT 1) "
+        f"WHERE p.rowid IN ({marks}) AND {scope}",
+        {**params, **{f"r{i}": r for i, r in enumerate(rowids)}},
     ).fetchall()
-    return {r["rowid"]: r["rank"] for r in rows}
+    return {r[0]: r[1] for r in rows}
 
 
 def _message_filters(

@@ -14,7 +14,7 @@ from ..types import RUN_COLUMNS, ImportedConversation, NewMessage
 from . import bulk
 from .agents import PgAgentStore
 from .base import Conn
-from .conversations import INSERT_SYSTEM, insert_messages, lock_conversation
+from .conversations import INSERT_SYSTEM, insert_messages
 from .fair import PgFairUseStore
 from .forks import PgForkStore
 from .runs import PgRunStore

@@ -1,25 +1,23 @@
-"""Full-text search (PostgreSQL): messages matching any of the words, ranked with term rarity.
+"""Full-text search (PostgreSQL): messages matching any of the words, ranked as on SQLite.
 
-A message's score is Σ over the query's terms of IDF(term) × ts_rank(search_tsv, term, 1): BM25's
-global IDF (as FTS5 computes it, over all messages) times PostgreSQL's length-normalized term
-frequency. GIN keeps no term frequencies, so ranking reads every candidate's tsvector; as on SQLite
-each term is ranked over at most its newest `cap` matches in scope (exact below the cap: the terms
-that decide a ranking are the rare ones), and `exact=True` ranks every match (the tests' oracle).
+Each term's matches in scope (newest first, at most `cap` of them, each with its tsvector's length)
+are read through the GIN index, and storage/ranking.py scores them with the agent's own term
+statistics and passes a share to the next turns, exactly as the SQLite backend does; only a
+message's length differs (distinct lexemes here, tokens there). `exact=True` reads every match.
 Each term is `phraseto_tsquery('conv', …)` of its normalized text: never query syntax."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from ...models import SearchResult
-from ..search import MIN_CAP, RANK_BUDGET
+from .. import ranking
+from ..rows import lead
+from ..search import cap_for
 from .base import Conn, PgBase
 from .text import SEARCH_TEXT, normalize
 
-DF_COUNT_LIMIT = 1_000  # matches counted exactly per term; beyond, the planner's statistics estimate df
-N_EXACT_BELOW = 20_000  # messages counted exactly below this many (estimated from pg_class above)
 HEADLINE = 'StartSel="", StopSel="", MaxWords=24, MinWords=12, ShortWord=0'
 
 
@@ -93,21 +91,7 @@ class PgSearchStore(PgBase):
             # Plans made for the words at hand: a common word's newest matches are found walking the key
             # backwards, a rare word's through the GIN index; one generic plan would serve one of them badly.
             await c.execute("SET LOCAL plan_cache_mode = force_custom_plan")
-            idf = await _idf(c, words)
-            scope = await scope_of(c, agent_id, roles, start, end, conversation_id, taken=2 * len(words))
-            cap = "" if exact else f"LIMIT {max(MIN_CAP, limit, RANK_BUDGET // len(words))}"
-            queries = [f"phraseto_tsquery('conv', ${2 * i + 1})" for i in range(len(words))]
-            parts = [
-                f"(SELECT m.rowid, ${2 * i + 2}::float8 * ts_rank(m.search_tsv, {q}, 1) AS score FROM messages m "
-                f"WHERE m.search_tsv @@ {q} AND {scope.sql} ORDER BY m.rowid DESC {cap})"
-                for i, q in enumerate(queries)
-            ]
-            ranked = await c.fetch(
-                f"SELECT rowid, sum(score) AS score FROM ({' UNION ALL '.join(parts)}) hits GROUP BY rowid "
-                f"ORDER BY score DESC, rowid DESC LIMIT {scope.mark(limit)}",
-                *[v for w in words for v in (w, idf[w])],
-                *scope.params,
-            )
+            ranked = await _ranked(c, words, agent_id, roles, start, end, conversation_id, limit, exact)
             if not ranked:
                 return []
             rows = await c.fetch(
@@ -115,53 +99,78 @@ class PgSearchStore(PgBase):
                 f"m.created_at, {SEARCH_TEXT} AS text, ts_headline('conv', {SEARCH_TEXT}, "
                 "(SELECT string_agg('(' || q::text || ')', ' | ') FROM (SELECT phraseto_tsquery('conv', t) AS q "
                 "FROM unnest($2::text[]) AS t) x WHERE numnode(q) > 0)"
-                f"::tsquery, '{HEADLINE}') AS snip FROM messages m WHERE m.rowid = ANY($1::bigint[])",
-                [r[0] for r in ranked],
+                f"::tsquery, '{HEADLINE}') AS snip, m.search_tsv @@ (SELECT string_agg('(' || q::text || ')', ' | ') "
+                "FROM (SELECT phraseto_tsquery('conv', t) AS q FROM unnest($2::text[]) AS t) x "
+                "WHERE numnode(q) > 0)::tsquery AS matched FROM messages m WHERE m.rowid = ANY($1::bigint[])",
+                [r for r, _ in ranked],
                 words,
             )
             by_rowid = {r["rowid"]: r for r in rows}
-            return [_result(by_rowid[r[0]], r[1]) for r in ranked if r[0] in by_rowid]
+            return [_result(by_rowid[r], score) for r, score in ranked if r in by_rowid]
 
         return await self.database.read(read, snapshot=True)
 
 
-async def _idf(c: Conn, words: list[str]) -> dict[str, float]:
-    """BM25's IDF of each term over all messages (FTS5's formula and its 1e-6 floor). Document
-    frequencies are counted up to DF_COUNT_LIMIT; commoner terms are estimated from the statistics."""
-    n = float(await c.fetchval("SELECT reltuples FROM pg_class WHERE oid = 'messages'::regclass") or 0)
-    if n < N_EXACT_BELOW:  # small (or never analyzed): counted
-        n = float(await c.fetchval("SELECT count(*) FROM messages"))
-    n = max(n, 1.0)
-    counts = await c.fetchrow(
-        "SELECT "
-        + ", ".join(
-            f"(SELECT count(*) FROM (SELECT 1 FROM messages m WHERE m.search_tsv @@ phraseto_tsquery('conv', ${i}) "
-            f"LIMIT {DF_COUNT_LIMIT}) s)"
-            for i in range(1, len(words) + 1)
-        ),
-        *words,
-    )
-    df = {w: float(counts[i]) for i, w in enumerate(words)}
-    common = [w for w in words if df[w] >= DF_COUNT_LIMIT]
-    if common:
-        df.update(await _estimated_df(c, common, n))
-    return {w: max(math.log((n - min(df[w], n) + 0.5) / (min(df[w], n) + 0.5)), 1e-6) for w in words}
-
-
-async def _estimated_df(c: Conn, words: list[str], n: float) -> dict[str, float]:
-    """df of very common terms from the planner's statistics (never counted: that reads every match)."""
+async def _ranked(
+    c: Conn,
+    words: list[str],
+    agent_id: str,
+    roles: list[str] | None,
+    start: str | None,
+    end: str | None,
+    conversation_id: str | None,
+    limit: int,
+    exact: bool,
+) -> list[tuple[int, float]]:
+    """(rowid, score) of the best `limit` messages in scope, best first (ranking.py, as on SQLite)."""
+    window = "" if exact else f"LIMIT {ranking.WINDOW}"
     stats = await c.fetchrow(
-        "SELECT most_common_elems::text::text[], most_common_elem_freqs FROM pg_stats "
-        "WHERE tablename = 'messages' AND attname = 'search_tsv'"
+        "SELECT count(*), min(rowid) FROM (SELECT m.rowid FROM messages m WHERE m.agent_id = $1 "
+        f"ORDER BY m.rowid DESC {window}) w",
+        agent_id,
     )
-    freq = dict(zip(stats[0], stats[1], strict=False)) if stats and stats[0] else {}
-    out = {}
-    for w in words:
-        lexemes = await c.fetchval("SELECT tsvector_to_array(to_tsvector('conv', $1))", w)
-        floor = min(freq.values(), default=0.0)  # a lexeme not tracked is at most this frequent
-        f = min((freq.get(x, floor) for x in lexemes), default=0.0)
-        out[w] = max(float(DF_COUNT_LIMIT), f * n)
-    return out
+    n = int(stats[0])
+    if not n:
+        return []
+    population = ranking.Scope(n=n, oldest=int(stats[1]))
+    cap = cap_for(len(words), limit, exact)
+    limited = "" if cap is None else f"LIMIT {cap}"
+    scope = await scope_of(c, agent_id, roles, start, end, conversation_id, taken=1)
+    filtered = len(scope.where) > 1
+    matches = (
+        "SELECT m.rowid, length(m.search_tsv) FROM messages m WHERE m.search_tsv @@ phraseto_tsquery('conv', $1) "
+        "AND {} ORDER BY m.rowid DESC " + limited
+    )
+    found: list[ranking.TermHits] = []
+    dfs: list[float] = []
+    for word in words:
+        rows = await c.fetch(matches.format(scope.sql), word, *scope.params)
+        hits = ranking.TermHits([r[0] for r in rows], [r[1] for r in rows], cap is not None and len(rows) >= cap)
+        found.append(hits)
+        if filtered:  # filtered: the term's df is still counted over the agent's messages
+            rows = await c.fetch(matches.format("m.agent_id = $2"), word, agent_id)
+            hits = ranking.TermHits([r[0] for r in rows], [0] * len(rows), cap is not None and len(rows) >= cap)
+        newer = None
+        if ranking.needs_density(hits, population):
+            newer = await c.fetchval(
+                "SELECT count(*) FROM messages m WHERE m.agent_id = $1 AND m.rowid >= $2", agent_id, hits.rowids[-1]
+            )
+        dfs.append(ranking.document_frequency(hits, population, newer))
+    total, uncommon = ranking.scores(found, dfs, n)
+    passing = ranking.passing_on(uncommon)
+    following: dict[int, int] = {}
+    if passing:
+        after = await scope_of(c, agent_id, roles, start, end, conversation_id, taken=1)
+        rows = await c.fetch(
+            "SELECT p.rowid, m.rowid FROM messages p JOIN LATERAL (SELECT x.rowid FROM messages x "
+            "WHERE x.conversation_id = p.conversation_id AND x.rowid > p.rowid AND x.message_type <> 'system_message' "
+            "ORDER BY x.rowid LIMIT 1) n ON TRUE JOIN messages m ON m.rowid = n.rowid "
+            f"WHERE p.rowid = ANY($1::bigint[]) AND {after.sql}",
+            passing,
+            *after.params,
+        )
+        following = {r[0]: r[1] for r in rows}
+    return ranking.best(ranking.with_neighbours(total, uncommon, following), limit)
 
 
 def _result(r: Any, score: float) -> SearchResult:
@@ -171,7 +180,7 @@ def _result(r: Any, score: float) -> SearchResult:
         role=r["role"],
         message_type=r["message_type"],
         content=r["content"] if r["content"] is not None else r["reasoning"],
-        snippet=_snippet(r["text"] or "", r["snip"] or ""),
+        snippet=_snippet(r["text"] or "", r["snip"] or "") if r["matched"] else lead(r["text"] or ""),
         created_at=r["created_at"],
         score=max(round(float(score), 6), 1e-6),  # a match always scores above nothing
     )
