@@ -57,7 +57,7 @@ async def make_owned(c: Client, fake: FakeProvider) -> Owned:
     )
 
 
-def cases(a: Owned) -> dict[str, list[tuple[dict[str, Any], str, str]]]:
+def cases(a: Owned, b_export: dict[str, Any]) -> dict[str, list[tuple[dict[str, Any], str, str]]]:
     """For each tool taking an id: (arguments naming A's thing, that id, the kind of thing)."""
     conv = [({"conversation_id": a.conversation}, a.conversation), ({"conversation_id": a.fork}, a.fork)]
     return {
@@ -90,11 +90,21 @@ def cases(a: Owned) -> dict[str, list[tuple[dict[str, Any], str, str]]]:
         "compact_conversation": [(*c, "conversation") for c in conv],
         "get_run": [({"run_id": a.run}, a.run, "run")],
         "cancel_run": [({"run_id": a.run}, a.run, "run")],
+        "get_memory_block_history": [({"agent_id": a.agent, "label": "human"}, a.agent, "agent")],
+        "restore_memory_block": [({"agent_id": a.agent, "label": "human", "version": 1}, a.agent, "agent")],
+        "export_conversation": [(*c, "conversation") for c in conv]
+        + [({"conversation_id": a.conversation, "format": "markdown"}, a.conversation, "conversation")],
+        "export_agent": [
+            ({"agent_id": a.agent}, a.agent, "agent"),
+            ({"agent_id": a.agent, "conversation_id": a.conversation}, a.agent, "agent"),
+        ],
+        # B's own export, imported into A's agent: refused as an unknown agent, nothing stored.
+        "import_conversation": [({"data": b_export, "agent_id": a.agent}, a.agent, "agent")],
     }
 
 
 # Tools that name no existing thing; what B sees through them is checked on its own below.
-NO_ID = {"create_agent", "list_agents"}
+NO_ID = {"create_agent", "list_agents", "import_agent"}  # import_agent makes a new agent of its own
 
 
 async def test_another_principals_ids_answer_as_unknown_ids_for_every_tool(
@@ -107,7 +117,8 @@ async def test_another_principals_ids_answer_as_unknown_ids_for_every_tool(
         async with client_for(app, settings, B) as cb:
             b_conv = (await call(cb, "create_conversation", {}))["id"]  # B's own default agent, made first
             tools = {t.name for t in (await cb.list_tools()).tools}
-            table = cases(a)
+            b_export = (await call(cb, "export_conversation", {"conversation_id": b_conv}))["data"]
+            table = cases(a, b_export)
             assert tools - NO_ID == set(table), "every tool taking an id needs an isolation case"
             before = snapshot(settings)
             for tool, rows in table.items():
