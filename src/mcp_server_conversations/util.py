@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, time
 from time import time_ns
@@ -121,3 +122,16 @@ def decode_cursor(cursor: str, *, key: tuple[type | tuple[type, ...], ...] = (),
                 "start again without `after` when changing the ordering",
             )
     return payload
+
+
+SNIPPET_CHARS = 160
+
+
+def lead(text: str, size: int = SNIPPET_CHARS) -> str:
+    """The start of a text as a snippet: whitespace collapsed, cut at a word boundary."""
+    text = re.sub(r"\s+", " ", text).strip()
+    if len(text) <= size:
+        return text
+    cut = text[:size]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > size // 2 else cut) + "…"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..models import SearchResult
-from ..storage.rows import lead
+from ..util import lead
 from .dates import without_dates
 
 LEXICAL_WEIGHT = 0.65  # full-text's share of the fused score (vectors: the rest)

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 from array import array
 from typing import Any
 
 from ..models import Agent, Block, BlockVersion, Conversation, ForkedFrom, Message, Run, SearchResult, ToolCall, Usage
 from ..util import new_id, now_iso
 from .types import NewMessage
-
-SNIPPET_CHARS = 160
-
-
-def lead(text: str, size: int = SNIPPET_CHARS) -> str:
-    """The start of a text as a snippet: whitespace collapsed, cut at a word boundary."""
-    text = re.sub(r"\s+", " ", text).strip()
-    if len(text) <= size:
-        return text
-    cut = text[:size]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > size // 2 else cut) + "…"
 
 
 def unpack(blob: bytes | None) -> list[int]:

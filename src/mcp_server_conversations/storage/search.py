@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..models import SearchResult
+from ..util import lead
 from . import ranking
 from .base import SQLiteBase
-from .rows import lead, unpack
+from .rows import unpack
 
 
 def _result(r: Any, score: float, snippet: str | None) -> SearchResult:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...models import SearchResult
+from ...util import lead
 from .. import ranking
-from ..rows import lead
 from ..search import cap_for
 from .base import Conn, PgBase
 from .text import SEARCH_TEXT, normalize
