@@ -102,8 +102,8 @@ async def test_a_running_server_takes_new_tokens_and_refuses_revoked_ones_at_onc
         agents = f"{server.base_url}/v1/agents/"
         assert status(agents) == 200
         alice = create(db, "alice")  # by another process, after the server started
-        closed = wait_for(lambda: status(agents) == 401, within=5)
-        assert closed < 2.5
+        closed = wait_for(lambda: status(agents) == 401, within=10)
+        assert closed < 5  # the server looks again every second; the rest is a loaded machine
         assert status(agents, "mcsc_guessed") == 401
 
         letta = Letta(base_url=server.base_url, api_key=alice, max_retries=0)

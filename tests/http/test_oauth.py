@@ -169,7 +169,7 @@ async def test_the_principal_is_the_subject_kept_apart_from_local_and_token_name
 async def test_a_rotated_key_is_picked_up_and_junk_kids_do_not_hammer_the_issuer(
     settings: Settings, oauth_issuer: LocalIssuer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(oauth, "REFETCH_INTERVAL", 1.0)  # 10 s in service; the rule, not the figure, is tested
+    monkeypatch.setattr(oauth, "REFETCH_INTERVAL", 60.0)  # 10 s in service: the junk all falls in one interval
     async with oauth_server(settings, oauth_issuer) as served, httpx.AsyncClient() as http:
         url = f"{served.base_url}/v1/agents/"
         old = oauth_issuer.mint("alice", aud=PUBLIC)
@@ -180,11 +180,13 @@ async def test_a_rotated_key_is_picked_up_and_junk_kids_do_not_hammer_the_issuer
         assert {r.status_code for r in answers} == {401}
         assert oauth_issuer.jwks_requests - fetched <= 1
 
+        monkeypatch.setattr(oauth, "REFETCH_INTERVAL", 0.5)  # and the rotation is not held up by it
+        await asyncio.sleep(0.5)
         oauth_issuer.rotate()  # the old RSA key leaves the JWKS
         new = oauth_issuer.mint("alice", aud=PUBLIC)
         start = time.monotonic()
         while (await http.get(url, headers=bearer(new))).status_code != 200:
-            assert time.monotonic() - start < 5, "the rotated key was not picked up"
+            assert time.monotonic() - start < 20, "the rotated key was not picked up"
             await asyncio.sleep(0.2)
         assert (await http.get(url, headers=bearer(old))).status_code == 401  # the retired key is gone
 
@@ -320,4 +322,4 @@ async def test_an_issuer_that_never_answers_costs_a_bounded_wait(
                 start = time.monotonic()
                 r = await http.get(f"{served.base_url}/v1/agents/", headers=bearer(token))
                 assert r.status_code == 503 and "did not answer within 1 s" in r.json()["detail"], r.text
-                assert time.monotonic() - start < 5
+                assert time.monotonic() - start < 8  # the deadline, not the 5 s per fetch times three
