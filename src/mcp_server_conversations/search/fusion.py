@@ -24,7 +24,7 @@ from ..models import SearchResult
 from ..util import lead
 from .dates import without_dates
 
-LEXICAL_WEIGHT = 0.65  # full-text's share of the fused score (vectors: the rest)
+LEXICAL_WEIGHT = 0.5  # full-text's share of the fused score (vectors: the rest)
 LONE = 3.0  # the z-score of a ranking's only candidate
 CENTER_AT = 32  # fewer vectors than this give no useful mean: plain cosine
 
