@@ -1,7 +1,10 @@
 """Named tokens: the `tokens` command (create, list, revoke) and what the HTTP guard needs to check
 one. A token is shown once, when created; the database keeps only its SHA-256, which is enough to
 recognize it (tokens are random, so a fast hash does not weaken them) and useless to a reader of a
-backup."""
+backup.
+
+The command never runs beside the MCP protocol (it is its own process), so its stdout is its result:
+the new token alone (scripts capture it) or the `list` table; everything else goes to stderr."""
 
 from __future__ import annotations
 

@@ -147,6 +147,26 @@ def run_from_row(r: Any, messages: list[Message] | None = None) -> Run:
     )
 
 
+# A stored message's columns that message_values fills, in its order (rowid is the database's).
+MESSAGE_FIELDS = (
+    "id",
+    "agent_id",
+    "conversation_id",
+    "home_conversation_id",
+    "message_type",
+    "role",
+    "content",
+    "reasoning",
+    "tool_calls",
+    "tool_call_id",
+    "status",
+    "model",
+    "run_id",
+    "is_err",
+    "created_at",
+    "search_extra",
+)
+
 MESSAGE_COLUMNS = (
     "rowid, id, agent_id, conversation_id, home_conversation_id, message_type, role, content, reasoning, "
     "tool_calls, tool_call_id, status, model, run_id, is_err, created_at"

@@ -11,7 +11,7 @@ from typing import Any, cast
 
 from ..errors import ConflictError
 from .contract import Store
-from .rows import pack, unpack
+from .rows import MESSAGE_FIELDS, pack, unpack
 
 BATCH = 2000
 AGENT = (
@@ -55,25 +55,7 @@ CONVERSATION = (
     "context",
     "message_count",
 )
-MESSAGE = (
-    "rowid",
-    "id",
-    "agent_id",
-    "conversation_id",
-    "home_conversation_id",
-    "message_type",
-    "role",
-    "content",
-    "reasoning",
-    "tool_calls",
-    "tool_call_id",
-    "status",
-    "model",
-    "run_id",
-    "is_err",
-    "created_at",
-    "search_extra",
-)
+MESSAGE = ("rowid", *MESSAGE_FIELDS)
 RUN = (
     "id",
     "conversation_id",

@@ -13,30 +13,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...errors import NotFoundError
-from ..rows import message_values
+from ..rows import MESSAGE_FIELDS, message_values
 from ..types import NewMessage
 from .base import Conn
 from .text import indexed_text
 
-MESSAGE_COLUMNS = (
-    "rowid",
-    "id",
-    "agent_id",
-    "conversation_id",
-    "home_conversation_id",
-    "message_type",
-    "role",
-    "content",
-    "reasoning",
-    "tool_calls",
-    "tool_call_id",
-    "status",
-    "model",
-    "run_id",
-    "is_err",
-    "created_at",
-    "search_extra",
-)
+MESSAGE_COLUMNS = ("rowid", *MESSAGE_FIELDS)
 STAGING = "conv_import_messages"
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from ...errors import NotFoundError, ValidationError
 from ...models import Conversation, Message, ToolCall
 from ...util import new_id, now_iso
-from ..rows import MESSAGE_COLUMNS, conversation_from_row, message_from_row, message_values
+from ..rows import MESSAGE_COLUMNS, MESSAGE_FIELDS, conversation_from_row, message_from_row, message_values
 from ..types import MESSAGE_TYPES, HistoryKey, NewMessage
 from .base import Conn, PgBase
 from .text import indexed_text
@@ -20,24 +20,7 @@ CONV_COLUMNS = (
     "id, agent_id, summary, model, created_at, last_run_completion, forked_from_conversation_id, "
     "forked_from_message_id, message_count"
 )
-COLUMNS = (
-    "id",
-    "agent_id",
-    "conversation_id",
-    "home_conversation_id",
-    "message_type",
-    "role",
-    "content",
-    "reasoning",
-    "tool_calls",
-    "tool_call_id",
-    "status",
-    "model",
-    "run_id",
-    "is_err",
-    "created_at",
-    "search_extra",
-)
+COLUMNS = MESSAGE_FIELDS
 TYPES = ["text"] * 13 + ["int", "text", "text", "text"]
 # Rows of many messages in one statement: one array per column, unnested in input order.
 INSERT_MESSAGES = (
