@@ -14,7 +14,6 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ValidationError
-from ..inputs import MAX_DEPTH, check_value
 from ..models import Conversation
 from ..runs.agent_tools import ARGUMENTS
 from ..runs.memory import DEFAULT_BLOCK_LIMIT, DEFAULT_SYSTEM, check_label
@@ -22,7 +21,7 @@ from ..runs.prompt import SUMMARY_PREFIX
 from ..storage import NewMessage
 from ..util import new_id, now_iso
 from .conversations import ConversationService, check_handle, check_window
-from .export_format import MAX_IMPORT_CHARS, MAX_IMPORT_MESSAGES, timestamp
+from .export_format import MAX_IMPORT_MESSAGES, load_text, timestamp
 
 LEGACY_SEND = "send_message"  # Letta's older agents answer through this tool; its message is the answer
 OUR_TOOLS = set(ARGUMENTS) | {LEGACY_SEND}
@@ -162,17 +161,7 @@ def _load(data: Any) -> dict[str, Any]:
     for _ in range(2):  # Letta's route accepts text JSON-encoded twice; so does this one
         if not isinstance(data, str):
             break
-        if len(data) > MAX_IMPORT_CHARS:
-            raise ValidationError("data", f"{len(data)} characters is over the import limit of {MAX_IMPORT_CHARS}")
-        try:
-            data = json.loads(data)
-        except RecursionError:
-            raise ValidationError("data", f"JSON nested deeper than {MAX_DEPTH} levels") from None
-        except json.JSONDecodeError as e:
-            raise ValidationError("data", f"not valid JSON ({e.msg} at character {e.pos})") from None
-        except ValueError:
-            raise ValidationError("data", "not valid JSON") from None
-        check_value("data", data)
+        data = load_text(data)
     if not isinstance(data, dict):
         raise ValidationError("data", "must be a Letta agent file: a JSON object with an `agents` list")
     agents = data.get("agents")

@@ -162,21 +162,27 @@ class ParsedExport(BaseModel):
     runs: list[_InRun]
 
 
+def load_text(text: str) -> Any:
+    """Import data given as JSON text: within the size limit, parsed, and free of hostile values."""
+    if len(text) > MAX_IMPORT_CHARS:
+        raise ValidationError("data", f"{len(text)} characters is over the import limit of {MAX_IMPORT_CHARS}")
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ValidationError("data", f"JSON nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as e:
+        raise ValidationError("data", f"not valid JSON ({e.msg} at character {e.pos})") from None
+    except ValueError:
+        raise ValidationError("data", "not valid JSON") from None
+    check_value("data", data)
+    return data
+
+
 def parse_export(data: Any) -> ParsedExport:
     """The export given as an object or its JSON text, checked for shape; ValidationError naming the
     first wrong place (`data.messages[3].created_at: …`) otherwise."""
     if isinstance(data, str):
-        if len(data) > MAX_IMPORT_CHARS:
-            raise ValidationError("data", f"{len(data)} characters is over the import limit of {MAX_IMPORT_CHARS}")
-        try:
-            data = json.loads(data)
-        except RecursionError:
-            raise ValidationError("data", f"JSON nested deeper than {MAX_DEPTH} levels") from None
-        except json.JSONDecodeError as e:
-            raise ValidationError("data", f"not valid JSON ({e.msg} at character {e.pos})") from None
-        except ValueError:
-            raise ValidationError("data", "not valid JSON") from None
-        check_value("data", data)
+        data = load_text(data)
     if not isinstance(data, dict):
         raise ValidationError("data", "must be an export object (what export_conversation returns in `data`)")
     if "format_version" not in data and isinstance(data.get("data"), dict):
