@@ -42,16 +42,31 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only(reason): the test is about the SQLite backend itself")
     config.addinivalue_line("markers", "above_storage(reason): what the test checks does not involve storage")
     config.addinivalue_line("markers", "slow: starts processes (servers, node); scheduled first")
+    config.addinivalue_line(
+        "markers",
+        "processes: the multi-process tier (replicas, killed processes, servers started as users start them, "
+        "Letta Code and the TypeScript SDK); left out of a plain `pytest` run, run with `-m processes`",
+    )
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """Two workers per core for `-n auto`: most tests spend their time waiting on servers, databases and
+    child processes, so one per core leaves the cores idle about half the time."""
+    return min(2 * (os.cpu_count() or 1), 8)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked sqlite_only or above_storage run on SQLite only (their postgres instance is deselected)."""
+    """Tests marked sqlite_only or above_storage run on SQLite only (their postgres instance is deselected).
+    A plain run (no `-m`, no paths named) leaves out the `processes` tier: it takes as long as the rest of
+    the suite together, and `pytest -m processes` (CI runs both) or naming its files runs it."""
+    plain = not config.option.markexpr and config.args == [str(a) for a in config.getini("testpaths")]
     keep, drop = [], []
     for item in items:
         callspec = getattr(item, "callspec", None)
         on_pg = callspec is not None and callspec.params.get("backend") == "postgres"
         one = item.get_closest_marker("sqlite_only") or item.get_closest_marker("above_storage")
-        (drop if on_pg and one else keep).append(item)
+        tier = plain and item.get_closest_marker("processes") is not None
+        (drop if (on_pg and one) or tier else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
     # The long tests first: parallel workers (pyproject's -n) then share out the short ones and finish

@@ -26,7 +26,7 @@ from mcp.shared.exceptions import MCPError
 
 from mcp_server_conversations.inputs import INT64_MAX, INT64_MIN, MAX_DEPTH
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 BOUNDED = settings(
     max_examples=40,

@@ -151,6 +151,8 @@ def test_token_and_token_file_together_exit_2(tmp_path: Path, capsys: pytest.Cap
 
 
 @pytest.mark.parametrize("debug_all", [False, True])
+@pytest.mark.slow
+@pytest.mark.processes
 async def test_debug_logs_leave_out_third_party_message_text(tmp_path: Path, debug_all: bool) -> None:
     secret = "zebra-summary-5b8e"
     flags = ["--log-level", "DEBUG"] + (["--debug-all"] if debug_all else [])

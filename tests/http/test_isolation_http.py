@@ -15,6 +15,8 @@ from test_named_tokens import create as create_token
 
 from mcp_server_conversations.config import Settings
 
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
+
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])  # a stateful session (2025-11-25), and 2026-07-28
 @pytest.mark.parametrize("stateless", [False, True], ids=["sessions", "stateless"])

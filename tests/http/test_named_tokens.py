@@ -97,6 +97,8 @@ def wait_for(check: Callable[[], bool], within: float) -> float:
     return time.monotonic() - start
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 async def test_a_running_server_takes_new_tokens_and_refuses_revoked_ones_at_once(db: str) -> None:
     with spawned_http_server(db) as server:  # loopback, no --auth-token: open until a named token exists
         agents = f"{server.base_url}/v1/agents/"
@@ -122,6 +124,8 @@ async def test_a_running_server_takes_new_tokens_and_refuses_revoked_ones_at_onc
             assert "401" in repr(refused.value) or "unauthorized" in repr(refused.value)
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 def test_a_named_token_lets_a_server_bind_beyond_loopback(db: str, backend: str) -> None:
     argv = [CONSOLE_SCRIPT, "--transport", "streamable-http", "--db", db, "--host", "0.0.0.0", "--port", "1"]
     if backend == "postgres":  # an empty database holds no token: refused after a look
@@ -133,6 +137,8 @@ def test_a_named_token_lets_a_server_bind_beyond_loopback(db: str, backend: str)
         assert status(f"{server.base_url}/v1/agents/", erin) == 200
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 async def test_the_single_auth_token_and_named_tokens_work_side_by_side(db: str) -> None:
     frank = create(db, "frank")
     with spawned_http_server(db, "--auth-token", "the-operator-token") as server:

@@ -43,6 +43,8 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+@pytest.mark.slow
+@pytest.mark.processes
 async def test_past_the_limit_requests_get_429_with_retry_after_across_two_servers(db: str) -> None:
     alice, bob = create_token(db, "alice"), create_token(db, "bob")
     with ExitStack() as stack:

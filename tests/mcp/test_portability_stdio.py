@@ -14,6 +14,8 @@ from test_runtime_stdio import server_params
 
 from mcp_server_conversations.config import Settings
 
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
+
 FILES = Path(__file__).parent.parent / "data" / "agent-files"
 
 

@@ -17,6 +17,8 @@ from test_stdio_two_processes import server
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.mcp.resources import block_uri, transcript_uri
 
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
+
 HANG_GUARD = 90  # seconds: only so a broken server fails the test instead of hanging it
 
 

@@ -18,7 +18,7 @@ from http_helpers import Spawned, console_env, spawned_http_server
 from letta_code_helpers import DroppingProxy, LettaCode, letta_code_path
 from letta_tui_helpers import WAIT, Tui
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 TOKEN = "letta-code-token"
 MODEL = "openai/fake-model"

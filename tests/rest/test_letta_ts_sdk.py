@@ -13,7 +13,7 @@ from fake_provider import FakeProvider
 from http_helpers import console_env, spawned_http_server
 from letta_ts_sdk_helpers import letta_ts_sdk_modules, run_node_script
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 TOKEN = "ts-sdk-token"
 PAGE = Path(__file__).with_name("conversations_page.mjs")

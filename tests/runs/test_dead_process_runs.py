@@ -25,7 +25,7 @@ from mcp_server_conversations.app import open_app
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.runs import remote_cancel
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 HANG_GUARD = 60  # seconds: only so a broken server fails the test instead of hanging it
 KILLED_INPUT = "lost in the crash"  # what CRASHING_SERVER sends

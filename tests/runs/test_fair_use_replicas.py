@@ -16,6 +16,8 @@ from fake_provider import FakeProvider
 from http_helpers import CONSOLE_SCRIPT, console_env, mcp_client, spawned_http_server
 from pg_helpers import TestDatabase
 
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
+
 HANG_GUARD = 120  # seconds: only so a broken server fails the test instead of hanging it
 
 

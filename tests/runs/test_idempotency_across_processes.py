@@ -25,7 +25,7 @@ from mcp_server_conversations.app import App, open_app
 from mcp_server_conversations.config import Settings, is_database_url
 from mcp_server_conversations.mcp.server import build_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 HANG_GUARD = 60  # seconds: only so a broken server fails the test instead of hanging it
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -15,7 +15,7 @@ from fake_provider import FakeProvider
 from http_helpers import console_env, mcp_client, spawned_http_server
 from pg_helpers import TestDatabase
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 SENDS = 30
 HANG_GUARD = 120  # seconds: only so a broken server fails the test instead of hanging it

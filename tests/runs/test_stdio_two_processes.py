@@ -17,7 +17,7 @@ from test_stdio_e2e import ENV, SCRIPT, ok
 
 from mcp_server_conversations.config import Settings
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
 
 SENDS = 24
 HANG_GUARD = 90  # seconds: only so a broken server fails the test instead of hanging it

@@ -17,6 +17,8 @@ from mcp_server_conversations.config import Settings
 from mcp_server_conversations.search.hybrid import EmbeddingIndex
 from mcp_server_conversations.storage import NewMessage
 
+pytestmark = [pytest.mark.slow, pytest.mark.processes]
+
 EMBED = "openai/fake-embed"
 CERAMICS = "Ada signed up for a ceramics course on Tuesdays"
 FILLER = ["We talked about the marathon training plan", "Grocery list: eggs, spinach, oat milk"]

@@ -502,6 +502,7 @@ SCRIPT = shutil.which("mcp-server-conversations", path=os.path.dirname(sys.execu
 
 
 @pytest.mark.slow
+@pytest.mark.processes
 async def test_stdio_server_with_an_embedding_model_fuses_and_keeps_stdout_clean(
     tmp_path: Path, fake_provider: FakeProvider
 ) -> None:
