@@ -503,6 +503,23 @@ FILLER = (
     "that made me laugh out loud",
     "how did the interview go?",
     "I'm proud of you, seriously",
+    # everyday things told with a date: a date in a question must not single out the evidence alone
+    "yesterday the bus never came, I walked the whole way",
+    "this morning the printer jammed three times",
+    "two days ago I finally sorted out the attic",
+    "last week was exhausting, I barely slept",
+    "the dentist fixed my filling yesterday, my jaw is still numb",
+    "earlier today I got stuck in a lift for ten minutes",
+    "a few days ago my neighbour's dog got out again",
+    "this afternoon I did nothing at all and it was great",
+    "yesterday I burnt the rice, the whole flat smelled of it",
+    "three days ago the boiler broke, cold showers since",
+    "last weekend we just stayed in and watched old films",
+    "today I finally answered all my emails",
+    "a couple of weeks ago I changed my phone plan",
+    "this evening I'm cooking for my flatmates",
+    "yesterday I spent an hour on hold with the insurance",
+    "last week I lost my umbrella on the train",
 )
 
 REPLIES = (

@@ -6,7 +6,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from mcp_server_conversations.search.dates import SLACK_AFTER, SLACK_BEFORE, understand, without_dates
+from mcp_server_conversations.search.dates import SLACK_AFTER, SLACK_BEFORE, tells_of, understand, without_dates
 
 NOW = datetime(2026, 12, 4, 15, 30, tzinfo=UTC)
 
@@ -79,3 +79,24 @@ def test_span_bounds_are_inclusive_iso_strings_like_the_date_filters() -> None:
     _, span = understand("on 8 May 2023", NOW)
     assert span is not None
     assert span.bounds() == ("2023-05-07T00:00:00.000000Z", "2023-05-23T23:59:59.999999Z")
+
+
+@pytest.mark.parametrize(
+    ("text", "said", "tells"),
+    [
+        ("Three days ago I ran a half marathon", datetime(2023, 5, 1, 18, tzinfo=UTC), True),
+        ("yesterday we went to the lake", datetime(2023, 4, 29, 8, tzinfo=UTC), True),
+        ("walked the Old Mill loop earlier today", datetime(2023, 4, 28, 20, tzinfo=UTC), True),
+        ("this afternoon I baked bread", datetime(2023, 4, 28, 20, tzinfo=UTC), True),
+        ("last week was exhausting", datetime(2023, 5, 3, 9, tzinfo=UTC), True),  # the week of 24 April
+        ("yesterday we went to the lake", datetime(2023, 5, 1, 8, tzinfo=UTC), False),  # 30 April
+        ("I ran a half marathon", datetime(2023, 4, 28, 8, tzinfo=UTC), False),  # on the day, tells no date
+        ("the race on 28 April 2023 was great", datetime(2023, 6, 1, 8, tzinfo=UTC), True),
+    ],
+)
+def test_a_message_tells_of_the_asked_day_when_its_dates_read_from_when_it_was_said_fall_in_it(
+    text: str, said: datetime, tells: bool
+) -> None:
+    _, span = understand("what happened on 28 April 2023", NOW)
+    assert span is not None
+    assert tells_of(text, said, span) is tells

@@ -92,3 +92,21 @@ async def test_a_date_in_the_question_searches_its_span_first(svc: ConversationS
     assert top == ["we cooked a curry, far too spicy"]
     # nothing in the span: the whole scope answers
     assert len(await ranked(svc, "what did we cook in 2019", agent.id)) == 3
+
+
+async def test_in_a_date_span_a_message_dating_what_it_tells_to_the_asked_day_comes_first(
+    svc: ConversationService, store: Store
+) -> None:
+    agent = await svc.create_agent(name="runner")
+    conv = await svc.create_conversation(agent.id)
+    for when, text in [
+        ("2023-04-28T09:00:00.000000Z", "Jonas: ok"),  # on the day, tells of nothing
+        ("2023-05-01T18:00:00.000000Z", "Jonas: Three days ago I ran a half marathon and beat my best"),
+        ("2023-05-01T18:05:00.000000Z", "Jonas: sure"),
+        ("2023-05-02T10:00:00.000000Z", "Jonas: yesterday the bus never came"),  # tells of 1 May
+        ("2023-05-20T10:00:00.000000Z", "Jonas: three days ago I ran again"),  # outside the span
+    ]:
+        await say(store, conv.id, text, created_at=when)
+    top = [text for text, _ in await ranked(svc, "What race did Jonas finish on 28 April 2023?", agent.id)]
+    assert top[0] == "Jonas: Three days ago I ran a half marathon and beat my best"
+    assert top[-1] == "Jonas: three days ago I ran again"  # the span first, the rest of the scope after

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from ..models import SearchResult
 from ..util import to_iso
 
 SLACK_BEFORE = timedelta(days=1)
@@ -53,7 +54,8 @@ _PATTERNS = [
     ("year", rf"(?:in|during|of|since|until)\s+(?:the\s+year\s+)?{_YEAR.format('y')}"),
     ("ago", rf"{_NUMBER}\s+{_UNIT}\s+ago"),
     ("last", r"(?:the\s+)?(?P<which>last|past|previous|this)\s+(?P<unit>week|weekend|month|year)"),
-    ("named", r"(?P<word>yesterday|today|tonight|the\s+day\s+before\s+yesterday)"),
+    ("named", r"(?P<word>yesterday|(?:earlier\s+)?today|tonight|the\s+day\s+before\s+yesterday)"),
+    ("part-of-day", r"(?:this|earlier\s+this)\s+(?:morning|afternoon|evening)"),
 ]
 _DATES = [(name, re.compile(rf"\b{_PREP}(?:{p})\b", re.IGNORECASE)) for name, p in _PATTERNS]
 
@@ -71,10 +73,13 @@ def _found(text: str) -> list[tuple[str, re.Match[str]]]:
 
 @dataclass(frozen=True)
 class DateSpan:
-    """Timestamps a query's dates point at: [start, end), slack included."""
+    """Timestamps a query's dates point at: [start, end), slack included; the days named, [first,
+    after), without it."""
 
     start: datetime
     end: datetime
+    first: date
+    after: date
 
     def bounds(self) -> tuple[str, str]:
         """The span as search bounds (ISO strings, both inclusive, as parse_date_bound makes them)."""
@@ -152,10 +157,12 @@ def _span(kind: str, m: re.Match[str], today: date) -> tuple[date, date] | None:
             year = today.year if which == "this" else today.year - 1
             return date(year, 1, 1), date(year + 1, 1, 1)
         if kind == "named":
-            word = re.sub(r"\s+", " ", g["word"].lower())
+            word = re.sub(r"\s+", " ", g["word"].lower()).removeprefix("earlier ")
             back = {"today": 0, "tonight": 0, "yesterday": 1, "the day before yesterday": 2}[word]
             d = today - timedelta(days=back)
             return d, d + timedelta(days=1)
+        if kind == "part-of-day":
+            return today, today + timedelta(days=1)
     except (ValueError, KeyError, StopIteration):  # 31 February, a word we do not read as a number
         return None
     return None  # slashed: ambiguous
@@ -176,7 +183,29 @@ def understand(text: str, now: datetime | None = None) -> tuple[str, DateSpan | 
     first, after = min(s[0] for s in spans), max(s[1] for s in spans)
     start = datetime.combine(first, datetime.min.time(), tzinfo=UTC) - SLACK_BEFORE
     end = datetime.combine(after, datetime.min.time(), tzinfo=UTC) + SLACK_AFTER
-    return stripped, DateSpan(start, end)
+    return stripped, DateSpan(start, end, first, after)
+
+
+def tells_of(text: str, said_at: datetime, span: DateSpan) -> bool:
+    """Whether `text`, said at `said_at`, dates something it tells into the span's days: "yesterday",
+    "three days ago", "last week" read against the day it was said. Such a message is about the
+    asked time, where one that only falls in the span's slack may be about anything."""
+    today = said_at.astimezone(UTC).date()
+    for kind, m in _found(text):
+        found = _span(kind, m, today)
+        if found and found[0] < span.after and found[1] > span.first:
+            return True
+    return False
+
+
+def told_first(results: list[SearchResult], span: DateSpan) -> list[SearchResult]:
+    """`results` (best first) with those that tell of the span's days (`tells_of`) ahead of the
+    rest, each group in its own order."""
+    told = [r for r in results if r.content and tells_of(r.content, datetime.fromisoformat(r.created_at), span)]
+    if not told:
+        return results
+    ids = {r.message_id for r in told}
+    return told + [r for r in results if r.message_id not in ids]
 
 
 def without_dates(text: str) -> str:

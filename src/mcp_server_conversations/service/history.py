@@ -13,6 +13,8 @@ from ..storage import MESSAGE_TYPES
 from ..util import check_date_range, decode_cursor, encode_cursor, parse_date_bound
 from .base import ServiceBase, check_limit
 
+SPAN_DEPTH = 50  # candidates read within a question's date span before those telling of it go first
+
 
 class HistoryService(ServiceBase):
     """A conversation's history page by page, its runs, and search over an agent's pooled history."""
@@ -156,7 +158,9 @@ class HistoryService(ServiceBase):
         within = _narrowed(start, end, span.bounds()) if span else None
         if within is None:
             return SearchResults(results=await ranked(start, end, limit))
-        first = await ranked(*within, limit)
+        # Within the span, a message that dates what it tells into the asked days ("yesterday" said
+        # the day after) comes before one that merely falls in the span's slack.
+        first = dates.told_first(await ranked(*within, max(limit, SPAN_DEPTH)), span)[:limit]
         if len(first) >= limit:
             return SearchResults(results=first)
         seen = {r.message_id for r in first}
