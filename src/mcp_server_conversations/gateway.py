@@ -359,6 +359,37 @@ class ModelGateway:
         except Exception as e:  # a broken install or model file: the indexer backs off and logs it
             raise ProviderError("LocalModelError", f"{model}: {e!r}", status_code=500) from e
 
+    async def rerank(
+        self, model: str, query: str, documents: list[str], *, top_n: int, within: float
+    ) -> list[tuple[int, float]]:
+        """The documents' (index, relevance) as the reranker orders them, best first, at most
+        `top_n`. `within` (seconds) bounds the whole call, with no retries: the caller answers
+        without the reranker instead (search/rerank.py).
+
+        Raises ProviderError (the same mapping as chat calls)."""
+        litellm = await self.load()
+        try:
+            async with asyncio.timeout(within):
+                response = await litellm.arerank(
+                    model=model, query=query, documents=documents, top_n=top_n, timeout=within, num_retries=0
+                )
+        except TimeoutError as e:
+            raise ProviderError("Timeout", f"{model} gave no ranking within {within:g} s", status_code=504) from e
+        except Exception as e:
+            raise self.map_error(e) from e
+        ranked: list[tuple[int, float]] = []
+        seen: set[int] = set()
+        for item in _field(response, "results") or []:
+            index, score = _field(item, "index"), _field(item, "relevance_score")
+            if not isinstance(index, int) or not 0 <= index < len(documents) or index in seen:
+                raise ProviderError("RerankError", f"{model} returned an unknown or repeated document index {index!r}")
+            if not isinstance(score, int | float) or score != score:  # NaN
+                raise ProviderError("RerankError", f"{model} returned a relevance of {score!r}")
+            seen.add(index)
+            ranked.append((index, float(score)))
+        ranked.sort(key=lambda pair: -pair[1])  # providers answer best first; nothing here relies on it
+        return ranked[:top_n]
+
     async def complete(self, model: str, messages: list[dict[str, Any]]) -> Completion:
         """A whole (streamed, then assembled) answer without tools: used by the summarizer."""
         final = Completion(model=model)
@@ -369,5 +400,5 @@ class ModelGateway:
 
 
 def _field(item: Any, name: str) -> Any:
-    """litellm's embedding items are dicts or objects depending on the provider route."""
+    """litellm's embedding and rerank items are dicts or objects depending on the provider route."""
     return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
