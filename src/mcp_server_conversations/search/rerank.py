@@ -41,7 +41,7 @@ def document(result: SearchResult) -> str:
     text = (result.content or result.snippet or "").strip()
     if len(text) <= MAX_DOCUMENT_CHARS:
         return text
-    snippet = result.snippet.strip()
+    snippet = result.snippet.strip().strip("…").strip()  # its ellipses mark where the text was cut
     if not snippet or snippet in text[:MAX_DOCUMENT_CHARS]:
         return text[:MAX_DOCUMENT_CHARS]
     return text[: max(0, MAX_DOCUMENT_CHARS - len(snippet) - 1)] + " " + snippet
