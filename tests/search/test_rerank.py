@@ -286,6 +286,7 @@ async def test_a_date_in_the_question_keeps_its_span_first(reranking: Settings, 
 # -- failures --
 
 
+@pytest.mark.above_storage("the reranker and its fallback sit above storage")
 async def test_a_failing_reranker_leaves_the_unreranked_order_and_cools_down(
     reranking: Settings, fake_provider: FakeProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -306,6 +307,7 @@ async def test_a_failing_reranker_leaves_the_unreranked_order_and_cools_down(
         assert "answers again" in caplog.text
 
 
+@pytest.mark.above_storage("the reranker and its fallback sit above storage")
 async def test_a_slow_reranker_costs_one_search_its_budget(
     reranking: Settings, fake_provider: FakeProvider, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -327,6 +329,7 @@ async def test_a_slow_reranker_costs_one_search_its_budget(
     assert "failed after 0.3" in caplog.text
 
 
+@pytest.mark.above_storage("the reranker and its fallback sit above storage")
 async def test_an_unreachable_reranker_leaves_the_unreranked_order(
     reranking: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -477,7 +480,10 @@ def rest_search(base_url: str, agent_id: str) -> list[str]:
     return [r.content for r in letta(base_url).messages.search(query="garden", agent_id=agent_id, limit=2)]
 
 
-async def test_rest_search_reranks(settings: Settings, fake_provider: FakeProvider, monkeypatch) -> None:
+@pytest.mark.above_storage("the REST route over the same service call")
+async def test_rest_search_reranks(
+    settings: Settings, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HOSTED_VLLM_API_BASE", fake_provider.base_url)
     async with rest_server(settings, rerank_model=RERANK) as served:
         app = served.app
