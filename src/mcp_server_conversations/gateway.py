@@ -32,6 +32,7 @@ log = logging.getLogger("mcp_server_conversations.gateway")
 
 _LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 _import_lock = threading.Lock()
+_configured = threading.Event()  # set once _load_litellm has imported and configured litellm
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
 _SECRET_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"),
@@ -56,11 +57,18 @@ def _load_litellm() -> ModuleType:
             # litellm's ~300k import-time objects live as long as the process: keep them out of the
             # garbage collector's full passes, which otherwise stall a request now and then (p99; bench/).
             gc.freeze()
+        _configured.set()
         return litellm
 
 
 def litellm_loaded() -> bool:
     return "litellm" in sys.modules
+
+
+def litellm_ready() -> bool:
+    """Whether litellm is imported and configured: a call now waits for no import. (litellm is in
+    sys.modules from the start of its seconds-long import.)"""
+    return _configured.is_set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,9 +375,9 @@ class ModelGateway:
         without the reranker instead (search/rerank.py).
 
         Raises ProviderError (the same mapping as chat calls)."""
-        litellm = await self.load()
         try:
             async with asyncio.timeout(within):
+                litellm = await self.load()
                 response = await litellm.arerank(
                     model=model, query=query, documents=documents, top_n=top_n, timeout=within, num_retries=0
                 )

@@ -21,7 +21,7 @@ import logging
 import time
 
 from ..config import Settings
-from ..gateway import ModelGateway, litellm_loaded
+from ..gateway import ModelGateway, litellm_ready
 from ..models import SearchResult
 
 log = logging.getLogger("mcp_server_conversations.search.rerank")
@@ -70,7 +70,7 @@ class Reranker:
         first `limit` as they are when it cannot answer in time. Never raises but for cancellation."""
         if len(candidates) < 2 or time.monotonic() < self._down_until:
             return candidates[:limit]
-        if not litellm_loaded():
+        if not litellm_ready():
             self.gateway.warm_in_background()  # the runtime warms it too: this only makes sure
             log.debug("search not reranked: litellm is still being imported")
             return candidates[:limit]
