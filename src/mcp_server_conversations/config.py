@@ -61,9 +61,9 @@ class Settings(BaseSettings):
     rerank_model: str | None = Field(
         default=None, description="Optional reranker (a litellm rerank handle) reordering search's candidates"
     )
-    # A hosted reranker or a cross-encoder on a GPU answers a search's candidates in well under a
-    # second, a small cross-encoder on a CPU in about one (docs/runs.md); beyond this a search
-    # answers un-reranked rather than keep the caller waiting.
+    # A search's worst added wait. A hosted reranker or a cross-encoder on a GPU answers a search's
+    # candidates well within it; one on a CPU may need more, and is given it with this setting
+    # (docs/runs.md). Past it the search answers un-reranked rather than keep the caller waiting.
     rerank_timeout: float = Field(
         default=2.0,
         gt=0,

@@ -395,7 +395,7 @@ class ModelGateway:
                 raise ProviderError("RerankError", f"{model} returned a relevance of {score!r}")
             seen.add(index)
             ranked.append((index, float(score)))
-        ranked.sort(key=lambda pair: -pair[1])  # providers answer best first; nothing here relies on it
+        ranked.sort(key=lambda pair: -pair[1])  # sorted here rather than trusting each route's order
         return ranked[:top_n]
 
     async def complete(self, model: str, messages: list[dict[str, Any]]) -> Completion:
