@@ -155,12 +155,12 @@ async def test_gateway_rerank_maps_errors_and_bounds_its_time(
             await gateway.rerank(RERANK, "q", ["a", "b"], top_n=2, within=5)
         assert refused.value.error_class == "AuthenticationError"
         assert "scripted rerank failure" in refused.value.provider_message
-        fake_provider.rerank_error, fake_provider.rerank_delay = None, 5.0
+        fake_provider.rerank_error, fake_provider.rerank_delay = None, 3.0
         started = time.monotonic()
         with pytest.raises(ProviderError) as slow:
             await gateway.rerank(RERANK, "q", ["a", "b"], top_n=2, within=0.3)
         assert slow.value.error_class == "Timeout" and slow.value.status_code == 504
-        assert time.monotonic() - started < 2.0  # no retries behind the budget
+        assert time.monotonic() - started < 2.5  # no retries behind the budget, nor the stall
     finally:
         await gateway.close()
 
@@ -317,15 +317,14 @@ async def test_a_slow_reranker_costs_one_search_its_budget(
     async with open_app(slow) as app:
         await ready(app)
         fake_provider.rerank_scores = {"community": 5.0}
-        fake_provider.rerank_delay = 10.0
+        fake_provider.rerank_delay = 3.0
         started = time.monotonic()
         first = await app.service.search("garden")
         took = time.monotonic() - started
-        started = time.monotonic()
         second = await app.service.search("garden")
-        again = time.monotonic() - started
     assert contents(first) == contents(second) == baseline
-    assert 0.3 <= took < 2.0 and again < 0.3  # the budget once, then the cooldown
+    assert 0.3 <= took < 2.5  # the budget, not the reranker's stall
+    assert len(fake_provider.rerank_inputs) == 1  # then the cooldown: the second search did not wait
     assert "failed after 0.3" in caplog.text
 
 
