@@ -25,8 +25,17 @@ What it does:
   each request's texts; `embedding_error = status` fails requests (only those with a text containing
   `embedding_fail_when`, if set); `embedding_delay` slows each request, `embeddings_max_in_flight` counts
   the most answered at once.
+- `POST /v1/rerank` (also `/v2/rerank` and `/rerank`, where litellm's cohere/, hosted_vllm/ and
+  infinity/ routes send it): Cohere's shape, `{"results": [{"index", "relevance_score"}], ...}`, best first,
+  cut to `top_n`. A document scores the share of the query's words it holds, unless it contains a key of
+  `rerank_scores` (then that key's score: a test decides the order); a body with `texts` instead of
+  `documents` (Hugging Face TEI's `/rerank`) gets TEI's answer, a list of `{"index", "score"}`.
+  `rerank_inputs` records each request
+  (path, model, query, documents, top_n); `rerank_error = status` fails requests, `rerank_delay` stalls
+  each one (seconds).
 - Remote control for a separately started process: `POST /_fake/enqueue` (JSON body = enqueue's keyword
-  arguments except `wait_for`), `GET /_fake/requests`, `POST /_fake/reset`.
+  arguments except `wait_for`), `POST /_fake/rerank` (JSON body: any of `scores`, `error`, `delay`),
+  `GET /_fake/requests`, `POST /_fake/reset`.
 
 In tests, use the `fake_provider` fixture (registered in tests/conftest.py): it shares one server across the run,
 reset before each test, and points litellm at it through the environment. From a script:
@@ -185,6 +194,10 @@ class FakeProvider:
         self.embedding_fail_when: str | None = None
         self.embedding_delay = 0.0  # seconds each embedding request takes
         self.embeddings_in_flight = self.embeddings_max_in_flight = 0
+        self.rerank_inputs: list[dict[str, Any]] = []
+        self.rerank_scores: dict[str, float] = {}  # a document containing a key scores its value
+        self.rerank_error: int | None = None
+        self.rerank_delay = 0.0  # seconds each rerank request takes
         self._queue: list[Reply] = []
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -196,7 +209,9 @@ class FakeProvider:
                 Route("/chat/completions", self._chat, methods=["POST"]),
                 Route("/v1/embeddings", self._embeddings, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
+                *(Route(path, self._rerank, methods=["POST"]) for path in ("/v1/rerank", "/v2/rerank", "/rerank")),
                 Route("/_fake/enqueue", self._remote_enqueue, methods=["POST"]),
+                Route("/_fake/rerank", self._remote_rerank, methods=["POST"]),
                 Route("/_fake/requests", self._remote_requests, methods=["GET"]),
                 Route("/_fake/reset", self._remote_reset, methods=["POST"]),
             ]
@@ -314,6 +329,10 @@ class FakeProvider:
             self.embedding_fail_when = None
             self.embedding_delay = 0.0
             self.embeddings_in_flight = self.embeddings_max_in_flight = 0
+            self.rerank_inputs.clear()
+            self.rerank_scores = {}
+            self.rerank_error = None
+            self.rerank_delay = 0.0
 
     @property
     def pending(self) -> int:
@@ -508,6 +527,67 @@ class FakeProvider:
             }
         )
 
+    def rerank_score(self, query: str, document: str) -> float:
+        """A document's relevance: a `rerank_scores` key it contains decides, else the share of the
+        query's words it holds."""
+        for key, score in self.rerank_scores.items():
+            if key in document:
+                return score
+        words = set(re.findall(r"\w+", query.lower()))
+        return round(len(words & set(re.findall(r"\w+", document.lower()))) / (len(words) or 1), 6)
+
+    async def _rerank(self, request: Request) -> Response:
+        body = await request.json()
+        query = str(body.get("query", ""))
+        tei = "texts" in body  # Hugging Face TEI's own shape (litellm's huggingface/ route): texts in, a list out
+        sent = body.get("texts" if tei else "documents") or []
+        documents = [d if isinstance(d, str) else str((d or {}).get("text", "")) for d in sent]
+        top_n = body.get("top_n")
+        with self._cond:
+            self.rerank_inputs.append(
+                {
+                    "path": request.url.path,
+                    "model": body.get("model", ""),
+                    "query": query,
+                    "documents": documents,
+                    "top_n": top_n,
+                }
+            )
+            self._cond.notify_all()
+        if self.rerank_delay:
+            await asyncio.sleep(self.rerank_delay)
+        if self.rerank_error:
+            return JSONResponse(
+                {"message": "scripted rerank failure", "error": {"message": "scripted rerank failure"}},
+                status_code=self.rerank_error,
+            )
+        scored = sorted(
+            ((i, self.rerank_score(query, d)) for i, d in enumerate(documents)), key=lambda item: -item[1]
+        )  # sorted() is stable: ties keep the order sent
+        if isinstance(top_n, int) and top_n > 0:
+            scored = scored[:top_n]
+        if tei:
+            return JSONResponse([{"index": i, "score": s} for i, s in scored])
+        return JSONResponse(
+            {
+                "id": uuid.uuid4().hex,
+                "results": [{"index": i, "relevance_score": s} for i, s in scored],
+                "meta": {"billed_units": {"search_units": 1}},
+                "usage": {"total_tokens": sum(len(d) // 4 + 1 for d in documents)},
+            }
+        )
+
+    async def _remote_rerank(self, request: Request) -> Response:
+        knobs = await request.json()
+        with self._lock:
+            if "scores" in knobs:
+                self.rerank_scores = {str(k): float(v) for k, v in (knobs["scores"] or {}).items()}
+            if "error" in knobs:
+                self.rerank_error = knobs["error"]
+            if "delay" in knobs:
+                self.rerank_delay = float(knobs["delay"] or 0.0)
+        return JSONResponse({"rerank": True})
+
     async def _models(self, request: Request) -> Response:
         return JSONResponse({"object": "list", "data": [{"id": "fake-model", "object": "model", "owned_by": "fake"}]})
 
@@ -520,7 +600,8 @@ class FakeProvider:
     async def _remote_requests(self, request: Request) -> Response:
         with self._lock:
             rows = [asdict(r) for r in self.requests]
-        return JSONResponse({"requests": rows, "max_in_flight": self.max_in_flight})
+            reranks = list(self.rerank_inputs)
+        return JSONResponse({"requests": rows, "max_in_flight": self.max_in_flight, "reranks": reranks})
 
     async def _remote_reset(self, request: Request) -> Response:
         self.reset()

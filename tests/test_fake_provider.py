@@ -100,3 +100,30 @@ def test_plain_script_use_and_remote_control() -> None:
         assert recorded["requests"][0]["model"] == "m"
         emb = httpx.post(fake.base_url + "/embeddings", json={"model": "e", "input": ["a b", "c"]}).json()
         assert len(emb["data"]) == 2 and len(emb["data"][0]["embedding"]) == 64
+
+
+async def test_rerank_in_cohere_and_tei_shapes_scripted_and_failing(fake_provider: FakeProvider) -> None:
+    docs = ["a blue bird", "the red fox", "fox"]
+    async with httpx.AsyncClient() as client:
+        url = fake_provider.base_url + "/rerank"
+        cohere = (await client.post(url, json={"model": "r", "query": "red fox", "documents": docs})).json()
+        assert [(r["index"], r["relevance_score"]) for r in cohere["results"]] == [(1, 1.0), (2, 0.5), (0, 0.0)]
+        tei = (await client.post(url, json={"query": "red fox", "texts": docs})).json()
+        assert tei == [{"index": 1, "score": 1.0}, {"index": 2, "score": 0.5}, {"index": 0, "score": 0.0}]
+        fake_provider.rerank_scores = {"bird": 2.0}
+        top = (await client.post(url, json={"query": "red fox", "documents": docs, "top_n": 1})).json()
+        assert top["results"] == [{"index": 0, "relevance_score": 2.0}]
+        fake_provider.rerank_error = 503
+        assert (await client.post(url, json={"query": "q", "documents": docs})).status_code == 503
+    assert [r["top_n"] for r in fake_provider.rerank_inputs] == [None, None, 1, None]
+
+
+def test_rerank_remote_control() -> None:
+    with FakeProvider() as fake:
+        root = fake.base_url.removesuffix("/v1")
+        httpx.post(root + "/_fake/rerank", json={"scores": {"bird": 3}, "delay": 0.01})
+        r = httpx.post(root + "/v2/rerank", json={"query": "fox", "documents": ["fox", "bird"]}).json()
+        assert r["results"][0] == {"index": 1, "relevance_score": 3.0}
+        httpx.post(root + "/_fake/rerank", json={"error": 500})
+        assert httpx.post(root + "/v1/rerank", json={"query": "fox", "documents": ["fox"]}).status_code == 500
+        assert len(httpx.get(root + "/_fake/requests").json()["reranks"]) == 2

@@ -57,8 +57,8 @@ class App:
 
 @asynccontextmanager
 async def open_app(settings: Settings) -> AsyncIterator[App]:
-    """The composition root: open the database (migrating it), build the gateway, the search index,
-    the services and the runtime over it in that order; stop and close them on exit."""
+    """The composition root: open the database (migrating it), build the gateway, the search index
+    and reranker, the services and the runtime over it in that order; stop and close them on exit."""
     store = await open_store(settings.resolved_db())
     try:
         gateway = ModelGateway(settings)
@@ -67,7 +67,12 @@ async def open_app(settings: Settings) -> AsyncIterator[App]:
             from .search.hybrid import EmbeddingIndex  # numpy: only loaded when hybrid search is on
 
             embeddings = EmbeddingIndex(settings, store, gateway)
-        service = ConversationService(store, settings, hybrid=embeddings)
+        reranker = None
+        if settings.rerank_model:
+            from .search.rerank import Reranker
+
+            reranker = Reranker(settings, gateway)
+        service = ConversationService(store, settings, hybrid=embeddings, reranker=reranker)
         app = App(settings, store, service, Runtime(settings, store, service, gateway), embeddings, ChangeFeed(store))
         log.info("database ready at %s", store.location)
         await app.runtime.start()

@@ -32,6 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model-timeout", type=float, help="idle-read timeout of model calls in seconds")
     p.add_argument("--model-retries", type=int, help="retries of a failed model call (default 0)")
     p.add_argument("--embedding-model", help="embedding model handle for hybrid search")
+    p.add_argument(
+        "--rerank-model", help="reranker handle reordering search results, e.g. cohere/rerank-v3.5 (default: none)"
+    )
+    p.add_argument(
+        "--rerank-timeout", type=float, help="seconds a search waits for the reranker, then answers without (default 2)"
+    )
     p.add_argument("--memory-history-limit", type=int, help="versions kept per memory block (default 1000)")
     p.add_argument(
         "--run-sweep-interval",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -20,6 +21,7 @@ def default_db_path() -> Path:
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LOG_LEVELS: tuple[LogLevel, ...] = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
+MODEL_HANDLE = re.compile(r"^[A-Za-z0-9_.\-]+/\S+$")  # litellm's provider/model-name
 
 
 def is_database_url(location: object) -> bool:
@@ -56,6 +58,19 @@ class Settings(BaseSettings):
     model_timeout: float = Field(default=600.0, gt=0, description="Idle-read timeout of model calls, seconds")
     model_retries: int = Field(default=0, ge=0, le=10, description="Retries litellm makes on a failed call")
     embedding_model: str | None = Field(default=None, description="Optional embedding model for hybrid search")
+    rerank_model: str | None = Field(
+        default=None, description="Optional reranker (a litellm rerank handle) reordering search's candidates"
+    )
+    # A search's worst added wait. A hosted reranker or a cross-encoder on a GPU answers a search's
+    # candidates well within it; one on a CPU may need more, and is given it with this setting
+    # (docs/runs.md). Past it the search answers un-reranked rather than keep the caller waiting.
+    rerank_timeout: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        allow_inf_nan=False,
+        description="Seconds a search waits for the reranker before answering in its un-reranked order",
+    )
     memory_history_limit: int = Field(
         default=1000, ge=1, le=1_000_000, description="Versions of each memory block kept (oldest pruned first)"
     )
@@ -168,6 +183,30 @@ class Settings(BaseSettings):
         if value and is_local(value):
             check(value)
         return value
+
+    @field_validator("rerank_model", mode="before")
+    @classmethod
+    def _rerank_model(cls, value: object) -> object:
+        """A litellm handle, said wrong at start rather than in a warning on every search."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        handle = str(value).strip()
+        if not MODEL_HANDLE.match(handle) or handle.endswith("/"):
+            raise ValueError(
+                f"rerank_model {handle!r} is not a model handle; use provider/model-name, e.g. cohere/rerank-v3.5, "
+                "hosted_vllm/BAAI/bge-reranker-v2-m3 or infinity/mixedbread-ai/mxbai-rerank-xsmall-v1"
+            )
+        if handle.split("/", 1)[0] in ("openai", "ollama"):  # the usual routes to a self-hosted model
+            raise ValueError(
+                f"rerank_model {handle!r}: litellm has no rerank route for {handle.split('/', 1)[0]}/; for a server "
+                "with a Cohere-compatible /rerank endpoint (vLLM, Infinity) use hosted_vllm/<model> or infinity/<model>"
+            )
+        if handle.startswith("local/"):
+            raise ValueError(
+                f"rerank_model {handle!r}: no reranker runs in this process (no package ships a cross-encoder's "
+                "weights); serve one with vLLM or Infinity and name it hosted_vllm/<model> or infinity/<model>"
+            )
+        return handle
 
     @field_validator("db", mode="before")
     @classmethod

@@ -32,6 +32,7 @@ log = logging.getLogger("mcp_server_conversations.gateway")
 
 _LITELLM_LOGGERS = ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy")
 _import_lock = threading.Lock()
+_configured = threading.Event()  # set once _load_litellm has imported and configured litellm
 _SECRET_ENV = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL)", re.IGNORECASE)
 _SECRET_PATTERNS = (
     re.compile(r"\bsk-[A-Za-z0-9_\-]{6,}"),
@@ -56,11 +57,18 @@ def _load_litellm() -> ModuleType:
             # litellm's ~300k import-time objects live as long as the process: keep them out of the
             # garbage collector's full passes, which otherwise stall a request now and then (p99; bench/).
             gc.freeze()
+        _configured.set()
         return litellm
 
 
 def litellm_loaded() -> bool:
     return "litellm" in sys.modules
+
+
+def litellm_ready() -> bool:
+    """Whether litellm is imported and configured: a call now waits for no import. (litellm is in
+    sys.modules from the start of its seconds-long import.)"""
+    return _configured.is_set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -359,6 +367,37 @@ class ModelGateway:
         except Exception as e:  # a broken install or model file: the indexer backs off and logs it
             raise ProviderError("LocalModelError", f"{model}: {e!r}", status_code=500) from e
 
+    async def rerank(
+        self, model: str, query: str, documents: list[str], *, top_n: int, within: float
+    ) -> list[tuple[int, float]]:
+        """The documents' (index, relevance) as the reranker orders them, best first, at most
+        `top_n`. `within` (seconds) bounds the whole call, with no retries: the caller answers
+        without the reranker instead (search/rerank.py).
+
+        Raises ProviderError (the same mapping as chat calls)."""
+        try:
+            async with asyncio.timeout(within):
+                litellm = await self.load()
+                response = await litellm.arerank(
+                    model=model, query=query, documents=documents, top_n=top_n, timeout=within, num_retries=0
+                )
+        except TimeoutError as e:
+            raise ProviderError("Timeout", f"{model} gave no ranking within {within:g} s", status_code=504) from e
+        except Exception as e:
+            raise self.map_error(e) from e
+        ranked: list[tuple[int, float]] = []
+        seen: set[int] = set()
+        for item in _field(response, "results") or []:
+            index, score = _field(item, "index"), _field(item, "relevance_score")
+            if not isinstance(index, int) or not 0 <= index < len(documents) or index in seen:
+                raise ProviderError("RerankError", f"{model} returned an unknown or repeated document index {index!r}")
+            if not isinstance(score, int | float) or score != score:  # NaN
+                raise ProviderError("RerankError", f"{model} returned a relevance of {score!r}")
+            seen.add(index)
+            ranked.append((index, float(score)))
+        ranked.sort(key=lambda pair: -pair[1])  # sorted here rather than trusting each route's order
+        return ranked[:top_n]
+
     async def complete(self, model: str, messages: list[dict[str, Any]]) -> Completion:
         """A whole (streamed, then assembled) answer without tools: used by the summarizer."""
         final = Completion(model=model)
@@ -369,5 +408,5 @@ class ModelGateway:
 
 
 def _field(item: Any, name: str) -> Any:
-    """litellm's embedding items are dicts or objects depending on the provider route."""
+    """litellm's embedding and rerank items are dicts or objects depending on the provider route."""
     return item.get(name) if isinstance(item, dict) else getattr(item, name, None)

@@ -16,6 +16,7 @@ from .owners import Owners
 
 if TYPE_CHECKING:
     from ..search.hybrid import EmbeddingIndex
+    from ..search.rerank import Reranker
 
 HANDLE = re.compile(r"^[A-Za-z0-9_.\-]+/\S+$")
 UNSET: Any = object()  # an omitted field in update_* calls (None means: clear it)
@@ -59,12 +60,20 @@ def check_limit(value: int, maximum: int, field: str = "limit") -> int:
 class ServiceBase:
     """The store, settings and checks the services share."""
 
-    def __init__(self, store: Store, settings: Settings, hybrid: EmbeddingIndex | None = None) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        hybrid: EmbeddingIndex | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
         self.store = store
         self.settings = settings
         # With an embedding model configured, search fuses full-text and vector rankings (search/hybrid.py);
         # None: full-text only, and nothing of it is imported.
         self.hybrid = hybrid
+        # With a rerank model configured, a reranker picks each page from deeper candidates (search/rerank.py).
+        self.reranker = reranker
         # Every id a client names is checked against the principal acting (principals.current()) here.
         self.owners = Owners(store)
 

@@ -20,13 +20,20 @@ from .memory_history import check_expected_version
 
 if TYPE_CHECKING:
     from ..search.hybrid import EmbeddingIndex
+    from ..search.rerank import Reranker
 
 
 class ConversationService(HistoryService):
     """Agents, memory blocks, conversations, history and search over one store."""
 
-    def __init__(self, store: Store, settings: Settings, hybrid: EmbeddingIndex | None = None) -> None:
-        super().__init__(store, settings, hybrid)
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        hybrid: EmbeddingIndex | None = None,
+        reranker: Reranker | None = None,
+    ) -> None:
+        super().__init__(store, settings, hybrid, reranker)
         self._default_conversation_lock = asyncio.Lock()  # one default conversation made per agent here
 
     # -- agents --

@@ -153,18 +153,30 @@ class HistoryService(ServiceBase):
                 return await self.hybrid.search(query=text, terms=words, start=lo, end=hi, limit=k, **scope)
             return await self.store.search(terms=words, start=lo, end=hi, limit=k, **scope)
 
+        # With a reranker (search/rerank.py) the ranking goes deeper than the page, and the
+        # reranker picks the page from those candidates.
+        reranker = self.reranker
+        depth = reranker.depth(limit) if reranker is not None else limit
         # A date in the question (search/dates.py): its span is searched first, and the rest of
         # the page comes from the whole scope, so a date that points wrong costs places, not answers.
         within = _narrowed(start, end, span.bounds()) if span else None
         if within is None:
-            return SearchResults(results=await ranked(start, end, limit))
+            found = await ranked(start, end, depth)
+            return SearchResults(results=await reranker.rerank(text, found, limit) if reranker else found)
         # Within the span, a message that dates what it tells into the asked days ("yesterday" said
-        # the day after) comes before one that merely falls in the span's slack.
-        first = dates.told_first(await ranked(*within, max(limit, SPAN_DEPTH)), span)[:limit]
+        # the day after) comes before one that merely falls in the span's slack, reranked or not.
+        first = dates.told_first(await ranked(*within, max(depth, SPAN_DEPTH)), span)[:depth]
         if len(first) >= limit:
-            return SearchResults(results=first)
+            if reranker is not None:
+                first = dates.told_first(await reranker.rerank(text, first, len(first)), span)
+            return SearchResults(results=first[:limit])
         seen = {r.message_id for r in first}
-        rest = [r for r in await ranked(start, end, limit + len(first)) if r.message_id not in seen]
+        rest = [r for r in await ranked(start, end, depth + len(first)) if r.message_id not in seen]
+        rest = rest[: depth - len(first)]
+        if reranker is not None:  # one call over both; the span's hits stay first, each part in the reranker's order
+            order = await reranker.rerank(text, first + rest, len(first) + len(rest))
+            first = dates.told_first([r for r in order if r.message_id in seen], span)
+            rest = [r for r in order if r.message_id not in seen]
         return SearchResults(results=first + rest[: limit - len(first)])
 
 
