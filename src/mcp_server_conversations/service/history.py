@@ -160,7 +160,7 @@ class HistoryService(ServiceBase):
         # A date in the question (search/dates.py): its span is searched first, and the rest of
         # the page comes from the whole scope, so a date that points wrong costs places, not answers.
         within = _narrowed(start, end, span.bounds()) if span else None
-        if within is None:
+        if span is None or within is None:
             found = await ranked(start, end, depth)
             return SearchResults(results=await reranker.rerank(text, found, limit) if reranker else found)
         # Within the span, a message that dates what it tells into the asked days ("yesterday" said
