@@ -6,12 +6,9 @@ a dimension, so a vector match without a shared word can be shown."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
-import os
-import shutil
 import subprocess
 import sys
 from array import array
@@ -25,6 +22,7 @@ from foundation_helpers import count_embeddings, say
 from mcp import Client
 from rest_helpers import letta, rest_server, sdk
 from runtime_helpers import call, db_rows, eventually
+from stdio_helpers import raw_stdio_server
 
 from mcp_server_conversations.app import App, open_app
 from mcp_server_conversations.config import Settings
@@ -498,8 +496,6 @@ async def test_rest_search_fuses(settings: Settings, fake_provider: FakeProvider
 
 # -- end to end over stdio --
 
-SCRIPT = shutil.which("mcp-server-conversations", path=os.path.dirname(sys.executable))
-
 
 @pytest.mark.slow
 @pytest.mark.processes
@@ -508,63 +504,11 @@ async def test_stdio_server_with_an_embedding_model_fuses_and_keeps_stdout_clean
 ) -> None:
     """The console script with --embedding-model and debug logging: the indexer embeds what
     send_message stored, search finds it by meaning, and stdout carries nothing but JSON-RPC."""
-    assert SCRIPT
     db = tmp_path / "stdio.db"
-    proc = await asyncio.create_subprocess_exec(
-        SCRIPT,
-        "--db",
-        str(db),
-        "--model",
-        "openai/fake-model",
-        "--embedding-model",
-        EMBED,
-        "--log-level",
-        "debug",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "PYTHON_DOTENV_DISABLED": "1"},
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    lines: list[bytes] = []
-
-    async def rpc(id_: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params}).encode() + b"\n")
-        await proc.stdin.drain()
-        while True:
-            line = await asyncio.wait_for(proc.stdout.readline(), 60)
-            assert line, "the server closed stdout"
-            lines.append(line)
-            message = json.loads(line)
-            if message.get("id") == id_:
-                return message["result"]
-
-    async def tool(id_: int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        result = await rpc(id_, "tools/call", {"name": name, "arguments": arguments})
-        assert result["isError"] is False, result["content"]
-        return result["structuredContent"]
-
-    try:
-        await rpc(
-            1,
-            "initialize",
-            {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "hybrid", "version": "0"}},
-        )
-        proc.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
-        conv = (await tool(2, "create_conversation", {}))["id"]
-        await tool(3, "send_message", {"conversation_id": conv, "content": CERAMICS})
+    args = ["--db", str(db), "--model", "openai/fake-model", "--embedding-model", EMBED, "--log-level", "debug"]
+    async with raw_stdio_server(*args) as server:
+        conv = (await server.tool("create_conversation", {}))["id"]
+        await server.tool("send_message", {"conversation_id": conv, "content": CERAMICS})
         await indexed(Settings(db=db))
-        found = await tool(4, "conversation_search", {"query": "pottery", "limit": 1})
+        found = await server.tool("conversation_search", {"query": "pottery", "limit": 1})
         assert [r["content"] for r in found["results"]] == [CERAMICS]
-    finally:
-        proc.stdin.close()
-        try:
-            rest, err = await asyncio.wait_for(proc.communicate(), 60)
-        except TimeoutError:
-            proc.kill()
-            raise
-    lines += [line for line in rest.splitlines(keepends=True) if line.strip()]
-    for line in lines:
-        assert json.loads(line)["jsonrpc"] == "2.0", line
-    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
-    assert b"Traceback" not in err

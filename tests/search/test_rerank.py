@@ -7,7 +7,6 @@ or by `rerank_scores` where a test decides the order."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import shutil
@@ -23,6 +22,7 @@ from fake_provider import FakeProvider
 from foundation_helpers import count_embeddings, say
 from rest_helpers import letta, rest_server, sdk
 from runtime_helpers import eventually
+from stdio_helpers import raw_stdio_server
 
 from mcp_server_conversations.app import App, open_app
 from mcp_server_conversations.config import Settings
@@ -399,82 +399,23 @@ async def test_litellm_is_not_imported_before_initialize(settings: Settings) -> 
     ]
 
 
-SCRIPT = shutil.which("mcp-server-conversations", path=os.path.dirname(sys.executable))
-
-
 @pytest.mark.slow
 async def test_a_spawned_stdio_server_reranks(tmp_path: Path, fake_provider: FakeProvider) -> None:
     """The console script with --rerank-model: conversation_search over stdio answers in the
     reranker's order, and stdout carries nothing but JSON-RPC."""
-    assert SCRIPT
-    proc = await asyncio.create_subprocess_exec(
-        SCRIPT,
-        "--db",
-        str(tmp_path / "stdio.db"),
-        "--model",
-        "openai/fake-model",
-        "--rerank-model",
-        RERANK,
-        "--rerank-timeout",
-        "5",
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={
-            **os.environ,
-            "HOSTED_VLLM_API_BASE": fake_provider.base_url,
-            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "PYTHON_DOTENV_DISABLED": "1",
-        },
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    lines: list[bytes] = []
-
-    async def rpc(id_: int, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        proc.stdin.write(json.dumps({"jsonrpc": "2.0", "id": id_, "method": method, "params": params}).encode() + b"\n")
-        await proc.stdin.drain()
-        while True:
-            line = await asyncio.wait_for(proc.stdout.readline(), 60)
-            assert line, "the server closed stdout"
-            lines.append(line)
-            message = json.loads(line)
-            if message.get("id") == id_:
-                return message["result"]
-
-    async def tool(id_: int, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        result = await rpc(id_, "tools/call", {"name": name, "arguments": arguments})
-        assert result["isError"] is False, result["content"]
-        return result["structuredContent"]
-
-    try:
-        await rpc(
-            1,
-            "initialize",
-            {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "rerank", "version": "0"}},
-        )
-        proc.stdin.write(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
-        conv = (await tool(2, "create_conversation", {}))["id"]
+    args = ["--db", str(tmp_path / "stdio.db"), "--model", "openai/fake-model", "--rerank-model", RERANK]
+    env = {"HOSTED_VLLM_API_BASE": fake_provider.base_url}
+    async with raw_stdio_server(*args, "--rerank-timeout", "5", env=env) as server:
+        conv = (await server.tool("create_conversation", {}))["id"]
         fake_provider.enqueue("Noted: the garden fence needs paint.")
-        await tool(3, "send_message", {"conversation_id": conv, "content": "a walk past the community garden"})
+        await server.tool("send_message", {"conversation_id": conv, "content": "a walk past the community garden"})
         fake_provider.rerank_scores = {"fence": 0.9, "community": 0.3}
-        found = await tool(4, "conversation_search", {"query": "garden", "limit": 2})
+        found = await server.tool("conversation_search", {"query": "garden", "limit": 2})
         assert [r["content"] for r in found["results"]] == [
             "Noted: the garden fence needs paint.",
             "a walk past the community garden",
         ]
         assert fake_provider.rerank_inputs[-1]["query"] == "garden"
-    finally:
-        proc.stdin.close()
-        try:
-            rest, err = await asyncio.wait_for(proc.communicate(), 60)
-        except TimeoutError:
-            proc.kill()
-            raise
-    lines += [line for line in rest.splitlines(keepends=True) if line.strip()]
-    for line in lines:
-        assert json.loads(line)["jsonrpc"] == "2.0", line
-    assert proc.returncode == 0, err.decode(errors="replace")[-2000:]
-    assert b"Traceback" not in err
 
 
 def rest_search(base_url: str, agent_id: str) -> list[str]:
