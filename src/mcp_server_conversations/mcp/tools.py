@@ -300,7 +300,9 @@ def register(mcp: MCPServer) -> None:
         end_date: Annotated[str | None, Field(description="YYYY-MM-DD (whole day) or ISO datetime, inclusive")] = None,
         limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_RESULTS, description=f"Results, 1-{MAX_SEARCH_RESULTS}")] = 10,
     ) -> SearchResults:
-        """Search the pooled history of all the agent's conversations, best match first (BM25)."""
+        """Search the pooled history of all the agent's conversations, best match first: full text
+        (stemmed; words common in this agent's history count little), fused with meaning when the server
+        has an embedding model. A date in the query ("on 8 May 2023", "last week") searches that time first."""
         return await app_of(ctx).service.search(
             query, agent_id, conversation_id, list(roles) if roles else None, start_date, end_date, limit
         )
