@@ -15,6 +15,8 @@ year is its latest occurrence not after today. Day/month/year written with slash
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -24,6 +26,7 @@ from ..util import to_iso
 
 SLACK_BEFORE = timedelta(days=1)
 SLACK_AFTER = timedelta(days=15)
+TELLS_SCAN = 2000  # characters of a candidate read for dates (tool outputs can be long; chat turns are not)
 
 _MONTH_NAMES = "january february march april may june july august september october november december".split()
 _MONTHS = "|".join(_MONTH_NAMES + ["jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec"])
@@ -64,11 +67,15 @@ def _found(text: str) -> list[tuple[str, re.Match[str]]]:
     """The date phrases in `text`, in order; where two overlap, the one listed first above wins
     ("the last week of June" before "last week")."""
     taken: list[tuple[str, re.Match[str]]] = []
+    starts: list[int] = []  # the taken matches' starts, sorted (they never overlap)
     for name, pattern in _DATES:
         for m in pattern.finditer(text):
-            if all(m.end() <= t.start() or m.start() >= t.end() for _, t in taken):
-                taken.append((name, m))
-    return sorted(taken, key=lambda x: x[1].start())
+            i = bisect.bisect_left(starts, m.start())
+            before_ends = i == 0 or taken[i - 1][1].end() <= m.start()
+            if before_ends and (i == len(starts) or m.end() <= starts[i]):
+                starts.insert(i, m.start())
+                taken.insert(i, (name, m))
+    return taken
 
 
 @dataclass(frozen=True)
@@ -190,12 +197,19 @@ def tells_of(text: str, said_at: datetime, span: DateSpan) -> bool:
     """Whether `text`, said at `said_at`, dates something it tells into the span's days: "yesterday",
     "three days ago", "last week" read against the day it was said. Such a message is about the
     asked time, where one that only falls in the span's slack may be about anything."""
-    today = said_at.astimezone(UTC).date()
-    for kind, m in _found(text):
-        found = _span(kind, m, today)
-        if found and found[0] < span.after and found[1] > span.first:
-            return True
-    return False
+    return any(
+        first < span.after and after > span.first
+        for first, after in _told_days(text[:TELLS_SCAN], said_at.astimezone(UTC).date())
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _told_days(text: str, said: date) -> tuple[tuple[date, date], ...]:
+    """The days a message's date phrases name, read from the day it was said. Remembered: the same
+    messages come back as candidates search after search, and reading a text for dates is the
+    costly part (a dozen patterns over it)."""
+    days = (_span(kind, m, said) for kind, m in _found(text))
+    return tuple(d for d in days if d)
 
 
 def told_first(results: list[SearchResult], span: DateSpan) -> list[SearchResult]:
