@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import anyio
 import pytest
@@ -275,8 +276,12 @@ async def test_a_write_that_raises_is_rolled_back(store: SQLiteStore) -> None:
         db.execute("UPDATE agents SET name = 'changed' WHERE id = ?", (agent_id,))
         raise RuntimeError("boom")
 
+    async def fails_on_postgres(db: Any) -> None:  # asyncpg: the same unit of work, awaited
+        await db.execute("UPDATE agents SET name = 'changed' WHERE id = $1", agent_id)
+        raise RuntimeError("boom")
+
     with pytest.raises(RuntimeError):
-        await store.database.write(fails)
+        await store.database.write(fails_on_postgres if on_pg(store) else fails)
     assert (await store.get_agent(agent_id)).name == "a"
 
 
