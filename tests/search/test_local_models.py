@@ -17,6 +17,7 @@ from mcp_server_conversations.config import Settings
 from mcp_server_conversations.errors import ProviderError
 from mcp_server_conversations.gateway import ModelGateway
 from mcp_server_conversations.local import models as local_models
+from mcp_server_conversations.search.fusion import LEXICAL_WEIGHT, STATIC_LEXICAL_WEIGHT, lexical_weight
 from mcp_server_conversations.search.hybrid import EmbeddingIndex
 
 WORDLLAMA = "local/wordllama"
@@ -127,3 +128,9 @@ def test_the_numpy_minilm_gives_the_reference_vectors() -> None:
     assert longer[:3] == pytest.approx([0.08646, 0.10264, 0.00543], abs=1e-4)
     batched = embedder.embed(["Each sentence is converted", "a much longer text " * 40, "This is an example sentence"])
     assert batched[0] == pytest.approx(longer, abs=1e-5) and batched[2] == pytest.approx(short, abs=1e-5)
+
+
+def test_a_static_word_vector_model_weighs_less_than_full_text_in_the_fusion() -> None:
+    assert lexical_weight("local/wordllama") == STATIC_LEXICAL_WEIGHT > LEXICAL_WEIGHT
+    for model in ("local/all-minilm-l6-v2", "openai/text-embedding-3-small", "ollama/nomic-embed-text"):
+        assert lexical_weight(model) == LEXICAL_WEIGHT

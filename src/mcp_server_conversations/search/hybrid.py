@@ -40,7 +40,7 @@ from ..gateway import ModelGateway
 from ..local.models import is_local
 from ..models import SearchResult
 from ..storage import PendingMessage, Store
-from .fusion import CENTER_AT, centre, embedding_query, fuse, similarities
+from .fusion import CENTER_AT, centre, embedding_query, fuse, lexical_weight, similarities
 
 log = logging.getLogger("mcp_server_conversations.search.hybrid")
 
@@ -305,7 +305,7 @@ class EmbeddingIndex:
             return full_text[:limit]
         if not vector:
             return full_text[:limit]
-        return fuse(full_text, vector, limit)
+        return fuse(full_text, vector, limit, lexical_weight(self.model))
 
     async def _query_vector(self, query: str) -> np.ndarray | None:
         """The query's normalized vector (recent ones are remembered); None while in cooldown."""

@@ -148,10 +148,11 @@ class HistoryService(ServiceBase):
             "conversation_id": conversation_id,
         }
 
-        async def ranked(lo: str | None, hi: str | None, k: int) -> list[SearchResult]:
+        async def ranked(lo: str | None, hi: str | None, k: int, extra: tuple[str, ...] = ()) -> list[SearchResult]:
+            searched = words + [w for w in extra if w not in words]
             if self.hybrid is not None:
-                return await self.hybrid.search(query=text, terms=words, start=lo, end=hi, limit=k, **scope)
-            return await self.store.search(terms=words, start=lo, end=hi, limit=k, **scope)
+                return await self.hybrid.search(query=text, terms=searched, start=lo, end=hi, limit=k, **scope)
+            return await self.store.search(terms=searched, start=lo, end=hi, limit=k, **scope)
 
         # With a reranker (search/rerank.py) the ranking goes deeper than the page, and the
         # reranker picks the page from those candidates.
@@ -164,8 +165,10 @@ class HistoryService(ServiceBase):
             found = await ranked(start, end, depth)
             return SearchResults(results=await reranker.rerank(text, found, limit) if reranker else found)
         # Within the span, a message that dates what it tells into the asked days ("yesterday" said
-        # the day after) comes before one that merely falls in the span's slack, reranked or not.
-        first = dates.told_first(await ranked(*within, max(depth, SPAN_DEPTH)), span)[:depth]
+        # the day after) comes before one that merely falls in the span's slack, reranked or not; the
+        # words such messages date with are searched there too, as the question's date stands for them.
+        candidates = await ranked(*within, max(depth, SPAN_DEPTH), dates.TELLING_WORDS)
+        first = dates.told_first(candidates, span)[:depth]
         if len(first) >= limit:
             if reranker is not None:
                 first = dates.told_first(await reranker.rerank(text, first, len(first)), span)
