@@ -28,8 +28,9 @@ SLACK_BEFORE = timedelta(days=1)
 SLACK_AFTER = timedelta(days=15)
 # The words a chat message dates what it tells with ("yesterday", "three days ago", "last week"): a
 # question naming a day searches them within its span, so a message that tells of that day is a
-# candidate even when it shares no other word with the question.
-TELLING_WORDS = ("yesterday", "today", "tonight", "ago", "morning", "afternoon", "evening", "last", "week", "weekend")
+# candidate even when it shares no other word with the question. ("evening" is not among them: it
+# stems to "even", which would make every message holding that word one.)
+TELLING_WORDS = ("yesterday", "today", "tonight", "ago", "morning", "afternoon", "last", "week", "weekend")
 TELLS_SCAN = 2000  # characters of a candidate read for dates (tool outputs can be long; chat turns are not)
 
 _MONTH_NAMES = "january february march april may june july august september october november december".split()

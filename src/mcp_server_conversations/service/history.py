@@ -13,7 +13,7 @@ from ..storage import MESSAGE_TYPES
 from ..util import check_date_range, decode_cursor, encode_cursor, parse_date_bound
 from .base import ServiceBase, check_limit
 
-SPAN_DEPTH = 50  # candidates read within a question's date span before those telling of it go first
+SPAN_DEPTH = 20  # candidates read within a question's date span before those telling of it go first
 
 
 class HistoryService(ServiceBase):
