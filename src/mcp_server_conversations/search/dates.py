@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -217,14 +218,20 @@ def _told_days(text: str, said: date) -> tuple[tuple[date, date], ...]:
     return tuple(d for d in days if d)
 
 
-def told_first(results: list[SearchResult], span: DateSpan) -> list[SearchResult]:
+def told_first(results: list[SearchResult], span: DateSpan, also: Sequence[SearchResult] = ()) -> list[SearchResult]:
     """`results` (best first) with those that tell of the span's days (`tells_of`) ahead of the
-    rest, each group in its own order."""
-    told = [r for r in results if r.content and tells_of(r.content, datetime.fromisoformat(r.created_at), span)]
+    rest, each group in its own order; after the told among `results` come the told among `also`
+    (found by date words alone), and `also`'s others are left out."""
+
+    def tells(r: SearchResult) -> bool:
+        return bool(r.content) and tells_of(r.content or "", datetime.fromisoformat(r.created_at), span)
+
+    ids = {r.message_id for r in results}
+    told = [r for r in results if tells(r)] + [r for r in also if r.message_id not in ids and tells(r)]
     if not told:
         return results
-    ids = {r.message_id for r in told}
-    return told + [r for r in results if r.message_id not in ids]
+    first = {r.message_id for r in told}
+    return told + [r for r in results if r.message_id not in first]
 
 
 def without_dates(text: str) -> str:

@@ -14,6 +14,7 @@ from ..util import check_date_range, decode_cursor, encode_cursor, parse_date_bo
 from .base import ServiceBase, check_limit
 
 SPAN_DEPTH = 20  # candidates read within a question's date span before those telling of it go first
+DATED_DEPTH = 50  # messages found by date words alone in that span, checked for telling of its days
 
 
 class HistoryService(ServiceBase):
@@ -148,11 +149,10 @@ class HistoryService(ServiceBase):
             "conversation_id": conversation_id,
         }
 
-        async def ranked(lo: str | None, hi: str | None, k: int, extra: tuple[str, ...] = ()) -> list[SearchResult]:
-            searched = words + [w for w in extra if w not in words]
+        async def ranked(lo: str | None, hi: str | None, k: int) -> list[SearchResult]:
             if self.hybrid is not None:
-                return await self.hybrid.search(query=text, terms=searched, start=lo, end=hi, limit=k, **scope)
-            return await self.store.search(terms=searched, start=lo, end=hi, limit=k, **scope)
+                return await self.hybrid.search(query=text, terms=words, start=lo, end=hi, limit=k, **scope)
+            return await self.store.search(terms=words, start=lo, end=hi, limit=k, **scope)
 
         # With a reranker (search/rerank.py) the ranking goes deeper than the page, and the
         # reranker picks the page from those candidates.
@@ -165,10 +165,14 @@ class HistoryService(ServiceBase):
             found = await ranked(start, end, depth)
             return SearchResults(results=await reranker.rerank(text, found, limit) if reranker else found)
         # Within the span, a message that dates what it tells into the asked days ("yesterday" said
-        # the day after) comes before one that merely falls in the span's slack, reranked or not; the
-        # words such messages date with are searched there too, as the question's date stands for them.
-        candidates = await ranked(*within, max(depth, SPAN_DEPTH), dates.TELLING_WORDS)
-        first = dates.told_first(candidates, span)[:depth]
+        # the day after) comes before one that merely falls in the span's slack, reranked or not. The
+        # words such messages date with are searched there too (the question's date stands for them);
+        # what they find counts only if it tells of those days.
+        topical = await ranked(*within, max(depth, SPAN_DEPTH))
+        dated = await self.store.search(
+            terms=list(dates.TELLING_WORDS), start=within[0], end=within[1], limit=DATED_DEPTH, **scope
+        )
+        first = dates.told_first(topical, span, also=dated)[:depth]
         if len(first) >= limit:
             if reranker is not None:
                 first = dates.told_first(await reranker.rerank(text, first, len(first)), span)
