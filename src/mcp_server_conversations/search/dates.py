@@ -218,20 +218,25 @@ def _told_days(text: str, said: date) -> tuple[tuple[date, date], ...]:
     return tuple(d for d in days if d)
 
 
-def told_first(results: list[SearchResult], span: DateSpan, also: Sequence[SearchResult] = ()) -> list[SearchResult]:
-    """`results` (best first) with those that tell of the span's days (`tells_of`) ahead of the
-    rest, each group in its own order; after the told among `results` come the told among `also`
-    (found by date words alone), and `also`'s others are left out."""
+def told_first(
+    results: list[SearchResult], span: DateSpan, told_from: Sequence[SearchResult] | None = None
+) -> list[SearchResult]:
+    """`results` (best first) with those that tell of the span's days (`tells_of`) ahead of the rest.
+    The telling ones are taken from `told_from` in its order (default: `results`), so a caller can
+    add candidates found otherwise and choose their order; the rest keep `results`' order."""
 
     def tells(r: SearchResult) -> bool:
         return bool(r.content) and tells_of(r.content or "", datetime.fromisoformat(r.created_at), span)
 
-    ids = {r.message_id for r in results}
-    told = [r for r in results if tells(r)] + [r for r in also if r.message_id not in ids and tells(r)]
+    told: list[SearchResult] = []
+    ids: set[str] = set()
+    for r in results if told_from is None else told_from:
+        if r.message_id not in ids and tells(r):
+            told.append(r)
+            ids.add(r.message_id)
     if not told:
         return results
-    first = {r.message_id for r in told}
-    return told + [r for r in results if r.message_id not in first]
+    return told + [r for r in results if r.message_id not in ids]
 
 
 def without_dates(text: str) -> str:

@@ -13,7 +13,7 @@ from ..storage import MESSAGE_TYPES
 from ..util import check_date_range, decode_cursor, encode_cursor, parse_date_bound
 from .base import ServiceBase, check_limit
 
-SPAN_DEPTH = 20  # candidates read within a question's date span before those telling of it go first
+SPAN_DEPTH = 50  # candidates read within a question's date span before those telling of it go first
 DATED_DEPTH = 50  # messages found by date words alone in that span, checked for telling of its days
 
 
@@ -166,13 +166,19 @@ class HistoryService(ServiceBase):
             return SearchResults(results=await reranker.rerank(text, found, limit) if reranker else found)
         # Within the span, a message that dates what it tells into the asked days ("yesterday" said
         # the day after) comes before one that merely falls in the span's slack, reranked or not. The
-        # words such messages date with are searched there too (the question's date stands for them);
-        # what they find counts only if it tells of those days.
+        # telling ones come in full text's order of the question's words, then those found by the
+        # words messages date with alone (searched there too, as the question's date stands for
+        # them; found that way, a message counts only if it tells of those days), then those only
+        # the vectors found: once the day is known, vectors add little.
         topical = await ranked(*within, max(depth, SPAN_DEPTH))
-        dated = await self.store.search(
-            terms=list(dates.TELLING_WORDS), start=within[0], end=within[1], limit=DATED_DEPTH, **scope
+        lo, hi = within
+        by_words = (
+            topical
+            if self.hybrid is None
+            else await self.store.search(terms=words, start=lo, end=hi, limit=SPAN_DEPTH, **scope)
         )
-        first = dates.told_first(topical, span, also=dated)[:depth]
+        dated = await self.store.search(terms=list(dates.TELLING_WORDS), start=lo, end=hi, limit=DATED_DEPTH, **scope)
+        first = dates.told_first(topical, span, told_from=[*by_words, *dated, *topical])[:depth]
         if len(first) >= limit:
             if reranker is not None:
                 first = dates.told_first(await reranker.rerank(text, first, len(first)), span)
