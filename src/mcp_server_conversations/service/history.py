@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from .. import principals
@@ -170,14 +171,15 @@ class HistoryService(ServiceBase):
         # words messages date with alone (searched there too, as the question's date stands for
         # them; found that way, a message counts only if it tells of those days), then those only
         # the vectors found: once the day is known, vectors add little.
-        topical = await ranked(*within, max(depth, SPAN_DEPTH))
         lo, hi = within
-        by_words = (
-            topical
-            if self.hybrid is None
-            else await self.store.search(terms=words, start=lo, end=hi, limit=SPAN_DEPTH, **scope)
-        )
-        dated = await self.store.search(terms=list(dates.TELLING_WORDS), start=lo, end=hi, limit=DATED_DEPTH, **scope)
+        searches = [  # independent: a backend with a connection pool runs them side by side
+            ranked(lo, hi, max(depth, SPAN_DEPTH)),
+            self.store.search(terms=list(dates.TELLING_WORDS), start=lo, end=hi, limit=DATED_DEPTH, **scope),
+        ]
+        if self.hybrid is not None:
+            searches.append(self.store.search(terms=words, start=lo, end=hi, limit=SPAN_DEPTH, **scope))
+        topical, dated, *rest_of = await asyncio.gather(*searches)
+        by_words = rest_of[0] if rest_of else topical
         first = dates.told_first(topical, span, told_from=[*by_words, *dated, *topical])[:depth]
         if len(first) >= limit:
             if reranker is not None:
