@@ -44,7 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: starts processes (servers, node); scheduled first")
     config.addinivalue_line(
         "markers",
-        "processes: the multi-process tier (replicas, killed processes, servers started as users start them, "
+        "processes: the multi-process tier (replicas, killed processes, long checks of spawned servers, "
         "Letta Code and the TypeScript SDK); left out of a plain `pytest` run, run with `-m processes`",
     )
 

@@ -400,6 +400,7 @@ async def test_litellm_is_not_imported_before_initialize(settings: Settings) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.processes
 async def test_a_spawned_stdio_server_reranks(tmp_path: Path, fake_provider: FakeProvider) -> None:
     """The console script with --rerank-model: conversation_search over stdio answers in the
     reranker's order, and stdout carries nothing but JSON-RPC."""
