@@ -124,6 +124,7 @@ class EmbeddingIndex:
         self._versions: dict[str, int] = {}  # bumped per agent on each write, so a slow load never caches stale rows
         self._stamps: dict[str, int] = {}  # per agent: the store's vector_stamp when its matrix was loaded
         self._queries: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._embedding: dict[str, asyncio.Future[np.ndarray | None]] = {}  # queries being embedded now
         self._down_until = 0.0
         self._task: asyncio.Task[None] | None = None
         self.failures = 0  # consecutive failed indexing attempts (0 when healthy)
@@ -308,7 +309,8 @@ class EmbeddingIndex:
         return fuse(full_text, vector, limit, lexical_weight(self.model))
 
     async def _query_vector(self, query: str) -> np.ndarray | None:
-        """The query's normalized vector (recent ones are remembered); None while in cooldown."""
+        """The query's normalized vector (recent ones are remembered, and searches asking for the
+        same query at once share one request); None while in cooldown."""
         text = query[:MAX_EMBED_CHARS].strip()
         cached = self._queries.get(text)
         if cached is not None:
@@ -316,6 +318,18 @@ class EmbeddingIndex:
             return cached
         if time.monotonic() < self._down_until:
             return None
+        pending = self._embedding.get(text)
+        if pending is None:
+            pending = self._embedding[text] = asyncio.ensure_future(self._embed_query(text))
+            pending.add_done_callback(lambda done: self._query_done(text, done))
+        return await asyncio.shield(pending)
+
+    def _query_done(self, text: str, done: asyncio.Future[np.ndarray | None]) -> None:
+        self._embedding.pop(text, None)
+        if not done.cancelled():
+            done.exception()  # taken here too: every search that asked may have been cancelled since
+
+    async def _embed_query(self, text: str) -> np.ndarray | None:
         timeout = min(self.query_timeout, self.settings.model_timeout)
         vector = normalized((await self.gateway.embed(self.model, [text], within=timeout))[0])
         if vector is not None:
