@@ -178,40 +178,21 @@ class HistoryService(ServiceBase):
         ]
         if self.hybrid is not None:
             searches.append(self.store.search(terms=words, start=lo, end=hi, limit=SPAN_DEPTH, **scope))
-        # The whole scope fills the page when the span does not; where reads run side by side it is
-        # asked for at once (deep enough whatever the span holds) rather than in a second round.
-        whole = asyncio.ensure_future(ranked(start, end, 2 * depth)) if self.store.parallel_reads else None
-        try:
-            topical, dated, *rest_of = await asyncio.gather(*searches)
-        except BaseException:
-            _drop(whole)
-            raise
+        topical, dated, *rest_of = await asyncio.gather(*searches)
         by_words = rest_of[0] if rest_of else topical
         first = dates.told_first(topical, span, told_from=[*by_words, *dated, *topical])[:depth]
         if len(first) >= limit:
-            _drop(whole)
             if reranker is not None:
                 first = dates.told_first(await reranker.rerank(text, first, len(first)), span)
             return SearchResults(results=first[:limit])
         seen = {r.message_id for r in first}
-        scope_ranked = await whole if whole is not None else await ranked(start, end, depth + len(first))
-        rest = [r for r in scope_ranked if r.message_id not in seen]
+        rest = [r for r in await ranked(start, end, depth + len(first)) if r.message_id not in seen]
         rest = rest[: depth - len(first)]
         if reranker is not None:  # one call over both; the span's hits stay first, each part in the reranker's order
             order = await reranker.rerank(text, first + rest, len(first) + len(rest))
             first = dates.told_first([r for r in order if r.message_id in seen], span)
             rest = [r for r in order if r.message_id not in seen]
         return SearchResults(results=first + rest[: limit - len(first)])
-
-
-def _drop(task: asyncio.Future[Any] | None) -> None:
-    """Give up a read asked for in advance: cancel it, or take its error if it already failed."""
-    if task is None:
-        return
-    if not task.done():
-        task.cancel()
-    elif not task.cancelled():
-        task.exception()
 
 
 def _narrowed(start: str | None, end: str | None, span: tuple[str, str]) -> tuple[str, str] | None:

@@ -22,7 +22,6 @@ class SQLiteBase:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.location = database.path
-        self.parallel_reads = False  # one reader thread
         self._presence: FilePresence | None = None
         self._embedding_claims: set[int] = set()  # message keys this process is embedding
 

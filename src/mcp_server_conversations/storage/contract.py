@@ -64,9 +64,6 @@ class Store(Protocol):
     """Agents, memory blocks, conversations, messages, runs, search and message embeddings."""
 
     location: str  # where the data lives, for logs (a path, or a URL without credentials)
-    # Whether reads handed in together run side by side (a connection pool) rather than one after
-    # another (one reader thread): a caller may then ask for one it might not need beside those it does.
-    parallel_reads: bool
 
     # -- lifecycle and processes --
 

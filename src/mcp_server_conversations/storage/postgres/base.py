@@ -19,7 +19,6 @@ class PgBase:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.location = database.location
-        self.parallel_reads = True  # a pool of connections
         self._presence: PgPresence | None = None
 
     @classmethod
