@@ -111,26 +111,13 @@ class _InMessage(BaseModel):
     status: Literal["success", "error", "requires_approval"] | None = None
 
 
-class _InRun(BaseModel):
+class _InRun(ExportedRun):  # the exported layout, read strictly
     model_config = _STRICT
     id: str = Field(min_length=1, max_length=ID_MAX)
-    model: str | None = None
-    status: RunStatus
-    stop_reason: StopReason | None = None
-    usage: Usage | None = None
-    error: str | None = None
-    created_at: str
-    started_at: str | None = None
-    completed_at: str | None = None
 
 
-class _InAgent(BaseModel):
+class _InAgent(ExportedAgent):
     model_config = _STRICT
-    id: str
-    name: str
-    model: str | None = None
-    system: str
-    context_window_limit: int | None = None
 
 
 class _InBlock(BaseModel):
