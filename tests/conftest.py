@@ -26,8 +26,8 @@ os.environ.setdefault("PYTHON_DOTENV_DISABLED", "1")
 # Fixtures `fake_provider` (a fake OpenAI-compatible server on 127.0.0.1, tests/fake_provider.py),
 # `model_settings`, `mode`, `connect` (in-memory MCP clients, tests/runtime_helpers.py), `small_disk` (a
 # real full filesystem, tests/full_disk_helpers.py) and `oauth_issuer` (a real local OAuth issuer with its
-# own keys, tests/oauth_issuer.py).
-pytest_plugins = ["fake_provider", "runtime_helpers", "full_disk_helpers", "oauth_issuer"]
+# own keys, tests/oauth_issuer.py), `hybrid` and `quick_indexer` (tests/hybrid_helpers.py).
+pytest_plugins = ["fake_provider", "runtime_helpers", "full_disk_helpers", "oauth_issuer", "hybrid_helpers"]
 
 from pg_helpers import REQUIRED, TestDatabase, base_dsn  # noqa: E402
 

@@ -10,40 +10,18 @@ from collections import Counter
 import pytest
 from fake_provider import FakeProvider
 from foundation_helpers import say
-from runtime_helpers import db_rows, eventually
+from hybrid_helpers import pending
+from runtime_helpers import eventually
 
 from mcp_server_conversations.app import open_app
 from mcp_server_conversations.config import Settings
-from mcp_server_conversations.search.hybrid import EmbeddingIndex
 from mcp_server_conversations.storage import NewMessage
 
-pytestmark = [pytest.mark.slow, pytest.mark.processes]
+pytestmark = [pytest.mark.usefixtures("quick_indexer"), pytest.mark.slow, pytest.mark.processes]
 
-EMBED = "openai/fake-embed"
 CERAMICS = "Ada signed up for a ceramics course on Tuesdays"
 FILLER = ["We talked about the marathon training plan", "Grocery list: eggs, spinach, oat milk"]
 BACKLOG = 400
-
-
-@pytest.fixture(autouse=True)
-def _quick_indexer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(EmbeddingIndex, "start_delay", 0.0)
-    monkeypatch.setattr(EmbeddingIndex, "poll", 0.02)
-    monkeypatch.setattr(EmbeddingIndex, "max_backoff", 0.1)
-
-
-@pytest.fixture
-def hybrid(settings: Settings, fake_provider: FakeProvider) -> Settings:
-    return settings.model_copy(update={"embedding_model": EMBED})
-
-
-def pending(settings: Settings) -> int:
-    return db_rows(
-        settings,
-        "SELECT count(*) FROM messages m WHERE search_text IS NOT NULL AND NOT EXISTS "
-        "(SELECT 1 FROM message_embeddings e WHERE e.message_rowid = m.rowid AND e.model = ?)",
-        (EMBED,),
-    )[0][0]
 
 
 async def test_two_replicas_split_a_backlog_and_embed_each_message_once(

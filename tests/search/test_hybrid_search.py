@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from fake_provider import FakeProvider
 from foundation_helpers import count_embeddings, say
+from hybrid_helpers import EMBED, indexed, pending
 from mcp import Client
 from rest_helpers import letta, rest_server, sdk
 from runtime_helpers import call, db_rows, eventually
@@ -32,7 +33,8 @@ from mcp_server_conversations.search.fusion import centre, embedding_query, fuse
 from mcp_server_conversations.search.hybrid import EmbeddingIndex
 from mcp_server_conversations.storage import NewMessage
 
-EMBED = "openai/fake-embed"
+pytestmark = pytest.mark.usefixtures("quick_indexer")
+
 CERAMICS = "Ada signed up for a ceramics course on Tuesdays"
 GLAZE = "The pottery glaze arrived cracked"
 FILLER = [
@@ -41,33 +43,6 @@ FILLER = [
     "The quarterly budget review moved to Friday",
     "My sister adopted a grey kitten",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _quick_indexer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Poll often and back off briefly, so waiting for the indexer takes milliseconds."""
-    monkeypatch.setattr(EmbeddingIndex, "start_delay", 0.0)
-    monkeypatch.setattr(EmbeddingIndex, "poll", 0.02)
-    monkeypatch.setattr(EmbeddingIndex, "max_backoff", 0.1)
-
-
-@pytest.fixture
-def hybrid(settings: Settings, fake_provider: FakeProvider) -> Settings:
-    return settings.model_copy(update={"embedding_model": EMBED})
-
-
-def pending(settings: Settings) -> int:
-    """Searchable messages the indexer has not handled yet."""
-    return db_rows(
-        settings,
-        "SELECT count(*) FROM messages m WHERE search_text IS NOT NULL AND NOT EXISTS "
-        "(SELECT 1 FROM message_embeddings e WHERE e.message_rowid = m.rowid AND e.model = ?)",
-        (EMBED,),
-    )[0][0]
-
-
-async def indexed(settings: Settings) -> None:
-    await eventually(lambda: pending(settings) == 0, "the indexer to embed every searchable message")
 
 
 async def conversation(app: App, *texts: str, role: str = "user", **kw: Any) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from fake_provider import FakeProvider
 from foundation_helpers import count_embeddings, say
+from hybrid_helpers import EMBED
 from rest_helpers import letta, rest_server, sdk
 from runtime_helpers import eventually
 from stdio_helpers import raw_stdio_server
@@ -29,11 +30,11 @@ from mcp_server_conversations.config import Settings
 from mcp_server_conversations.errors import ProviderError
 from mcp_server_conversations.gateway import ModelGateway
 from mcp_server_conversations.models import SearchResult
-from mcp_server_conversations.search.hybrid import EmbeddingIndex
 from mcp_server_conversations.search.rerank import DEPTH, MAX_DOCUMENT_CHARS, Reranker, document
 
+pytestmark = pytest.mark.usefixtures("quick_indexer")
+
 RERANK = "hosted_vllm/fake-rerank"
-EMBED = "openai/fake-embed"
 GARDEN = [  # full text ranks the fence first for "garden" (the others' order differs by backend)
     "the garden fence needs paint",
     "garden tomatoes and garden beans from the garden",
@@ -45,12 +46,6 @@ GARDEN = [  # full text ranks the fence first for "garden" (the others' order di
 def reranking(settings: Settings, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("HOSTED_VLLM_API_BASE", fake_provider.base_url)
     return settings.model_copy(update={"rerank_model": RERANK})
-
-
-@pytest.fixture(autouse=True)
-def _quick_indexer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(EmbeddingIndex, "start_delay", 0.0)
-    monkeypatch.setattr(EmbeddingIndex, "poll", 0.02)
 
 
 async def ready(app: App) -> Reranker:

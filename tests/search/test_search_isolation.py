@@ -6,23 +6,18 @@ from __future__ import annotations
 import pytest
 from fake_provider import FakeProvider
 from foundation_helpers import say
+from hybrid_helpers import EMBED, pending
 from runtime_helpers import eventually
-from test_hybrid_search import CERAMICS, EMBED, FILLER, pending
+from test_hybrid_search import CERAMICS, FILLER
 
 from mcp_server_conversations import principals
 from mcp_server_conversations.app import App, open_app
 from mcp_server_conversations.config import Settings
 from mcp_server_conversations.errors import NotFoundError
-from mcp_server_conversations.search.hybrid import EmbeddingIndex
+
+pytestmark = pytest.mark.usefixtures("quick_indexer")
 
 A, B = principals.for_token("alice"), principals.for_token("bob")
-
-
-@pytest.fixture(autouse=True)
-def _quick_indexer(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(EmbeddingIndex, "start_delay", 0.0)
-    monkeypatch.setattr(EmbeddingIndex, "poll", 0.02)
-    monkeypatch.setattr(EmbeddingIndex, "max_backoff", 0.1)
 
 
 async def own_conversation(app: App, principal: str, *texts: str) -> tuple[str, str]:
