@@ -91,8 +91,13 @@ async def test_a_principals_cap_holds_across_two_replicas_and_others_run_beside_
             done = await asyncio.wait_for(ok(b2, "send_message", {"conversation_id": own, "content": "bob's"}), 60)
             assert done["status"] == "completed"
 
-            for t in texts:
+            # One slot frees at a time, so the next run in send order must take it (two freed at once
+            # would start two runs whose model calls may reach the provider in either order).
+            for i, t in enumerate(texts):
+                before = len(fake_provider.requests)
                 gates[t].set()
+                if i + 2 < len(texts):
+                    await fake_provider.await_requests(before + 1, within=30)
             await until(lambda: _all(a2, runs, "completed"))
     alice_calls = [r for r in fake_provider.requests if r.last_user in gates]
     assert [r.last_user for r in alice_calls][2:] == texts[2:]  # freed slots went in send order
